@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"streamlb/internal/app"
+	"streamlb/internal/config"
+)
+
+// drainTimeout bounds how long a stopping daemon waits for work in flight.
+const drainTimeout = 10 * time.Second
+
+func runCmd(ctx context.Context, env Env, args []string) int {
+	fs := newFlags(env, "run", "run -config FILE [-log-format text|json] [-log-level LEVEL] [-debug-addr ADDR]")
+	cfgPath := fs.String("config", "", "config `file`: plugins.json, webconfig.json or the StreamLoadBalancer block")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	debugAddr := fs.String("debug-addr", "", "serve pprof on this `address` (keep it on loopback)")
+	if rc := parse(fs, args); rc >= 0 {
+		return rc
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(env.Stderr, "streamlb run: -config is required")
+		return exitUsage
+	}
+	log, err := newLogger(env.Stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "streamlb run: %v\n", err)
+		return exitUsage
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		stderrLines(env.Stderr, err)
+		return exitError
+	}
+	a, err := app.New(app.Options{Config: cfg, Logger: log})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return exitError
+	}
+	if err := a.Start(); err != nil {
+		log.Error("cannot start", "err", err)
+		return exitError
+	}
+	stopDebug, err := serveDebug(*debugAddr, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		_ = a.Stop(context.Background())
+		return exitError
+	}
+	defer stopDebug()
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping")
+			sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			err := a.Stop(sctx)
+			cancel()
+			if err != nil {
+				log.Error("stopped with errors", "err", err)
+				return exitError
+			}
+			log.Info("stopped")
+			return exitOK
+		case <-env.Hangup:
+			next, err := config.Load(*cfgPath)
+			if err != nil {
+				log.Error("reload refused; the running config stays", "err", err)
+				continue
+			}
+			if err := a.Reload(next); err != nil {
+				log.Error("reload refused; the running config stays", "err", err)
+			}
+		}
+	}
+}
+
+// serveDebug serves pprof on addr when it is set.
+func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug listener: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("debug server stopped", "err", err)
+		}
+	}()
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	return func() { srv.Close(); <-done }, nil
+}

@@ -1,0 +1,352 @@
+package controller
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"streamlb/internal/ems"
+	"streamlb/internal/receiver"
+)
+
+const (
+	addrA = "127.0.0.1"
+	addrB = "127.0.0.2"
+	addrC = "127.0.0.3"
+)
+
+// harness runs a Controller over a fake group inside a synctest bubble.
+type harness struct {
+	t   *testing.T
+	g   *fakeGroup
+	c   *Controller
+	end func()
+}
+
+func newHarness(t *testing.T, mod func(*Options)) *harness {
+	t.Helper()
+	g := newFakeGroup(addrA, addrB, addrC)
+	opts := Options{
+		Group:          "g1",
+		KeepAlive:      true,
+		ResyncInterval: 30 * time.Second,
+		TeardownGrace:  10 * time.Second,
+		Members:        g.specs("a", "b", "c"),
+		Registerer:     prometheus.NewRegistry(),
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	h := &harness{t: t, g: g, c: c, end: func() { cancel(); <-done }}
+	<-c.Ready()
+	synctest.Wait()
+	return h
+}
+
+// settle lets fake time pass and every goroutine finish its work.
+func (h *harness) settle(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
+}
+
+func (h *harness) event(typ, origin, name string) {
+	h.c.HandleStreamEvent(receiver.StreamEvent{Type: typ, Name: name, IP: origin, Peer: netip.MustParseAddr(origin)})
+}
+
+func wantReplica(t *testing.T, f *fakeEMS, name, uri string) {
+	t.Helper()
+	if got := f.replicas()[name]; got != uri {
+		t.Errorf("member %s: replica %q pulls %q, want %q", f.addr, name, got, uri)
+	}
+}
+
+func TestEventReplicatesToEveryOtherMember(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		h.g.m(addrA).publish("cam1")
+		h.event("inStreamCreated", addrA, "cam1")
+		h.settle(100 * time.Millisecond)
+		wantReplica(t, h.g.m(addrB), "cam1", "rtmp://127.0.0.1/live/cam1")
+		wantReplica(t, h.g.m(addrC), "cam1", "rtmp://127.0.0.1/live/cam1")
+		if n := len(h.g.m(addrA).replicas()); n != 0 {
+			t.Errorf("origin holds %d pull configs, want 0 (never a pull from itself)", n)
+		}
+		if st := h.c.Snapshot(); !st.Converged {
+			t.Errorf("not converged: %+v", st)
+		}
+	})
+}
+
+func TestForgedEventPullsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		for range 100 {
+			h.event("inStreamCreated", addrA, "ghost")
+		}
+		h.settle(time.Second)
+		for _, a := range []string{addrA, addrB, addrC} {
+			if n := h.g.m(a).count("pullStream"); n != 0 {
+				t.Errorf("member %s got %d pullStream calls, want 0", a, n)
+			}
+		}
+		if n := h.g.m(addrA).count("listInboundStreamNames"); n > 3 {
+			t.Errorf("100 forged events cost %d listings of the origin, want them batched", n)
+		}
+	})
+}
+
+func TestResyncFindsStreamsEventsMissed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		h.g.m(addrB).publish("lost")
+		h.settle(29 * time.Second)
+		if got := h.g.m(addrA).replicas()["lost"]; got != "" {
+			t.Fatalf("replicated before any event or resync: %q", got)
+		}
+		h.settle(2 * time.Second)
+		wantReplica(t, h.g.m(addrA), "lost", "rtmp://127.0.0.2/live/lost")
+		wantReplica(t, h.g.m(addrC), "lost", "rtmp://127.0.0.2/live/lost")
+	})
+}
+
+func TestTeardownAfterGraceAndNotBefore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		a := h.g.m(addrA)
+		a.publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(time.Second)
+		wantReplica(t, h.g.m(addrB), "s", "rtmp://127.0.0.1/live/s")
+
+		// A blip shorter than the grace removes nothing.
+		a.unpublish("s")
+		h.event("inStreamClosed", addrA, "s")
+		h.settle(5 * time.Second)
+		a.publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(10 * time.Second)
+		wantReplica(t, h.g.m(addrB), "s", "rtmp://127.0.0.1/live/s")
+		if n := h.g.m(addrB).count("removeConfig"); n != 0 {
+			t.Fatalf("blip removed %d configs", n)
+		}
+
+		// An end longer than the grace removes the replicas.
+		a.unpublish("s")
+		h.event("inStreamClosed", addrA, "s")
+		h.settle(9 * time.Second)
+		wantReplica(t, h.g.m(addrB), "s", "rtmp://127.0.0.1/live/s")
+		h.settle(2 * time.Second)
+		wantReplica(t, h.g.m(addrB), "s", "")
+		wantReplica(t, h.g.m(addrC), "s", "")
+	})
+}
+
+func TestDownMemberIsFilledWhenItReturns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(o *Options) { o.ResyncInterval = 10 * time.Second })
+		defer h.end()
+		c := h.g.m(addrC)
+		c.setDown(true)
+		h.g.m(addrA).publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(5 * time.Second)
+		wantReplica(t, h.g.m(addrB), "s", "rtmp://127.0.0.1/live/s")
+		if st := memberState(h.c, "c"); st != MemberDown {
+			t.Fatalf("member c is %q, want down", st)
+		}
+		calls := c.count("pullStream") + c.count("version")
+		h.settle(60 * time.Second)
+		if n := c.count("pullStream") + c.count("version") - calls; n > 12 {
+			t.Errorf("a down member got %d calls in a minute; want it parked and probed", n)
+		}
+		c.setDown(false)
+		h.settle(11 * time.Second)
+		wantReplica(t, c, "s", "rtmp://127.0.0.1/live/s")
+		if st := h.c.Snapshot(); !st.Converged {
+			t.Errorf("not converged after the member returned: %+v", st.Members)
+		}
+	})
+}
+
+func TestWrongCredentialsParkTheMember(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		g.m(addrC).unauth = true
+		h := newHarness(t, func(o *Options) { o.Members = g.specs("a", "b", "c"); o.ResyncInterval = 10 * time.Second })
+		h.g = g
+		defer h.end()
+		g.m(addrA).publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(time.Minute)
+		wantReplica(t, g.m(addrB), "s", "rtmp://127.0.0.1/live/s")
+		if st := memberState(h.c, "c"); st != MemberUnauthorized {
+			t.Errorf("member c is %q, want unauthorized", st)
+		}
+		total := 0
+		for _, n := range g.m(addrC).calls {
+			total += n
+		}
+		if total > 10 {
+			t.Errorf("member with wrong credentials got %d calls in a minute; want about one per resync_interval", total)
+		}
+	})
+}
+
+func TestAdoptsWhatTheOriginalPluginLeft(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		g.m(addrA).publish("old")
+		g.m(addrB).addConfig("old", "rtmp://127.0.0.1/live/old", nil)
+		g.m(addrC).addConfig("old", "rtmp://127.0.0.1/live/old", nil)
+		h := newHarness(t, func(o *Options) { o.Members = g.specs("a", "b", "c") })
+		defer h.end()
+		h.settle(time.Second)
+		if st := h.c.Snapshot(); !st.Converged {
+			t.Errorf("group left by the original plugin not converged: %+v", st.Streams)
+		}
+		for _, a := range []string{addrA, addrB, addrC} {
+			if n := g.m(a).count("pullStream"); n != 0 {
+				t.Errorf("member %s got %d pulls, want 0", a, n)
+			}
+		}
+		// Adopted replicas are removed on teardown like streamlb's own.
+		g.m(addrA).unpublish("old")
+		h.settle(45 * time.Second)
+		wantReplica(t, g.m(addrB), "old", "")
+	})
+}
+
+func TestForeignConfigIsAConflictLeftAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		g.m(addrA).publish("x")
+		g.m(addrB).addConfig("x", "rtsp://camera.example/x", nil)
+		g.m(addrC).addConfig("y", "rtmp://127.0.0.1/live/y", map[string]string{tagGroup: "other", tagOrigin: addrA})
+		h := newHarness(t, func(o *Options) { o.Members = g.specs("a", "b", "c") })
+		defer h.end()
+		h.settle(time.Minute)
+		wantReplica(t, g.m(addrB), "x", "rtsp://camera.example/x")
+		wantReplica(t, g.m(addrC), "y", "rtmp://127.0.0.1/live/y")
+		wantReplica(t, g.m(addrC), "x", "rtmp://127.0.0.1/live/x")
+		st := h.c.Snapshot()
+		if len(st.Conflicts) != 1 || st.Conflicts[0].Member != "b" || st.Conflicts[0].Stream != "x" {
+			t.Errorf("conflicts = %+v, want x on b", st.Conflicts)
+		}
+		if n := g.m(addrB).count("removeConfig") + g.m(addrC).count("removeConfig"); n != 0 {
+			t.Errorf("%d removeConfig calls, want none", n)
+		}
+	})
+}
+
+func TestNoReplicaOfAReplica(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		h.g.m(addrA).publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(time.Second)
+		// The replica's own event on b, as EMS posts it.
+		h.c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamCreated", Name: "s", IP: addrB,
+			PullURI: "rtmp://127.0.0.1/live/s", Vars: map[string]string{tagGroup: "g1", tagOrigin: addrA}})
+		h.settle(time.Minute)
+		for _, a := range []string{addrA, addrB, addrC} {
+			for name, uri := range h.g.m(a).replicas() {
+				if uri != "rtmp://127.0.0.1/live/s" || name != "s" {
+					t.Errorf("member %s pulls %s from %s", a, name, uri)
+				}
+			}
+		}
+		if n := h.g.m(addrA).count("pullStream"); n != 0 {
+			t.Errorf("origin got %d pulls", n)
+		}
+	})
+}
+
+func TestRetriesWithBackoffUntilItWorks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		b := h.g.m(addrB)
+		b.g.mu.Lock()
+		b.sources["s"] = true // b holds the name itself for a while
+		b.g.mu.Unlock()
+		h.g.m(addrA).publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(time.Second)
+		if st := h.c.Snapshot(); st.Converged {
+			t.Fatal("converged while b holds the name")
+		}
+		b.unpublish("s")
+		h.settle(time.Minute)
+		wantReplica(t, b, "s", "rtmp://127.0.0.1/live/s")
+	})
+}
+
+func TestPausedMemberGetsNoWork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		if err := h.c.Pause("c"); err != nil {
+			t.Fatal(err)
+		}
+		h.g.m(addrA).publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(time.Second)
+		wantReplica(t, h.g.m(addrC), "s", "")
+		if err := h.c.Resume("c"); err != nil {
+			t.Fatal(err)
+		}
+		h.settle(time.Second)
+		wantReplica(t, h.g.m(addrC), "s", "rtmp://127.0.0.1/live/s")
+		if err := h.c.Pause("nope"); err == nil {
+			t.Error("Pause of an unknown member succeeded")
+		}
+	})
+}
+
+func TestIncludeExcludeAndReplicateFalse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		specs := g.specs("a", "b", "c")
+		specs[2].Replicate = false
+		h := newHarness(t, func(o *Options) { o.Members = specs; o.Exclude = []string{"tmp_*"} })
+		defer h.end()
+		g.m(addrA).publish("tmp_1")
+		g.m(addrA).publish("keep")
+		g.m(addrC).publish("fromc")
+		h.event("inStreamCreated", addrA, "tmp_1")
+		h.event("inStreamCreated", addrA, "keep")
+		h.event("inStreamCreated", addrC, "fromc")
+		h.settle(time.Second)
+		wantReplica(t, g.m(addrB), "keep", "rtmp://127.0.0.1/live/keep")
+		wantReplica(t, g.m(addrB), "tmp_1", "")
+		wantReplica(t, g.m(addrC), "keep", "")
+		wantReplica(t, g.m(addrA), "fromc", "rtmp://127.0.0.3/live/fromc")
+	})
+}
+
+func memberState(c *Controller, name string) string {
+	for _, m := range c.Snapshot().Members {
+		if m.Name == name {
+			return m.State
+		}
+	}
+	return ""
+}
+
+var _ = ems.PullConfig{}

@@ -1,0 +1,193 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"streamlb/internal/ems"
+)
+
+// fakeGroup is an in-memory group of EMS members for the controller's
+// timing tests, which run inside synctest bubbles where real sockets do not
+// belong. The HTTP path is covered against the emulator by the e2e suite.
+type fakeGroup struct {
+	mu      sync.Mutex
+	members map[string]*fakeEMS // by address
+	nextID  uint64
+}
+
+type fakeEMS struct {
+	g       *fakeGroup
+	addr    string
+	sources map[string]bool // published or externally pulled streams
+	configs map[uint64]ems.PullConfig
+	down    bool
+	unauth  bool
+	calls   map[string]int
+}
+
+func newFakeGroup(addrs ...string) *fakeGroup {
+	g := &fakeGroup{members: make(map[string]*fakeEMS)}
+	for _, a := range addrs {
+		g.members[a] = &fakeEMS{g: g, addr: a, sources: map[string]bool{}, configs: map[uint64]ems.PullConfig{}, calls: map[string]int{}}
+	}
+	return g
+}
+
+func (g *fakeGroup) m(addr string) *fakeEMS { return g.members[addr] }
+
+func (g *fakeGroup) specs(names ...string) []MemberSpec {
+	var out []MemberSpec
+	for i, n := range names {
+		addr := fmt.Sprintf("127.0.0.%d", i+1)
+		out = append(out, MemberSpec{Name: n, Address: addr, API: "direct", Replicate: true, Client: g.members[addr]})
+	}
+	return out
+}
+
+func (f *fakeEMS) publish(name string) {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	f.sources[name] = true
+}
+
+func (f *fakeEMS) unpublish(name string) {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	delete(f.sources, name)
+}
+
+func (f *fakeEMS) setDown(down bool) {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	f.down = down
+}
+
+// addConfig stores a pull config as somebody else (or the original plugin)
+// would have made it.
+func (f *fakeEMS) addConfig(name, uri string, vars map[string]string) uint64 {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	f.g.nextID++
+	f.configs[f.g.nextID] = ems.PullConfig{ConfigID: f.g.nextID, LocalStreamName: name, URI: uri, KeepAlive: true, Vars: vars}
+	return f.g.nextID
+}
+
+func (f *fakeEMS) count(cmd string) int {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	return f.calls[cmd]
+}
+
+// replicas returns name → uri of the member's pull configs.
+func (f *fakeEMS) replicas() map[string]string {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	out := map[string]string{}
+	for _, c := range f.configs {
+		out[c.LocalStreamName] = c.URI
+	}
+	return out
+}
+
+func (f *fakeEMS) enter(cmd string) error {
+	f.calls[cmd]++
+	if f.down {
+		return &ems.Error{Member: f.addr, Command: cmd, Kind: ems.KindTransport, Err: fmt.Errorf("connection refused")}
+	}
+	if f.unauth {
+		return &ems.Error{Member: f.addr, Command: cmd, Kind: ems.KindUnauthorized, StatusCode: 401}
+	}
+	return nil
+}
+
+// streaming reports whether a pull of uri on f would stream now.
+func (f *fakeEMS) streamingLocked(uri string) bool {
+	rest, ok := strings.CutPrefix(uri, "rtmp://")
+	if !ok {
+		return false
+	}
+	host, path, _ := strings.Cut(rest, "/")
+	up := f.g.members[host]
+	if up == nil {
+		return true // an external camera
+	}
+	_, name, _ := strings.Cut(path, "/")
+	return !up.down && up.inboundLocked()[name]
+}
+
+func (f *fakeEMS) inboundLocked() map[string]bool {
+	in := maps.Clone(f.sources)
+	for _, c := range f.configs {
+		if f.streamingLocked(c.URI) {
+			in[c.LocalStreamName] = true
+		}
+	}
+	return in
+}
+
+func (f *fakeEMS) Version(context.Context) (ems.Version, error) {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	return ems.Version{ReleaseNumber: "2.0.0"}, f.enter("version")
+}
+
+func (f *fakeEMS) PullStream(_ context.Context, req ems.PullRequest) (ems.PullResult, error) {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	if err := f.enter("pullStream"); err != nil {
+		return ems.PullResult{}, err
+	}
+	for _, c := range f.configs {
+		if c.LocalStreamName == req.LocalStreamName {
+			return ems.PullResult{}, &ems.Error{Member: f.addr, Command: "pullStream", Kind: ems.KindFail, Description: "Stream name " + req.LocalStreamName + " already taken"}
+		}
+	}
+	if f.sources[req.LocalStreamName] {
+		return ems.PullResult{}, &ems.Error{Member: f.addr, Command: "pullStream", Kind: ems.KindFail, Description: "Stream name " + req.LocalStreamName + " already taken"}
+	}
+	f.g.nextID++
+	f.configs[f.g.nextID] = ems.PullConfig{ConfigID: f.g.nextID, LocalStreamName: req.LocalStreamName, URI: req.URI, KeepAlive: *req.KeepAlive, Vars: maps.Clone(req.Vars)}
+	return ems.PullResult{ConfigID: f.g.nextID, LocalStreamName: req.LocalStreamName, URI: req.URI}, nil
+}
+
+func (f *fakeEMS) ListConfig(context.Context) ([]ems.PullConfig, error) {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	if err := f.enter("listConfig"); err != nil {
+		return nil, err
+	}
+	var out []ems.PullConfig
+	for _, id := range slices.Sorted(maps.Keys(f.configs)) {
+		c := f.configs[id]
+		c.Status.Code = ems.PullStatusStreaming
+		if !f.streamingLocked(c.URI) {
+			c.Status.Code = ems.PullStatusConnectionFailed
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (f *fakeEMS) ListInboundStreamNames(context.Context) ([]string, error) {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	if err := f.enter("listInboundStreamNames"); err != nil {
+		return nil, err
+	}
+	return slices.Sorted(maps.Keys(f.inboundLocked())), nil
+}
+
+func (f *fakeEMS) RemoveConfig(_ context.Context, id uint64) error {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	if err := f.enter("removeConfig"); err != nil {
+		return err
+	}
+	delete(f.configs, id)
+	return nil
+}

@@ -1,0 +1,141 @@
+package controller
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"streamlb/internal/ems"
+)
+
+// metrics are the controller's Prometheus series. Gauges that describe the
+// group are computed from the snapshot at scrape time by groupCollector.
+type metrics struct {
+	calls          *prometheus.CounterVec
+	callDuration   *prometheus.HistogramVec
+	events         *prometheus.CounterVec
+	pulls          prometheus.Counter
+	removals       prometheus.Counter
+	retries        prometheus.Counter
+	sourcesSeen    prometheus.Counter
+	workDuration   prometheus.Histogram
+	resyncDuration prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		calls: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamlb_ems_calls_total",
+			Help: "EMS API calls by member, command and result (ok, fail, unauthorized, error).",
+		}, []string{"member", "command", "result"}),
+		callDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "streamlb_ems_call_duration_seconds",
+			Help:    "EMS API call latency by member and command.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10},
+		}, []string{"member", "command"}),
+		events: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamlb_stream_events_total",
+			Help: "Stream events handled by the controller, by outcome (confirm, replica, unknown_origin).",
+		}, []string{"outcome"}),
+		pulls: f.NewCounter(prometheus.CounterOpts{
+			Name: "streamlb_replica_pulls_total", Help: "Replica pulls that EMS accepted.",
+		}),
+		removals: f.NewCounter(prometheus.CounterOpts{
+			Name: "streamlb_replica_removals_total", Help: "Replica configs removed.",
+		}),
+		retries: f.NewCounter(prometheus.CounterOpts{
+			Name: "streamlb_workqueue_retries_total", Help: "Replica work retried after a failure.",
+		}),
+		sourcesSeen: f.NewCounter(prometheus.CounterOpts{
+			Name: "streamlb_sources_seen_total", Help: "Source streams discovered on their origins.",
+		}),
+		workDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "streamlb_workqueue_work_duration_seconds",
+			Help:    "Time spent converging one replica, including its EMS call.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		resyncDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "streamlb_resync_duration_seconds",
+			Help:    "Duration of a full resync (listing every member).",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(&groupCollector{c: c})
+	}
+	return m
+}
+
+func (m *metrics) observeCall(member, command string, d time.Duration, err error) {
+	result := "ok"
+	switch {
+	case err == nil:
+	case ems.IsUnauthorized(err):
+		result = "unauthorized"
+	case isFail(err):
+		result = "fail"
+	default:
+		result = "error"
+	}
+	m.calls.WithLabelValues(member, command, result).Inc()
+	m.callDuration.WithLabelValues(member, command).Observe(d.Seconds())
+}
+
+func isFail(err error) bool {
+	_, ok := ems.IsFail(err)
+	return ok
+}
+
+var (
+	descUp       = prometheus.NewDesc("streamlb_member_up", "1 when the member's API answers, 0 when it is down or unauthorized.", []string{"member"}, nil)
+	descPaused   = prometheus.NewDesc("streamlb_member_paused", "1 while the member is paused for maintenance.", []string{"member"}, nil)
+	descDepth    = prometheus.NewDesc("streamlb_workqueue_depth", "Replicas waiting for work, by member.", []string{"member"}, nil)
+	descDesired  = prometheus.NewDesc("streamlb_replicas_desired", "Replicas the group should hold.", nil, nil)
+	descActual   = prometheus.NewDesc("streamlb_replicas_present", "Desired replicas that are present.", nil, nil)
+	descConflict = prometheus.NewDesc("streamlb_conflicts", "Stream names left alone because of a conflict.", nil, nil)
+	descConv     = prometheus.NewDesc("streamlb_converged", "1 when every desired replica on every up member is present.", nil, nil)
+)
+
+// groupCollector reports the group's state from one snapshot per scrape.
+type groupCollector struct{ c *Controller }
+
+func (g *groupCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descPaused, descDepth, descDesired, descActual, descConflict, descConv} {
+		ch <- d
+	}
+}
+
+func (g *groupCollector) Collect(ch chan<- prometheus.Metric) {
+	st := g.c.Snapshot()
+	for _, m := range st.Members {
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, b2f(m.State == MemberUp), m.Name)
+		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, b2f(m.Paused), m.Name)
+	}
+	g.c.mu.Lock()
+	for _, m := range g.c.members {
+		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(m.queue.Len()), m.spec.Name)
+	}
+	g.c.mu.Unlock()
+	desired, present := 0, 0
+	for _, s := range st.Streams {
+		for _, r := range s.Replicas {
+			desired++
+			if r.State == StatePresent {
+				present++
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descDesired, prometheus.GaugeValue, float64(desired))
+	ch <- prometheus.MustNewConstMetric(descActual, prometheus.GaugeValue, float64(present))
+	ch <- prometheus.MustNewConstMetric(descConflict, prometheus.GaugeValue, float64(len(st.Conflicts)))
+	ch <- prometheus.MustNewConstMetric(descConv, prometheus.GaugeValue, b2f(st.Converged))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,175 @@
+package controller
+
+import (
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"streamlb/internal/ems"
+)
+
+// Provenance tag: user variables (EMS echoes "_"-prefixed parameters) that
+// every replica pull carries.
+const (
+	tagGroup  = "_streamlb_group"
+	tagOrigin = "_streamlb_origin"
+)
+
+// Replica states, as reported in status.
+const (
+	StatePresent  = "present"
+	StateMissing  = "missing"
+	StatePending  = "pending"
+	StateFailing  = "failing"
+	StateConflict = "conflict"
+)
+
+// Member states, as reported in status.
+const (
+	MemberUp           = "up"
+	MemberDown         = "down"
+	MemberUnauthorized = "unauthorized"
+)
+
+// EMS pull status codes (listConfig status.current.code) that mean the
+// replica does not stream: Disconnected and Connection failed.
+const (
+	pullDisconnected     = 4
+	pullConnectionFailed = 5
+)
+
+// observed is what one member last listed, plus the changes this controller
+// made since (so a listing that started before a change does not undo it).
+type observed struct {
+	listed  bool
+	at      time.Time            // when the listing started
+	configs map[string][]pullCfg // pull configs by localStreamName
+	inbound map[string]struct{}  // inbound stream names
+	changed map[string]time.Time // names this controller changed, and when
+	failing map[uint64]time.Time // configIds first seen in status 4 or 5
+}
+
+func newObserved() observed {
+	return observed{
+		configs: make(map[string][]pullCfg),
+		inbound: make(map[string]struct{}),
+		changed: make(map[string]time.Time),
+		failing: make(map[uint64]time.Time),
+	}
+}
+
+// replace installs a listing taken at start, keeping what this controller
+// changed after start.
+func (o *observed) replace(start, now time.Time, configs []ems.PullConfig, inbound []string) {
+	byName := make(map[string][]pullCfg, len(configs))
+	for _, c := range configs {
+		byName[c.LocalStreamName] = append(byName[c.LocalStreamName], compact(c))
+	}
+	in := make(map[string]struct{}, len(inbound))
+	for _, n := range inbound {
+		in[n] = struct{}{}
+	}
+	for name, at := range o.changed {
+		if at.After(start) {
+			if cs, ok := o.configs[name]; ok {
+				byName[name] = cs
+			} else {
+				delete(byName, name)
+			}
+			continue
+		}
+		delete(o.changed, name)
+	}
+	failing := make(map[uint64]time.Time)
+	for _, c := range configs {
+		if c.Status.Code == pullDisconnected || c.Status.Code == pullConnectionFailed {
+			since, ok := o.failing[c.ConfigID]
+			if !ok {
+				since = now
+			}
+			failing[c.ConfigID] = since
+		}
+	}
+	o.listed, o.at, o.configs, o.inbound, o.failing = true, start, byName, in, failing
+}
+
+// replaceInbound installs an inbound-only listing taken at start.
+func (o *observed) replaceInbound(inbound []string) {
+	in := make(map[string]struct{}, len(inbound))
+	for _, n := range inbound {
+		in[n] = struct{}{}
+	}
+	o.inbound = in
+}
+
+// pullCfg is the part of a member's pull config the controller keeps: a
+// group holds streams × members of them, so it stays small.
+type pullCfg struct {
+	id        uint64
+	uri       string
+	tagGroup  string // "" when untagged
+	tagOrigin string
+	tagged    bool
+	status    int
+}
+
+func compact(c ems.PullConfig) pullCfg {
+	g, ok := c.Vars[tagGroup]
+	return pullCfg{id: c.ConfigID, uri: c.URI, tagGroup: g, tagOrigin: c.Vars[tagOrigin], tagged: ok, status: c.Status.Code}
+}
+
+// pullURI is the URI a replica of name from origin pulls.
+func pullURI(originAddr, app, name string) string {
+	return "rtmp://" + originAddr + "/" + app + "/" + name
+}
+
+// uriHost returns the host of an rtmp URI (without port), or "".
+func uriHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// matches reports whether name passes the include and exclude patterns.
+func matches(name string, include, exclude []string) bool {
+	if len(include) > 0 {
+		ok := false
+		for _, p := range include {
+			if m, _ := path.Match(p, name); m {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, p := range exclude {
+		if m, _ := path.Match(p, name); m {
+			return false
+		}
+	}
+	return true
+}
+
+// isAdoptable reports whether an untagged config is a pull of exactly
+// rtmp://ORIGIN/APP/NAME named NAME, as the original plugin leaves them.
+func isAdoptable(c pullCfg, name, originAddr, app string) bool {
+	return !c.tagged && (c.uri == pullURI(originAddr, app, name) ||
+		c.uri == "rtmp://"+originAddr+":1935/"+app+"/"+name)
+}
+
+// trimErr keeps error strings in status short.
+func trimErr(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return strings.ToValidUTF8(s, "?")
+}

@@ -1,0 +1,188 @@
+package controller
+
+import (
+	"container/heap"
+	"sync"
+	"time"
+)
+
+// queue is a deduplicating work queue with delayed adds, after the model of
+// client-go's workqueue: a key added many times before it is taken is worked
+// on once, and a key is never handed to two workers at the same time; a key
+// added while it is being worked on is handed out again after Done.
+//
+// Safe for concurrent use. The zero value is not usable; call newQueue.
+type queue[K comparable] struct {
+	mu         sync.Mutex
+	cond       *sync.Cond
+	items      []K
+	dirty      map[K]struct{}
+	processing map[K]struct{}
+	delayed    delayHeap[K]
+	waiting    map[K]time.Time // the earliest pending delayed add of each key
+	timer      *time.Timer
+	shutdown   bool
+	now        func() time.Time
+}
+
+func newQueue[K comparable]() *queue[K] {
+	q := &queue[K]{
+		dirty:      make(map[K]struct{}),
+		processing: make(map[K]struct{}),
+		waiting:    make(map[K]time.Time),
+		now:        time.Now,
+	}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+// Add marks k as needing work.
+func (q *queue[K]) Add(k K) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.addLocked(k)
+}
+
+func (q *queue[K]) addLocked(k K) {
+	if q.shutdown {
+		return
+	}
+	if _, ok := q.dirty[k]; ok {
+		return
+	}
+	q.dirty[k] = struct{}{}
+	if _, ok := q.processing[k]; ok {
+		return // handed out again by Done
+	}
+	q.items = append(q.items, k)
+	q.cond.Signal()
+}
+
+// AddAfter adds k once d has passed. Of several pending delayed adds of one
+// key, the earliest wins.
+func (q *queue[K]) AddAfter(k K, d time.Duration) {
+	if d <= 0 {
+		q.Add(k)
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.shutdown {
+		return
+	}
+	at := q.now().Add(d)
+	if prev, ok := q.waiting[k]; ok && !at.Before(prev) {
+		return
+	}
+	q.waiting[k] = at
+	heap.Push(&q.delayed, delayed[K]{key: k, at: at})
+	q.armLocked()
+}
+
+// armLocked makes sure a timer fires when the earliest delayed item is due.
+func (q *queue[K]) armLocked() {
+	if len(q.delayed) == 0 {
+		return
+	}
+	d := q.delayed[0].at.Sub(q.now())
+	if q.timer == nil {
+		q.timer = time.AfterFunc(d, q.promote)
+		return
+	}
+	q.timer.Reset(d)
+}
+
+// promote moves every due delayed item into the queue.
+func (q *queue[K]) promote() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := q.now()
+	for len(q.delayed) > 0 && !q.delayed[0].at.After(now) {
+		it := heap.Pop(&q.delayed).(delayed[K])
+		if at, ok := q.waiting[it.key]; ok && at.Equal(it.at) {
+			delete(q.waiting, it.key)
+			q.addLocked(it.key)
+		}
+	}
+	if !q.shutdown {
+		q.armLocked()
+	}
+}
+
+// Get blocks until a key is ready or the queue is shut down, in which case
+// ok is false. The caller must call Done(k) when finished with k.
+func (q *queue[K]) Get() (k K, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && !q.shutdown {
+		q.cond.Wait()
+	}
+	if len(q.items) == 0 {
+		return k, false
+	}
+	k = q.items[0]
+	var zero K
+	q.items[0] = zero
+	q.items = q.items[1:]
+	q.processing[k] = struct{}{}
+	delete(q.dirty, k)
+	return k, true
+}
+
+// Done marks k as finished; if it was added meanwhile it is queued again.
+func (q *queue[K]) Done(k K) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.processing, k)
+	if _, ok := q.dirty[k]; ok {
+		q.items = append(q.items, k)
+		q.cond.Signal()
+	}
+}
+
+// Len returns the number of keys waiting to be handed out (delayed ones not
+// counted).
+func (q *queue[K]) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// Delayed returns the number of keys waiting for their delay to pass.
+func (q *queue[K]) Delayed() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.waiting)
+}
+
+// ShutDown wakes every Get; queued and delayed keys are dropped.
+func (q *queue[K]) ShutDown() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.shutdown = true
+	q.items = nil
+	q.delayed = nil
+	clear(q.waiting)
+	if q.timer != nil {
+		q.timer.Stop()
+	}
+	q.cond.Broadcast()
+}
+
+type delayed[K comparable] struct {
+	key K
+	at  time.Time
+}
+
+type delayHeap[K comparable] []delayed[K]
+
+func (h delayHeap[K]) Len() int           { return len(h) }
+func (h delayHeap[K]) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h delayHeap[K]) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *delayHeap[K]) Push(x any)        { *h = append(*h, x.(delayed[K])) }
+func (h *delayHeap[K]) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}

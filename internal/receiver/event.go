@@ -1,0 +1,293 @@
+package receiver
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Event types the balancer acts on.
+const (
+	TypeInStreamCreated = "inStreamCreated"
+	TypeInStreamClosed  = "inStreamClosed"
+)
+
+// ConnectionTypeUnknown is StreamEvent.ConnectionType for a payload that
+// carries no connectionType.
+const ConnectionTypeUnknown = -1
+
+// StreamEvent is what the balancer needs from an inStreamCreated or
+// inStreamClosed event.
+type StreamEvent struct {
+	// Type is TypeInStreamCreated or TypeInStreamClosed.
+	Type string
+	// Name is payload.name, the stream's local name; never empty.
+	Name string
+	// IP is payload.ip: the EMS's own near address on the stream's
+	// connection, "" for file or internal streams.
+	IP string
+	// Peer is the address of the HTTP client that posted the event (the
+	// EMS), IPv4-mapped addresses unmapped and any zone removed. It is the
+	// zero Addr when the event was decoded without a request (DecodeEvent).
+	Peer netip.Addr
+	// ConnectionType is payload.connectionType: 0 for a stream published by
+	// an encoder, 1 pulled, 2 pushed, and so on; ConnectionTypeUnknown when
+	// the payload has none.
+	ConnectionType int
+	// PullURI is payload.pullSettings.uri, "" when absent.
+	PullURI string
+	// Vars holds the payload.pullSettings keys that begin with "_" and have
+	// string values (user variables echoed by EMS, such as a provenance
+	// tag), keyed by the full key, underscore included. It is nil when
+	// there are none.
+	Vars map[string]string
+	// Received is when the receiver got the event; zero from DecodeEvent.
+	Received time.Time
+}
+
+// Event is one decoded EMS event notification.
+type Event struct {
+	// Type is the envelope's type, such as "inStreamCreated".
+	Type string
+	// Stream is non-nil for inStreamCreated and inStreamClosed events.
+	Stream *StreamEvent
+}
+
+// ErrMalformed is matched, with errors.Is, by every error DecodeEvent
+// returns. The error's text says what is wrong with the event and is safe
+// to show to the sender.
+var ErrMalformed = errors.New("malformed event")
+
+type malformedError struct{ msg string }
+
+func (e *malformedError) Error() string        { return e.msg }
+func (e *malformedError) Is(target error) bool { return target == ErrMalformed }
+
+func malformed(format string, args ...any) error {
+	return &malformedError{msg: fmt.Sprintf(format, args...)}
+}
+
+// wireEnvelope is the part of the EMS event envelope streamlb reads; id,
+// processId and timestamp are left undecoded (older builds lack some).
+type wireEnvelope struct {
+	Type    json.RawMessage `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// wirePayload is the part of a stream event payload streamlb reads. Every
+// field is raw so that types are checked here and no number goes through
+// float64.
+type wirePayload struct {
+	Name           json.RawMessage `json:"name"`
+	IP             json.RawMessage `json:"ip"`
+	ConnectionType json.RawMessage `json:"connectionType"`
+	PullSettings   json.RawMessage `json:"pullSettings"`
+}
+
+// wirePullSettings is the part of pullSettings read by name; the "_" user
+// variables are picked from a map when the raw object may hold any.
+type wirePullSettings struct {
+	URI json.RawMessage `json:"uri"`
+}
+
+// mayHaveVars reports whether a raw pullSettings object may hold a key
+// beginning with "_" (written plainly or escaped), so the common case of
+// none skips decoding every setting.
+func mayHaveVars(raw []byte) bool {
+	return bytes.Contains(raw, []byte(`"_`)) ||
+		bytes.Contains(raw, []byte(`"\u005f`)) || bytes.Contains(raw, []byte(`"\u005F`))
+}
+
+// DecodeEvent decodes one EMS RPC event body (the JSON serializer's
+// envelope: type, payload and, depending on the EMS build, id, processId
+// and timestamp). Only type and payload are required; for inStreamCreated
+// and inStreamClosed the payload must also carry a non-empty string name,
+// and Event.Stream is filled in (Peer and Received stay zero).
+//
+// Every error it returns matches ErrMalformed. On error the returned Event
+// still carries Type when the type could be read.
+func DecodeEvent(body []byte) (Event, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return Event{}, malformed("empty body")
+	}
+	var env wireEnvelope
+	err := json.Unmarshal(body, &env)
+	if serr, ok := errors.AsType[*json.SyntaxError](err); ok {
+		msg := fmt.Sprintf("invalid JSON at offset %d: %s", serr.Offset, serr.Error())
+		if firstByte(body) == '<' {
+			msg += " (the body looks like XML: the EMS sink needs serializerType=\"JSON\")"
+		}
+		return Event{}, malformed("%s", msg)
+	}
+	if c := firstByte(body); c != '{' {
+		return Event{}, malformed("body is a JSON %s, not an object", jsonKind(c))
+	}
+	if err != nil {
+		// The envelope fields are raw, so any other error is unexpected.
+		return Event{}, malformed("decode envelope: %s", err.Error())
+	}
+
+	typ, err := requiredString(env.Type, "type")
+	if err != nil {
+		return Event{}, err
+	}
+	ev := Event{Type: typ}
+	if isNull(env.Payload) {
+		return ev, malformed(`missing "payload"`)
+	}
+	if c := firstByte(env.Payload); c != '{' {
+		return ev, malformed(`"payload" is a JSON %s, not an object`, jsonKind(c))
+	}
+	if typ != TypeInStreamCreated && typ != TypeInStreamClosed {
+		return ev, nil
+	}
+	s, err := decodeStream(typ, env.Payload)
+	if err != nil {
+		return ev, err
+	}
+	ev.Stream = s
+	return ev, nil
+}
+
+func decodeStream(typ string, payload json.RawMessage) (*StreamEvent, error) {
+	var p wirePayload
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return nil, malformed(`decode "payload": %s`, err.Error())
+	}
+	name, err := requiredString(p.Name, "payload.name")
+	if err != nil {
+		return nil, err
+	}
+	ip, err := optionalString(p.IP, "payload.ip")
+	if err != nil {
+		return nil, err
+	}
+	ct := ConnectionTypeUnknown
+	if !isNull(p.ConnectionType) {
+		n, err := strconv.Atoi(string(p.ConnectionType))
+		if err != nil {
+			return nil, malformed(`"payload.connectionType" is not an integer: %s`, excerpt(p.ConnectionType, 40))
+		}
+		ct = n
+	}
+	s := &StreamEvent{Type: typ, Name: name, IP: ip, ConnectionType: ct}
+	if isNull(p.PullSettings) {
+		return s, nil
+	}
+	if c := firstByte(p.PullSettings); c != '{' {
+		return nil, malformed(`"payload.pullSettings" is a JSON %s, not an object`, jsonKind(c))
+	}
+	var ps wirePullSettings
+	if err := json.Unmarshal(p.PullSettings, &ps); err != nil {
+		return nil, malformed(`decode "payload.pullSettings": %s`, err.Error())
+	}
+	if s.PullURI, err = optionalString(ps.URI, "payload.pullSettings.uri"); err != nil {
+		return nil, err
+	}
+	if !mayHaveVars(p.PullSettings) {
+		return s, nil
+	}
+	var settings map[string]json.RawMessage
+	if err := json.Unmarshal(p.PullSettings, &settings); err != nil {
+		return nil, malformed(`decode "payload.pullSettings": %s`, err.Error())
+	}
+	for k, raw := range settings {
+		if !strings.HasPrefix(k, "_") || firstByte(raw) != '"' {
+			continue
+		}
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, malformed("decode %q: %s", "payload.pullSettings."+k, err.Error())
+		}
+		if s.Vars == nil {
+			s.Vars = make(map[string]string)
+		}
+		s.Vars[k] = v
+	}
+	return s, nil
+}
+
+// requiredString decodes raw as a JSON string that must be present,
+// non-null and non-empty.
+func requiredString(raw json.RawMessage, field string) (string, error) {
+	if isNull(raw) {
+		return "", malformed("missing %q", field)
+	}
+	v, err := optionalString(raw, field)
+	if err != nil {
+		return "", err
+	}
+	if v == "" {
+		return "", malformed("%q is empty", field)
+	}
+	return v, nil
+}
+
+// optionalString decodes raw as a JSON string; absent or null is "".
+func optionalString(raw json.RawMessage, field string) (string, error) {
+	if isNull(raw) {
+		return "", nil
+	}
+	if c := firstByte(raw); c != '"' {
+		return "", malformed("%q is a JSON %s, not a string", field, jsonKind(c))
+	}
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", malformed("decode %q: %s", field, err.Error())
+	}
+	return v, nil
+}
+
+// isNull reports whether raw is absent or the JSON null literal.
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(raw) == "null"
+}
+
+// firstByte returns the first non-whitespace byte of b, or 0.
+func firstByte(b []byte) byte {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return c
+	}
+	return 0
+}
+
+// jsonKind names the kind of JSON value that starts with c.
+func jsonKind(c byte) string {
+	switch {
+	case c == '{':
+		return "object"
+	case c == '[':
+		return "array"
+	case c == '"':
+		return "string"
+	case c == 't' || c == 'f':
+		return "boolean"
+	case c == 'n':
+		return "null"
+	case c == '-' || (c >= '0' && c <= '9'):
+		return "number"
+	}
+	return "value"
+}
+
+// excerpt returns at most n bytes of b as valid UTF-8, marking a cut.
+func excerpt(b []byte, n int) string {
+	cut := len(b) > n
+	if cut {
+		b = b[:n]
+	}
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	if cut {
+		s += "..."
+	}
+	return s
+}

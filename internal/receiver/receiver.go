@@ -1,0 +1,374 @@
+// Package receiver is streamlb's event sink: the HTTP handler that EMS RPC
+// event sinks POST their JSON notifications to (POST /evowebservices/).
+//
+// It checks the sender (allowed source addresses, optional events token),
+// reads a bounded body, decodes the EMS event envelope, answers at once
+// (200 for every well-formed event, 400/401/403/413 otherwise) and hands
+// inStreamCreated and inStreamClosed events to a Sink. Every other event type
+// is acknowledged and counted, nothing more. The receiver keeps no state and
+// starts no goroutines.
+package receiver
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+)
+
+// DefaultMaxBodyBytes is the body size limit when Options.MaxBodyBytes is 0.
+const DefaultMaxBodyBytes = 1 << 20
+
+// routePrefix is the path EMS sinks post to, as the original web services
+// used it.
+const routePrefix = "/evowebservices"
+
+// complaintInterval is how often each kind of rejected request may be
+// logged at warn level; the others are logged at debug level.
+const complaintInterval = 10 * time.Second
+
+// Sink receives decoded stream events.
+type Sink interface {
+	// HandleStreamEvent takes one inStreamCreated or inStreamClosed event.
+	// It must not block: the receiver calls it while the EMS waits for its
+	// answer, so the work belongs in the Sink's own queue. It may be
+	// called from many goroutines at once.
+	HandleStreamEvent(ev StreamEvent)
+}
+
+// SinkFunc adapts a function to the Sink interface.
+type SinkFunc func(ev StreamEvent)
+
+// HandleStreamEvent calls f(ev).
+func (f SinkFunc) HandleStreamEvent(ev StreamEvent) { f(ev) }
+
+// Options configures a Receiver.
+type Options struct {
+	// Sink receives the stream events; required.
+	Sink Sink
+	// Logger receives the receiver's logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer gets the receiver's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Token is the events token (config key events_token). When set, only
+	// POSTs to /evowebservices/TOKEN or /evowebservices/TOKEN/, or to
+	// /evowebservices[/]?token=TOKEN, are accepted; any other is answered
+	// 401. It is never logged, and String omits it.
+	Token string
+	// AllowedSources, when non-empty, lists the networks whose peers may
+	// post events; any other peer is answered 403.
+	AllowedSources []netip.Prefix
+	// MaxBodyBytes bounds the body; a larger one is answered 413. Zero or
+	// less means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Now returns the current time, for StreamEvent.Received; nil means
+	// time.Now.
+	Now func() time.Time
+}
+
+// String describes o without its token.
+func (o Options) String() string {
+	tok := ""
+	if o.Token != "" {
+		tok = "REDACTED"
+	}
+	return fmt.Sprintf("receiver.Options{Token:%q AllowedSources:%v MaxBodyBytes:%d}", tok, o.AllowedSources, o.MaxBodyBytes)
+}
+
+// GoString describes o without its token.
+func (o Options) GoString() string { return o.String() }
+
+// LogValue describes o without its token.
+func (o Options) LogValue() slog.Value { return slog.StringValue(o.String()) }
+
+// Receiver is the event sink's HTTP handler. Create it with New. It is safe
+// for concurrent use and holds no goroutines, so it needs no closing.
+type Receiver struct {
+	sink       Sink
+	logger     *slog.Logger
+	metrics    *metrics
+	hasToken   bool
+	tokenHash  [sha256.Size]byte
+	allowed    []netip.Prefix
+	maxBody    int64
+	now        func() time.Time
+	complaints map[string]*rate.Limiter // by result; read-only after New
+}
+
+// New returns a Receiver configured by opts. It registers its metrics on
+// opts.Registerer and panics if opts.Sink is nil or the metrics are already
+// registered there, as http.Handle panics on a bad registration.
+func New(opts Options) *Receiver {
+	if opts.Sink == nil {
+		panic("receiver: New called with a nil Options.Sink")
+	}
+	r := &Receiver{
+		sink:     opts.Sink,
+		logger:   opts.Logger,
+		metrics:  newMetrics(opts.Registerer),
+		hasToken: opts.Token != "",
+		allowed:  append([]netip.Prefix(nil), opts.AllowedSources...),
+		maxBody:  opts.MaxBodyBytes,
+		now:      opts.Now,
+		complaints: map[string]*rate.Limiter{
+			resultMalformed:    rate.NewLimiter(rate.Every(complaintInterval), 1),
+			resultUnauthorized: rate.NewLimiter(rate.Every(complaintInterval), 1),
+			resultForbidden:    rate.NewLimiter(rate.Every(complaintInterval), 1),
+			resultTooLarge:     rate.NewLimiter(rate.Every(complaintInterval), 1),
+		},
+	}
+	if r.hasToken {
+		r.tokenHash = sha256.Sum256([]byte(opts.Token))
+	}
+	if r.logger == nil {
+		r.logger = slog.New(slog.DiscardHandler)
+	}
+	if r.maxBody <= 0 {
+		r.maxBody = DefaultMaxBodyBytes
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	return r
+}
+
+// Register adds the event sink's routes to mux: "POST /evowebservices" and
+// "POST /evowebservices/", and with a token also
+// "POST /evowebservices/{token}" and "POST /evowebservices/{token}/".
+// Other methods on those paths get 405 from the mux.
+func (r *Receiver) Register(mux *http.ServeMux) {
+	mux.Handle("POST "+routePrefix, r)
+	mux.Handle("POST "+routePrefix+"/", r)
+	if r.hasToken {
+		mux.Handle("POST "+routePrefix+"/{token}", r)
+		mux.Handle("POST "+routePrefix+"/{token}/", r)
+	}
+}
+
+// ServeHTTP handles one event POST, whatever route led to it: the path must
+// be /evowebservices, /evowebservices/ or, with a token, the token forms.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	pathToken, trailingSlash, ok := splitPath(req.URL.Path)
+	if !ok || (pathToken != "" && !r.hasToken) {
+		r.logger.Debug("event POST to an unknown path", "peer", req.RemoteAddr,
+			"path", redactedTarget(req, pathToken, trailingSlash))
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	peer := peerAddr(req.RemoteAddr)
+
+	if !r.sourceAllowed(peer) {
+		r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultForbidden,
+			http.StatusForbidden, "source address not allowed", nil)
+		return
+	}
+	if r.hasToken && !r.tokenOK(pathToken, req) {
+		r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultUnauthorized,
+			http.StatusUnauthorized, "missing or wrong events token", nil)
+		return
+	}
+
+	body, err := readBody(w, req, r.maxBody)
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultTooLarge,
+				http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", r.maxBody), nil)
+			return
+		}
+		r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultMalformed,
+			http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+
+	ev, err := DecodeEvent(body)
+	if err != nil {
+		typ := ev.Type
+		if typ == "" {
+			typ = typeUnknown
+		}
+		r.reject(w, req, pathToken, trailingSlash, typ, resultMalformed,
+			http.StatusBadRequest, err.Error(), body)
+		return
+	}
+
+	if ev.Stream == nil {
+		r.metrics.count(ev.Type, resultIgnored)
+		r.logger.Debug("event ignored", "type", ev.Type, "peer", peer)
+		writeOK(w)
+		return
+	}
+	s := *ev.Stream
+	s.Peer = peer
+	s.Received = r.now()
+	r.sink.HandleStreamEvent(s)
+	r.metrics.count(ev.Type, resultAccepted)
+	r.logger.Debug("stream event accepted", "type", s.Type, "stream", s.Name, "ip", s.IP,
+		"peer", peer, "connection_type", s.ConnectionType)
+	writeOK(w)
+}
+
+// reject answers status with msg, counts it and logs it: at warn level at
+// most once per complaintInterval for each result, else at debug level.
+func (r *Receiver) reject(w http.ResponseWriter, req *http.Request, pathToken string, trailingSlash bool,
+	typ, result string, status int, msg string, body []byte) {
+	r.metrics.count(typ, result)
+	level := slog.LevelDebug
+	if lim := r.complaints[result]; lim != nil && lim.AllowN(r.now(), 1) {
+		level = slog.LevelWarn
+	}
+	if r.logger.Enabled(req.Context(), level) {
+		attrs := []any{
+			"result", result, "status", status, "error", msg,
+			"peer", req.RemoteAddr, "path", redactedTarget(req, pathToken, trailingSlash),
+		}
+		if body != nil {
+			attrs = append(attrs, "body_bytes", len(body), "body_excerpt", excerpt(body, 200))
+		}
+		r.logger.Log(req.Context(), level, "event POST rejected", attrs...)
+	}
+	writeError(w, status, msg)
+}
+
+func (r *Receiver) sourceAllowed(peer netip.Addr) bool {
+	if len(r.allowed) == 0 {
+		return true
+	}
+	for _, p := range r.allowed {
+		if p.Contains(peer) {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenOK reports whether the request carries the events token: in the
+// path when the path has one, else in the token query parameter. The
+// comparison takes the same time whatever the tokens' contents and lengths.
+func (r *Receiver) tokenOK(pathToken string, req *http.Request) bool {
+	got := pathToken
+	if got == "" {
+		got = req.URL.Query().Get("token")
+	}
+	if got == "" {
+		return false
+	}
+	h := sha256.Sum256([]byte(got))
+	return subtle.ConstantTimeCompare(h[:], r.tokenHash[:]) == 1
+}
+
+// splitPath checks that path is /evowebservices, /evowebservices/,
+// /evowebservices/SEGMENT or /evowebservices/SEGMENT/ and returns SEGMENT
+// ("" for the first two) and whether the path ends in a slash.
+func splitPath(path string) (segment string, trailingSlash bool, ok bool) {
+	rest, found := strings.CutPrefix(path, routePrefix)
+	if !found {
+		return "", false, false
+	}
+	if rest == "" {
+		return "", false, true
+	}
+	if rest[0] != '/' {
+		return "", false, false
+	}
+	rest = rest[1:]
+	trailingSlash = true
+	if seg, ok := strings.CutSuffix(rest, "/"); ok {
+		rest = seg
+	} else if rest != "" {
+		trailingSlash = false
+	}
+	if strings.Contains(rest, "/") {
+		return "", false, false
+	}
+	return rest, trailingSlash, true
+}
+
+// redactedTarget returns the request's path and query fit for a log line:
+// any path segment after /evowebservices and any token parameter are
+// replaced by REDACTED. Other query parameters are left out.
+func redactedTarget(req *http.Request, pathToken string, trailingSlash bool) string {
+	var b strings.Builder
+	switch {
+	case pathToken != "":
+		b.WriteString(routePrefix + "/REDACTED")
+		if trailingSlash {
+			b.WriteByte('/')
+		}
+	case strings.HasPrefix(req.URL.Path, routePrefix+"/") && len(req.URL.Path) > len(routePrefix)+1:
+		// An unexpected deeper path: it may hold a mistyped token.
+		b.WriteString(routePrefix + "/REDACTED")
+	default:
+		b.WriteString(req.URL.Path)
+	}
+	if req.URL.RawQuery != "" {
+		if q, err := url.ParseQuery(req.URL.RawQuery); err == nil && q.Has("token") {
+			b.WriteString("?token=REDACTED")
+		} else {
+			b.WriteString("?...")
+		}
+	}
+	return b.String()
+}
+
+// peerAddr returns the address of a RemoteAddr ("ip:port" or a bare ip),
+// unmapped and without zone; the zero Addr when it cannot be parsed.
+func peerAddr(remote string) netip.Addr {
+	var a netip.Addr
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		a = ap.Addr()
+	} else if pa, err := netip.ParseAddr(remote); err == nil {
+		a = pa
+	}
+	return a.Unmap().WithZone("")
+}
+
+// readBody reads the whole body, failing with *http.MaxBytesError past
+// limit bytes.
+func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, req.Body, limit)
+	defer func() { _ = rd.Close() }()
+	var buf bytes.Buffer
+	if n := req.ContentLength; n > 0 && n <= limit {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(rd); err != nil {
+		return nil, fmt.Errorf("read event body: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func writeOK(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	b, err := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	if err != nil {
+		b = []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
