@@ -1,0 +1,131 @@
+package emsim
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchCluster starts one member for a benchmark.
+func benchCluster(tb testing.TB) *Member {
+	tb.Helper()
+	c, err := Start(Config{IP: RandomLoopbackIPs(1)[0], APIPort: testPort})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c.Members()[0]
+}
+
+// BenchmarkAPI measures parallel API calls over loopback, half version and
+// half pullStream, each on a new connection as EMS clients make them.
+func BenchmarkAPI(b *testing.B) {
+	m := benchCluster(b)
+	tr := &http.Transport{DisableKeepAlives: true, Proxy: nil}
+	b.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	versionURL := m.APIURL() + "/version"
+	var n atomic.Int64
+	var failures atomic.Int64
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			u := versionURL
+			if i%2 == 1 {
+				u = apiURL(m.APIURL(), "pullStream",
+					fmt.Sprintf("uri=rtmp://cam.example.org/live/b%d localStreamName=b%d keepAlive=0 ", i, i))
+			}
+			resp, err := client.Get(u)
+			if err != nil {
+				failures.Add(1)
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"status":"SUCCESS"`) {
+				failures.Add(1)
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
+	if f := failures.Load(); f > 0 {
+		b.Errorf("%d of %d calls failed", f, b.N)
+	}
+}
+
+// fillConfigs creates n pull configurations in process.
+func fillConfigs(tb testing.TB, m *Member, n int) {
+	tb.Helper()
+	for i := range n {
+		q := "params=" + b64(fmt.Sprintf("uri=rtmp://cam.example.org/live/c%d localStreamName=c%d keepAlive=1 _group=bench ", i, i))
+		if out := m.execute(nil, "pullStream", q); !strings.Contains(string(out), `"SUCCESS"`) {
+			tb.Fatalf("pullStream %d: %s", i, out)
+		}
+	}
+}
+
+// BenchmarkListConfig10k measures listConfig over loopback with 10,000
+// pull configurations.
+func BenchmarkListConfig10k(b *testing.B) {
+	m := benchCluster(b)
+	fillConfigs(b, m, 10000)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	b.ResetTimer()
+	for b.Loop() {
+		resp, err := client.Get(m.APIURL() + "/listConfig")
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		b.SetBytes(n)
+	}
+}
+
+// TestListConfigTenThousand checks that a listConfig of 10,000 entries is
+// complete, valid and quick.
+func TestListConfigTenThousand(t *testing.T) {
+	t.Parallel()
+	m := benchCluster(t)
+	const n = 10000
+	fillConfigs(t, m, n)
+	client := newClient(t)
+	start := time.Now()
+	resp, err := client.Get(m.APIURL() + "/listConfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	elapsed := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env struct {
+		Data struct {
+			Pull []struct {
+				ConfigID uint64 `json:"configId"`
+				Group    string `json:"_group"`
+			} `json:"pull"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		t.Fatalf("decode listConfig: %v", err)
+	}
+	if len(env.Data.Pull) != n || env.Data.Pull[n-1].ConfigID != n || env.Data.Pull[0].Group != "bench" {
+		t.Fatalf("listConfig has %d entries, want %d in configId order", len(env.Data.Pull), n)
+	}
+	t.Logf("listConfig of %d entries: %d bytes in %v", n, len(body), elapsed)
+	// Generous: the race detector slows this down several times.
+	if elapsed > 2*time.Second {
+		t.Errorf("listConfig of %d entries took %v", n, elapsed)
+	}
+}

@@ -1,0 +1,115 @@
+package emsim
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// serveControl serves the emulator's control routes, which keep answering
+// while the member is down:
+//
+//	POST /_emsim/publish?name=X
+//	POST /_emsim/unpublish?name=X
+//	POST /_emsim/faults?latency=50ms&error_rate=0.1&down=1 (no parameters: clear)
+//	POST /_emsim/external?uri=U&available=0|1
+//
+// Each answers {"ok":true}, or 400 with {"ok":false,"error":"..."}.
+func (m *Member) serveControl(w http.ResponseWriter, r *http.Request) {
+	var err error
+	status := http.StatusBadRequest
+	switch r.URL.Path {
+	case "/_emsim/publish", "/_emsim/unpublish", "/_emsim/faults", "/_emsim/external":
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeControl(w, http.StatusMethodNotAllowed, errors.New("method not allowed: use POST"))
+			return
+		}
+		q, perr := url.ParseQuery(r.URL.RawQuery)
+		if perr != nil {
+			writeControl(w, http.StatusBadRequest, fmt.Errorf("query: %w", perr))
+			return
+		}
+		switch r.URL.Path {
+		case "/_emsim/publish":
+			err = m.Publish(q.Get("name"))
+		case "/_emsim/unpublish":
+			err = m.Unpublish(q.Get("name"))
+		case "/_emsim/faults":
+			var f Faults
+			if f, err = parseFaults(q); err == nil {
+				m.SetFaults(f)
+			}
+		case "/_emsim/external":
+			err = m.controlExternal(q)
+		}
+	default:
+		status = http.StatusNotFound
+		err = fmt.Errorf("unknown control route %s", r.URL.Path)
+	}
+	if err != nil {
+		writeControl(w, status, err)
+		return
+	}
+	writeControl(w, http.StatusOK, nil)
+}
+
+func (m *Member) controlExternal(q url.Values) error {
+	uri := q.Get("uri")
+	if uri == "" {
+		return errors.New("external: uri is required")
+	}
+	switch q.Get("available") {
+	case "0":
+		m.SetExternalAvailable(uri, false)
+	case "1":
+		m.SetExternalAvailable(uri, true)
+	default:
+		return errors.New("external: available must be 0 or 1")
+	}
+	return nil
+}
+
+// parseFaults reads latency (a Go duration), error_rate (0 to 1) and down
+// (0/1/true/false); parameters left out are zero, so no parameters clear
+// every fault.
+func parseFaults(q url.Values) (Faults, error) {
+	var f Faults
+	if v := q.Get("latency"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return f, fmt.Errorf("faults: latency %q is not a non-negative duration", v)
+		}
+		f.Latency = d
+	}
+	if v := q.Get("error_rate"); v != "" {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil || x < 0 || x > 1 {
+			return f, fmt.Errorf("faults: error_rate %q is not a number from 0 to 1", v)
+		}
+		f.ErrorRate = x
+	}
+	if v := q.Get("down"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return f, fmt.Errorf("faults: down %q is not a boolean", v)
+		}
+		f.Down = b
+	}
+	return f, nil
+}
+
+func writeControl(w http.ResponseWriter, status int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	var b []byte
+	if err == nil {
+		b = appendJSON(b, jobj{{"ok", true}})
+	} else {
+		b = appendJSON(b, jobj{{"error", err.Error()}, {"ok", false}})
+	}
+	_, _ = w.Write(append(b, '\n'))
+}

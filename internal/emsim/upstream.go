@@ -1,0 +1,163 @@
+package emsim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// remoteFetchPeriod is how often a member in another process is asked
+	// for its inbound stream names while some pull depends on it.
+	remoteFetchPeriod = time.Second
+	// remoteIdle is how long a remote member stays watched after the last
+	// pull that needed it.
+	remoteIdle = 5 * time.Second
+	// remoteTimeout bounds one listInboundStreamNames call.
+	remoteTimeout = 2 * time.Second
+)
+
+// remoteSet watches members in other processes: one watcher per address,
+// each calling listInboundStreamNames once per second while some pull of
+// this Cluster depends on it.
+type remoteSet struct {
+	c      *Cluster
+	client *http.Client
+
+	mu    sync.Mutex
+	hosts map[string]*remoteHost
+}
+
+type remoteHost struct {
+	known   bool      // a first answer (or failure) is in
+	ok      bool      // the last call succeeded
+	fetched time.Time // when the last call started
+	names   map[string]struct{}
+	wanted  time.Time
+}
+
+func newRemoteSet(c *Cluster) *remoteSet {
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: remoteTimeout}).DialContext,
+		DisableKeepAlives:     true,
+		ResponseHeaderTimeout: remoteTimeout,
+	}
+	return &remoteSet{
+		c:      c,
+		client: &http.Client{Transport: tr, Timeout: remoteTimeout},
+		hosts:  make(map[string]*remoteHost),
+	}
+}
+
+// lookup reports the availability of names on the remote member at host,
+// from the last answer; availUnknown until an answer to a call started at
+// or after since is in.
+func (s *remoteSet) lookup(host string, names []string, since time.Time) []avail {
+	out := make([]avail, len(names))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.hosts[host]
+	if h == nil {
+		if s.c.ctx.Err() != nil {
+			return out
+		}
+		h = &remoteHost{}
+		s.hosts[host] = h
+		s.c.wg.Add(1)
+		go func() {
+			defer s.c.wg.Done()
+			s.watch(s.c.ctx, host, h)
+		}()
+	}
+	h.wanted = time.Now()
+	if !h.known || h.fetched.Before(since) {
+		return out
+	}
+	for i, n := range names {
+		out[i] = availNo
+		if _, ok := h.names[n]; ok && h.ok {
+			out[i] = availYes
+		}
+	}
+	return out
+}
+
+// watch polls host until ctx is done or no pull needed it for remoteIdle.
+func (s *remoteSet) watch(ctx context.Context, host string, h *remoteHost) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		started := time.Now()
+		names, err := s.fetch(ctx, host)
+		s.mu.Lock()
+		h.known = true
+		h.ok = err == nil
+		h.fetched = started
+		h.names = names
+		idle := time.Since(h.wanted) > remoteIdle
+		if idle {
+			delete(s.hosts, host)
+		}
+		s.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			s.c.log.Debug("upstream member unreachable", "upstream", host, "err", err)
+		}
+		if idle {
+			return
+		}
+		s.c.upstreamChanged()
+		t.Reset(remoteFetchPeriod)
+	}
+}
+
+// fetch calls listInboundStreamNames on the member at host.
+func (s *remoteSet) fetch(ctx context.Context, host string) (map[string]struct{}, error) {
+	ctx, cancel := context.WithTimeout(ctx, remoteTimeout)
+	defer cancel()
+	url := "http://" + net.JoinHostPort(host, itoa(s.c.cfg.APIPort)) + "/listInboundStreamNames"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("list inbound stream names on %s: %w", host, err)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list inbound stream names on %s: %w", host, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("list inbound stream names on %s: %w", host, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list inbound stream names on %s: HTTP %d", host, resp.StatusCode)
+	}
+	var env struct {
+		Status string `json:"status"`
+		Data   []struct {
+			Name string `json:"name"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(string(body))), &env); err != nil {
+		return nil, fmt.Errorf("list inbound stream names on %s: decode: %w", host, err)
+	}
+	if env.Status != "SUCCESS" {
+		return nil, fmt.Errorf("list inbound stream names on %s: status %q", host, env.Status)
+	}
+	names := make(map[string]struct{}, len(env.Data))
+	for _, d := range env.Data {
+		names[d.Name] = struct{}{}
+	}
+	return names, nil
+}
