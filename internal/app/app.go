@@ -41,6 +41,10 @@ type Options struct {
 	CallTimeout time.Duration
 	// RetryBase and RetryMax tune replica backoff; 0: defaults.
 	RetryBase, RetryMax time.Duration
+	// SinkListener, when set, is used for the event sink instead of
+	// binding Config.Listen (tests bind 127.0.0.1:0 before the emulated
+	// members that post to it start).
+	SinkListener net.Listener
 }
 
 // App is a running streamlb. Create it with New, then Start; Stop ends it.
@@ -178,7 +182,7 @@ func (a *App) Start() error {
 	api := &statusapi.API{Controller: a.ctl, Logger: a.log}
 	api.Register(admin)
 	admin.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg, MaxRequestsInFlight: 4}))
-	statusapi.RegisterDashboard(admin)
+	statusapi.RegisterDashboard(admin, a.ctl)
 
 	var adminHandler http.Handler = admin
 	if cfg.AdminPassword != "" {
@@ -199,7 +203,13 @@ func (a *App) Start() error {
 		a.log.Warn("the event sink listens beyond loopback with neither events_token nor allowed_sources: anyone who reaches it can send events", "listen", cfg.Listen)
 	}
 	var lns []net.Listener
-	for _, b := range binds {
+	for i, b := range binds {
+		if i == 0 && a.opts.SinkListener != nil {
+			lns = append(lns, a.opts.SinkListener)
+			a.addrs = append(a.addrs, a.opts.SinkListener.Addr().String())
+			a.servers = append(a.servers, a.newServer(b.h))
+			continue
+		}
 		ln, err := net.Listen("tcp", b.addr)
 		if err != nil {
 			for _, l := range lns {
@@ -209,15 +219,7 @@ func (a *App) Start() error {
 		}
 		lns = append(lns, ln)
 		a.addrs = append(a.addrs, ln.Addr().String())
-		a.servers = append(a.servers, &http.Server{
-			Handler:           limitConcurrency(b.h, 512),
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       60 * time.Second,
-			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
-		})
+		a.servers = append(a.servers, a.newServer(b.h))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -234,6 +236,20 @@ func (a *App) Start() error {
 	go func() { wg.Wait(); close(a.done) }()
 	a.log.Info("streamlb started", "listen", a.addrs[0], "members", len(cfg.Members), "group", cfg.Group)
 	return nil
+}
+
+// newServer returns an HTTP server with the timeouts, header and
+// concurrency limits every streamlb listener has.
+func (a *App) newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           limitConcurrency(h, 512),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+	}
 }
 
 // Addr returns the event sink's address (host:port), once started.

@@ -1,0 +1,292 @@
+package e2e
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"streamlb/internal/ems"
+)
+
+func TestStreamOnAnyMemberIsPulledByEveryOtherWithinOneSecond(t *testing.T) {
+	g := newGroup(t, groupOpts{})
+	g.converged(5 * time.Second)
+
+	// An external camera pulled on the member behind the API proxy.
+	start := time.Now()
+	g.external(0, "cam1")
+	g.replicated(0, "cam1", time.Second)
+	t.Logf("external pull replicated in %v", time.Since(start))
+
+	// An encoder publishing on a direct member.
+	start = time.Now()
+	if err := g.member(2).Publish("studio"); err != nil {
+		t.Fatal(err)
+	}
+	g.replicated(2, "studio", time.Second)
+	t.Logf("encoder publish replicated in %v", time.Since(start))
+
+	st := g.converged(2 * time.Second)
+	if len(st.Streams) != 2 {
+		t.Errorf("status lists %d streams, want 2: %+v", len(st.Streams), st.Streams)
+	}
+	g.checkNoReplicaOfReplica(map[string]int{"cam1": 0, "studio": 2})
+}
+
+func TestNoReplicaOfAReplicaInGroupMode(t *testing.T) {
+	g := newGroup(t, groupOpts{members: []memberConf{{}, {}, {}, {}}})
+	g.converged(5 * time.Second)
+	for i := range 4 {
+		if err := g.member(i).Publish("s" + string(rune('a'+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 4 {
+		g.replicated(i, "s"+string(rune('a'+i)), 2*time.Second)
+	}
+	// Let the replicas' own events come back through the sink, then check
+	// nothing more was pulled: 4 streams × 3 replicas, each pulled once.
+	g.converged(2 * time.Second)
+	time.Sleep(200 * time.Millisecond) // give any wrong fan-out a chance to show; the check below is exact
+	total := 0
+	for i := range 4 {
+		total += int(g.member(i).CallCount("pullstream"))
+	}
+	if total != 12 {
+		t.Errorf("%d pullStream calls in all, want 12 (one per replica)", total)
+	}
+	g.checkNoReplicaOfReplica(map[string]int{"sa": 0, "sb": 1, "sc": 2, "sd": 3})
+}
+
+func TestTeardownAfterGraceAndBlipsRemoveNothing(t *testing.T) {
+	g := newGroup(t, groupOpts{grace: 2 * time.Second})
+	g.converged(5 * time.Second)
+	m0 := g.member(0)
+	if err := m0.Publish("live1"); err != nil {
+		t.Fatal(err)
+	}
+	g.replicated(0, "live1", 2*time.Second)
+
+	// A blip shorter than the grace.
+	if err := m0.Unpublish("live1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the blip itself: a source gone for half the grace
+	if err := m0.Publish("live1"); err != nil {
+		t.Fatal(err)
+	}
+	g.replicated(0, "live1", 3*time.Second)
+	time.Sleep(2500 * time.Millisecond) // past the grace counted from the blip
+	for i := 1; i < 3; i++ {
+		if n := g.member(i).CallCount("removeconfig"); n != 0 {
+			t.Errorf("member %d: %d removeConfig calls after a blip, want 0", i, n)
+		}
+		if p := pullsOf(g.member(i), "live1"); len(p) != 1 {
+			t.Errorf("member %d holds %v after a blip", i, p)
+		}
+	}
+
+	// The source ends for good.
+	ended := time.Now()
+	if err := m0.Unpublish("live1"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 3; i++ {
+		eventually(t, 5*time.Second, "replica removed", func() bool { return len(pullsOf(g.member(i), "live1")) == 0 })
+	}
+	if d := time.Since(ended); d < 2*time.Second {
+		t.Errorf("replicas removed %v after the source ended, before the 2s grace", d)
+	}
+}
+
+func TestEventsLostResyncConverges(t *testing.T) {
+	g := newGroup(t, groupOpts{noEvents: true, resync: time.Second})
+	g.converged(5 * time.Second)
+	for i := range 3 {
+		g.external(i, "lost"+string(rune('0'+i)))
+	}
+	for i := range 3 {
+		g.replicated(i, "lost"+string(rune('0'+i)), 3*time.Second)
+	}
+	g.converged(3 * time.Second)
+}
+
+func TestForgedEventPullsNothing(t *testing.T) {
+	g := newGroup(t, groupOpts{})
+	g.converged(5 * time.Second)
+	body := `{"id":1,"payload":{"PID":1,"customData":null,"name":"forged","ip":"` + g.ips[0] +
+		`","connectionType":0},"processId":1,"timestamp":1,"type":"inStreamCreated"}`
+	for range 50 {
+		postEvent(t, g.sinkURL, body, 200)
+	}
+	time.Sleep(500 * time.Millisecond) // long enough for a confirmation listing and pulls, had any been made
+	for i := range 3 {
+		if n := g.member(i).CallCount("pullstream"); n != 0 {
+			t.Errorf("member %d got %d pullStream calls after forged events", i, n)
+		}
+	}
+	if n := g.member(0).CallCount("listinboundstreamnames"); n > 10 {
+		t.Errorf("50 forged events cost %d listings of the origin; want them batched", n)
+	}
+}
+
+func TestMigrationFromTheOriginalPluginConvergesAtOnce(t *testing.T) {
+	// The group as the original plugin leaves it: untagged keepAlive=0
+	// pulls of the origin's URIs on every other member.
+	g := newGroup(t, groupOpts{})
+	g.stopApp()
+	ctx := context.Background()
+	if err := g.member(0).Publish("legacy"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 3; i++ {
+		_, err := g.clients[i].PullStream(ctx, ems.PullRequest{URI: g.uri(0, "legacy"), LocalStreamName: "legacy", KeepAlive: ptr(false)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.replicated(0, "legacy", 2*time.Second)
+	before := g.member(1).CallCount("pullstream") + g.member(2).CallCount("pullstream")
+
+	ln := listenLoopback(t)
+	g.startApp(groupOpts{members: []memberConf{{proxy: true}, {}, {}}, resync: 5 * time.Second, grace: 2 * time.Second}, ln)
+	eventually(t, 2*time.Second, "ready", func() bool {
+		select {
+		case <-g.app.Controller().Ready():
+			return true
+		default:
+			return false
+		}
+	})
+	st := g.app.Controller().Snapshot()
+	if !st.Converged {
+		t.Fatalf("not converged right after the first resync: %+v", st.Streams)
+	}
+	time.Sleep(300 * time.Millisecond) // any needless pull would be made by now
+	if after := g.member(1).CallCount("pullstream") + g.member(2).CallCount("pullstream"); after != before {
+		t.Errorf("%d new pulls, want none", after-before)
+	}
+	// Adopted replicas go on teardown like streamlb's own.
+	if err := g.member(0).Unpublish("legacy"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 3; i++ {
+		eventually(t, 6*time.Second, "adopted replica removed", func() bool { return len(pullsOf(g.member(i), "legacy")) == 0 })
+	}
+}
+
+func TestEncodedProxyStyleIsDrivenCorrectly(t *testing.T) {
+	g := newGroup(t, groupOpts{members: []memberConf{{proxy: true, encoded: true}, {proxy: true, encoded: true}, {}}})
+	g.converged(5 * time.Second)
+	if err := g.member(2).Publish("enc"); err != nil {
+		t.Fatal(err)
+	}
+	g.replicated(2, "enc", 2*time.Second)
+	st := g.converged(2 * time.Second)
+	for _, m := range st.Members[:2] {
+		if m.API != "proxy" || m.State != "up" {
+			t.Errorf("member %s: api %s state %s", m.Name, m.API, m.State)
+		}
+	}
+}
+
+func TestConflictsAreReportedAndLeftAlone(t *testing.T) {
+	g := newGroup(t, groupOpts{})
+	g.converged(5 * time.Second)
+	ctx := context.Background()
+	// Someone else's config holds the name on member 1.
+	if _, err := g.clients[1].PullStream(ctx, ems.PullRequest{URI: "rtsp://other.example.invalid/x", LocalStreamName: "shared"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.member(0).Publish("shared"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "conflict on m2 reported", func() bool {
+		st := g.app.Controller().Snapshot()
+		return slices.ContainsFunc(st.Conflicts, func(c controllerConflict) bool { return c.Stream == "shared" && c.Member == "m2" })
+	})
+	if p := pullsOf(g.member(1), "shared"); len(p) != 1 || p[0] != "rtsp://other.example.invalid/x" {
+		t.Errorf("member 1's own config was touched: %v", p)
+	}
+	eventually(t, 3*time.Second, "m3 holds the replica", func() bool { return hasReplica(g.member(2), "shared", g.uri(0, "shared")) })
+	if n := g.member(1).CallCount("removeconfig"); n != 0 {
+		t.Errorf("%d removeConfig calls on the member with the foreign config", n)
+	}
+}
+
+func TestTwoGroupsSharingAMemberKeepTheirReplicas(t *testing.T) {
+	// Group one: members 0,1,2 with streamlb "one". A second balancer of
+	// group "two" shares member 2 with a member of its own.
+	g := newGroup(t, groupOpts{group: "one"})
+	g.converged(5 * time.Second)
+	if err := g.member(0).Publish("a1"); err != nil {
+		t.Fatal(err)
+	}
+	g.replicated(0, "a1", 2*time.Second)
+
+	h := newGroup(t, groupOpts{group: "two", members: []memberConf{{}, {}}})
+	h.converged(5 * time.Second)
+	if err := h.member(0).Publish("b1"); err != nil {
+		t.Fatal(err)
+	}
+	h.replicated(0, "b1", 2*time.Second)
+	// Group two's replica of b1 on group one's member 2, tagged "two".
+	_, err := g.clients[2].PullStream(context.Background(), ems.PullRequest{URI: h.uri(0, "b1"), LocalStreamName: "b1",
+		Vars: map[string]string{"_streamlb_group": "two", "_streamlb_origin": h.ips[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Group one's source ends: its replicas go; group two's config stays.
+	if err := g.member(0).Unpublish("a1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 6*time.Second, "a1 replicas removed", func() bool { return len(pullsOf(g.member(2), "a1")) == 0 })
+	time.Sleep(2500 * time.Millisecond) // a full grace: group one would have removed b1 by now if it were going to
+	if p := pullsOf(g.member(2), "b1"); len(p) != 1 {
+		t.Errorf("group two's replica on the shared member: %v, want it untouched", p)
+	}
+	for _, c := range g.app.Controller().Snapshot().Streams {
+		if c.Name == "b1" {
+			t.Errorf("group one lists group two's replica as a source: %+v", c)
+		}
+	}
+}
+
+func TestWrongCredentialsForOneMember(t *testing.T) {
+	logs := &syncBuffer{}
+	g := newGroup(t, groupOpts{members: []memberConf{{proxy: true, password: "wrong-password-xyz"}, {}, {}}, logs: logs, resync: 2 * time.Second})
+	if err := g.member(1).Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "m3 holds cam", func() bool { return hasReplica(g.member(2), "cam", g.uri(1, "cam")) })
+	var state, lastErr string
+	eventually(t, 3*time.Second, "m1 unauthorized", func() bool {
+		st := g.app.Controller().Snapshot()
+		state, lastErr = st.Members[0].State, st.Members[0].LastError
+		return state == "unauthorized"
+	})
+	if !strings.Contains(lastErr, "m1") {
+		t.Errorf("last_error %q does not name the member", lastErr)
+	}
+	unauthorized := func() float64 {
+		return counterSum(t, g.app.Registry(), "streamlb_ems_calls_total", map[string]string{"member": "m1", "result": "unauthorized"})
+	}
+	calls := unauthorized()
+	time.Sleep(4 * time.Second) // a window of two resync intervals, to see whether calls storm
+	if n := unauthorized() - calls; n > 3 {
+		t.Errorf("%v refused calls to the member with wrong credentials in 4s; want it parked (about one per resync_interval)", n)
+	}
+	if g.member(0).CallCount("pullstream") != 0 {
+		t.Errorf("a call got through with wrong credentials")
+	}
+	if n := strings.Count(logs.String(), "wrong credentials"); n == 0 {
+		t.Errorf("no log line says wrong credentials:\n%s", logs.String())
+	}
+	for _, s := range []string{"wrong-password-xyz", proxyPassword} {
+		if strings.Contains(logs.String(), s) {
+			t.Errorf("logs contain a password")
+		}
+	}
+}
