@@ -27,7 +27,6 @@ type EMS interface {
 	RemoveConfig(ctx context.Context, configID uint64) error
 }
 
-
 // MemberSpec describes one member of the group.
 type MemberSpec struct {
 	Name      string
