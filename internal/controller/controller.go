@@ -894,10 +894,7 @@ func (c *Controller) call(ctx context.Context, m *member, command string, fn fun
 		m.failStreak = 0
 	}
 	c.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("%s on member %s: %w", command, m.spec.Name, err)
-	}
-	return nil
+	return err // an *ems.Error names the member and the command
 }
 
 // opLocked returns the work record of replica (m, name), creating it.

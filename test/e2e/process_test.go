@@ -297,3 +297,25 @@ func freePort(t *testing.T) string {
 	ln.Close()
 	return addr
 }
+
+func directClient(ip string) *ems.Client {
+	return ems.New(ems.Endpoint{Member: ip, BaseURL: "http://" + ip + ":7777"}, nil)
+}
+
+// publishVia makes the member at ip pull an external camera as name.
+func publishVia(c *ems.Client, ip, name string) error {
+	_, err := c.PullStream(context.Background(), ems.PullRequest{URI: "rtsp://cam.example.invalid/" + name, LocalStreamName: name})
+	return err
+}
+
+// exitCode runs a program and returns its exit status.
+func exitCode(bin string, args ...string) int {
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Run(); err != nil {
+		if cmd.ProcessState != nil {
+			return cmd.ProcessState.ExitCode()
+		}
+		return -1
+	}
+	return 0
+}
