@@ -350,3 +350,43 @@ func memberState(c *Controller, name string) string {
 }
 
 var _ = ems.PullConfig{}
+
+func TestReplicaThatCannotConnectIsFailingAfterTheGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(o *Options) { o.ResyncInterval = 5 * time.Second })
+		defer h.end()
+		b := h.g.m(addrB)
+		b.g.mu.Lock()
+		b.cut = true
+		b.g.mu.Unlock()
+		h.g.m(addrA).publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(6 * time.Second)
+		if st := replicaState(h.c, "s", "b"); st != StatePresent {
+			t.Fatalf("replica on b is %q right after its pull, want present (failing only after the grace)", st)
+		}
+		h.settle(15 * time.Second)
+		if st := replicaState(h.c, "s", "b"); st != StateFailing {
+			t.Errorf("replica on b is %q after failing past the grace, want failing", st)
+		}
+		if h.c.Snapshot().Converged {
+			t.Error("converged with a failing replica")
+		}
+		b.g.mu.Lock()
+		b.cut = false
+		b.g.mu.Unlock()
+		h.settle(6 * time.Second)
+		if st := replicaState(h.c, "s", "b"); st != StatePresent {
+			t.Errorf("replica on b is %q after it connected, want present", st)
+		}
+	})
+}
+
+func replicaState(c *Controller, stream, member string) string {
+	for _, s := range c.Snapshot().Streams {
+		if s.Name == stream {
+			return s.Replicas[member].State
+		}
+	}
+	return ""
+}

@@ -27,6 +27,7 @@ type fakeEMS struct {
 	configs map[uint64]ems.PullConfig
 	down    bool
 	unauth  bool
+	cut     bool // pulls from other members cannot connect
 	calls   map[string]int
 }
 
@@ -117,7 +118,7 @@ func (f *fakeEMS) streamingLocked(uri string) bool {
 		return true // an external camera
 	}
 	_, name, _ := strings.Cut(path, "/")
-	return !up.down && up.inboundLocked()[name]
+	return !f.cut && !up.down && up.inboundLocked()[name]
 }
 
 func (f *fakeEMS) inboundLocked() map[string]bool {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"streamlb/internal/config"
 	"streamlb/internal/ems"
 )
 
@@ -288,5 +289,30 @@ func TestWrongCredentialsForOneMember(t *testing.T) {
 		if strings.Contains(logs.String(), s) {
 			t.Errorf("logs contain a password")
 		}
+	}
+}
+
+func TestReloadWithNewCredentialsClearsUnauthorized(t *testing.T) {
+	o := groupOpts{members: []memberConf{{proxy: true, password: "stale-password"}, {}, {}}, resync: time.Minute}
+	g := newGroup(t, o)
+	if err := g.member(1).Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "m1 unauthorized", func() bool {
+		return g.app.Controller().Snapshot().Members[0].State == "unauthorized"
+	})
+	defaults(&o)
+	o.members[0].password = ""
+	cfg, err := config.Parse("e2e.json", []byte(configText(o, g.ips, g.cfg.Listen)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.app.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	// Cleared at once, not at the next resync a minute away.
+	eventually(t, 3*time.Second, "m1 filled after the reload", func() bool { return hasReplica(g.member(0), "cam", g.uri(1, "cam")) })
+	if st := g.app.Controller().Snapshot().Members[0].State; st != "up" {
+		t.Errorf("m1 is %s after the reload, want up", st)
 	}
 }
