@@ -1,0 +1,141 @@
+package statusapi
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"streamlb/internal/controller"
+)
+
+// fakeController is a Controller whose snapshot the test sets.
+type fakeController struct {
+	mu    sync.Mutex
+	st    controller.Status
+	ready chan struct{}
+}
+
+var _ Controller = (*fakeController)(nil)
+
+func newFake(st controller.Status) *fakeController {
+	return &fakeController{st: st, ready: make(chan struct{})}
+}
+
+// set replaces the snapshot.
+func (f *fakeController) set(st controller.Status) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st = st
+}
+
+func (f *fakeController) Snapshot() controller.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return cloneStatus(f.st)
+}
+
+func (f *fakeController) Pause(name string) error  { return f.setPaused(name, true) }
+func (f *fakeController) Resume(name string) error { return f.setPaused(name, false) }
+
+func (f *fakeController) setPaused(name string, paused bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.st.Members {
+		if f.st.Members[i].Name == name {
+			f.st.Members[i].Paused = paused
+			return nil
+		}
+	}
+	return fmt.Errorf("%w %q", controller.ErrUnknownMember, name)
+}
+
+func (f *fakeController) Ready() <-chan struct{} { return f.ready }
+
+// cloneStatus copies st deeply enough that a handler cannot share its
+// slices and maps with the test.
+func cloneStatus(st controller.Status) controller.Status {
+	st.Members = slices.Clone(st.Members)
+	st.Conflicts = slices.Clone(st.Conflicts)
+	st.Streams = slices.Clone(st.Streams)
+	for i := range st.Streams {
+		st.Streams[i].Replicas = maps.Clone(st.Streams[i].Replicas)
+	}
+	if st.LastResync != nil {
+		r := *st.LastResync
+		st.LastResync = &r
+	}
+	return st
+}
+
+// newServer serves the status API and the dashboard of ctl on
+// 127.0.0.1:0. The dashboard's clock is now (nil: time.Now) and its time
+// zone UTC.
+func newServer(t *testing.T, ctl Controller, now func() time.Time) (*httptest.Server, *Dashboard) {
+	t.Helper()
+	mux := http.NewServeMux()
+	(&API{Controller: ctl, Logger: slog.New(slog.DiscardHandler)}).Register(mux)
+	d := &Dashboard{Controller: ctl, Logger: slog.New(slog.DiscardHandler), now: now, loc: time.UTC}
+	d.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv, d
+}
+
+// Snapshots used across the tests.
+
+var t0 = time.Date(2025, 3, 14, 9, 30, 0, 0, time.UTC)
+
+func member(name, addr, api, state string) controller.MemberStatus {
+	return controller.MemberStatus{Name: name, Address: addr, API: api, State: state, Replicate: true, LatencyMS: 1.5}
+}
+
+func present(since time.Time) controller.ReplicaStatus {
+	return controller.ReplicaStatus{State: controller.StatePresent, Since: since}
+}
+
+// fixedStatus is the snapshot of the golden files: three members, one of
+// them down, a replicated stream, a pending one, a failing one and a
+// conflict.
+func fixedStatus() controller.Status {
+	down := member("ems-3", "10.0.0.13", "direct", controller.MemberDown)
+	down.LastError = `ems member "ems-3": listConfig: dial tcp 10.0.0.13:7777: connect: connection refused`
+	down.LatencyMS = 0
+	return controller.Status{
+		Converged: false,
+		Members: []controller.MemberStatus{
+			member("ems-1", "10.0.0.11", "proxy", controller.MemberUp),
+			member("ems-2", "10.0.0.12", "direct", controller.MemberUp),
+			down,
+		},
+		Streams: []controller.StreamStatus{
+			{Name: "backup", Origin: "ems-2", Replicas: map[string]controller.ReplicaStatus{
+				"ems-1": {State: controller.StateConflict, Since: t0.Add(-5 * time.Minute)},
+				"ems-3": present(t0.Add(-20 * time.Minute)),
+			}},
+			{Name: "lobby", Origin: "ems-1", Replicas: map[string]controller.ReplicaStatus{
+				"ems-2": present(t0.Add(-time.Hour)),
+				"ems-3": present(t0.Add(-time.Hour)),
+			}},
+			{Name: "news", Origin: "ems-1", Replicas: map[string]controller.ReplicaStatus{
+				"ems-2": {State: controller.StatePending, Since: t0.Add(-12 * time.Second), Attempts: 2,
+					LastError: `ems member "ems-2": pullStream: HTTP 503 Service Unavailable`},
+				"ems-3": {State: controller.StateMissing, Since: t0.Add(-12 * time.Second)},
+			}},
+			{Name: "yard", Origin: "ems-2", Replicas: map[string]controller.ReplicaStatus{
+				"ems-1": {State: controller.StateFailing, Since: t0.Add(-40 * time.Second)},
+			}},
+		},
+		Conflicts: []controller.Conflict{{
+			Stream: "backup", Member: "ems-1", Origin: "ems-2",
+			Reason: `a pull config named "backup" that streamlb did not create (rtmp://10.0.0.99/live/backup)`,
+		}},
+		QueueDepth: 2,
+		LastResync: &controller.ResyncStatus{At: t0.Add(-8 * time.Second), DurationMS: 35.2, Calls: 6},
+	}
+}
