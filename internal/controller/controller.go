@@ -108,6 +108,7 @@ type Controller struct {
 	sources map[string]map[*member]*source
 	unknown map[string]struct{} // event origins already logged
 	resync  ResyncStatus
+	gen     uint64        // orders listings and this controller's changes
 	ready   chan struct{} // closed once the first resync finished
 	isReady bool
 
@@ -332,7 +333,10 @@ func (c *Controller) TriggerResync() {
 func (c *Controller) listMember(ctx context.Context, m *member, full bool) int {
 	m.listMu.Lock()
 	defer m.listMu.Unlock()
-	start := time.Now()
+	c.mu.Lock()
+	c.gen++
+	start := c.gen
+	c.mu.Unlock()
 	calls := 0
 	var configs []ems.PullConfig
 	var err error
@@ -673,7 +677,8 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		m.obs.configs[name] = append(m.obs.configs[name], pullCfg{
 			id: res.ConfigID, uri: uri, tagGroup: c.opts.Group, tagOrigin: origin.spec.Address, tagged: true,
 		})
-		m.obs.changed[name] = now
+		c.gen++
+		m.obs.changed[name] = c.gen
 		o.attempts, o.lastErr = 0, ""
 		c.met.pulls.Inc()
 		m.log(c.log).Debug("replica pulled", "stream", name, "origin", origin.spec.Name, "config_id", res.ConfigID)
@@ -711,7 +716,8 @@ func (c *Controller) remove(ctx context.Context, m *member, name string, a actio
 	} else {
 		m.obs.configs[name] = cfgs
 	}
-	m.obs.changed[name] = now
+	c.gen++
+	m.obs.changed[name] = c.gen
 	o.attempts, o.lastErr = 0, ""
 	c.met.removals.Inc()
 	m.log(c.log).Info("replica removed", "stream", name, "config_id", a.configID, "reason", a.reason)

@@ -178,7 +178,7 @@ func TestDownMemberIsFilledWhenItReturns(t *testing.T) {
 		h.settle(11 * time.Second)
 		wantReplica(t, c, "s", "rtmp://127.0.0.1/live/s")
 		if st := h.c.Snapshot(); !st.Converged {
-			t.Errorf("not converged after the member returned: %+v", st.Members)
+			t.Errorf("not converged after the member returned: %+v %+v", st.Members, st.Streams)
 		}
 	})
 }

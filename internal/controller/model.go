@@ -43,10 +43,10 @@ const (
 // made since (so a listing that started before a change does not undo it).
 type observed struct {
 	listed  bool
-	at      time.Time            // when the listing started
+	at      uint64               // the generation at which the listing started
 	configs map[string][]pullCfg // pull configs by localStreamName
 	inbound map[string]struct{}  // inbound stream names
-	changed map[string]time.Time // names this controller changed, and when
+	changed map[string]uint64    // names this controller changed, and at which generation
 	failing map[uint64]time.Time // configIds first seen in status 4 or 5
 }
 
@@ -54,14 +54,15 @@ func newObserved() observed {
 	return observed{
 		configs: make(map[string][]pullCfg),
 		inbound: make(map[string]struct{}),
-		changed: make(map[string]time.Time),
+		changed: make(map[string]uint64),
 		failing: make(map[uint64]time.Time),
 	}
 }
 
-// replace installs a listing taken at start, keeping what this controller
-// changed after start.
-func (o *observed) replace(start, now time.Time, configs []ems.PullConfig, inbound []string) {
+// replace installs a listing that started at generation start, keeping
+// what this controller changed since (generations, not clock readings, so
+// that a change and a listing at the same instant are still ordered).
+func (o *observed) replace(start uint64, now time.Time, configs []ems.PullConfig, inbound []string) {
 	byName := make(map[string][]pullCfg, len(configs))
 	for _, c := range configs {
 		byName[c.LocalStreamName] = append(byName[c.LocalStreamName], compact(c))
@@ -71,7 +72,7 @@ func (o *observed) replace(start, now time.Time, configs []ems.PullConfig, inbou
 		in[n] = struct{}{}
 	}
 	for name, at := range o.changed {
-		if at.After(start) {
+		if at > start {
 			if cs, ok := o.configs[name]; ok {
 				byName[name] = cs
 			} else {
