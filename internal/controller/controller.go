@@ -241,6 +241,7 @@ func (c *Controller) Run(ctx context.Context) error {
 func (c *Controller) startMemberLocked(parent context.Context, m *member) {
 	ctx, cancel := context.WithCancel(parent)
 	m.cancel = cancel
+	m.queue.setHooks(c.met.adds.Inc, func(d time.Duration) { c.met.queueDuration.Observe(d.Seconds()) })
 	for range c.opts.MaxInflight {
 		m.done.Go(func() { c.worker(ctx, m) })
 	}

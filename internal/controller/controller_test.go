@@ -390,3 +390,56 @@ func replicaState(c *Controller, stream, member string) string {
 	}
 	return ""
 }
+
+func TestMetricsDescribeTheGroup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		h := newHarness(t, func(o *Options) { o.Registerer = reg })
+		defer h.end()
+		h.g.m(addrC).setDown(true)
+		h.g.m(addrA).publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(3 * time.Second)
+		gauge := func(name string) float64 {
+			t.Helper()
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mf := range mfs {
+				if mf.GetName() == name {
+					v := 0.0
+					for _, m := range mf.GetMetric() {
+						v += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+					}
+					return v
+				}
+			}
+			t.Fatalf("no series %s", name)
+			return 0
+		}
+		if got := gauge("streamlb_member_up"); got != 2 {
+			t.Errorf("streamlb_member_up sums to %v, want 2 (c is down)", got)
+		}
+		if got := gauge("streamlb_converged"); got != 0 {
+			t.Errorf("streamlb_converged = %v with a member down", got)
+		}
+		h.g.m(addrC).setDown(false)
+		h.settle(40 * time.Second)
+		for name, want := range map[string]float64{
+			"streamlb_replicas_desired":        2,
+			"streamlb_replicas_present":        2,
+			"streamlb_converged":               1,
+			"streamlb_convergence_lag_seconds": 0,
+			"streamlb_conflicts":               0,
+			"streamlb_replica_pulls_total":     2,
+		} {
+			if got := gauge(name); got != want {
+				t.Errorf("%s = %v, want %v", name, got, want)
+			}
+		}
+		if got := gauge("streamlb_workqueue_adds_total"); got < 2 {
+			t.Errorf("streamlb_workqueue_adds_total = %v, want at least 2", got)
+		}
+	})
+}

@@ -20,6 +20,8 @@ type metrics struct {
 	retries        prometheus.Counter
 	sourcesSeen    prometheus.Counter
 	workDuration   prometheus.Histogram
+	queueDuration  prometheus.Histogram
+	adds           prometheus.Counter
 	resyncDuration prometheus.Histogram
 }
 
@@ -55,6 +57,14 @@ func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
 			Name:    "streamlb_workqueue_work_duration_seconds",
 			Help:    "Time spent converging one replica, including its EMS call.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		queueDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "streamlb_workqueue_queue_duration_seconds",
+			Help:    "How long a replica waited in its member's queue before a worker took it.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}),
+		adds: f.NewCounter(prometheus.CounterOpts{
+			Name: "streamlb_workqueue_adds_total", Help: "Replicas queued for work (repeated adds of a waiting replica count once).",
 		}),
 		resyncDuration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "streamlb_resync_duration_seconds",
@@ -95,14 +105,15 @@ var (
 	descDesired  = prometheus.NewDesc("streamlb_replicas_desired", "Replicas the group should hold.", nil, nil)
 	descActual   = prometheus.NewDesc("streamlb_replicas_present", "Desired replicas that are present.", nil, nil)
 	descConflict = prometheus.NewDesc("streamlb_conflicts", "Stream names left alone because of a conflict.", nil, nil)
-	descConv     = prometheus.NewDesc("streamlb_converged", "1 when every desired replica on every up member is present.", nil, nil)
+	descConv     = prometheus.NewDesc("streamlb_converged", "1 when every member is up and every desired replica on every member that is up and not paused is present.", nil, nil)
+	descLag      = prometheus.NewDesc("streamlb_convergence_lag_seconds", "How long the oldest desired replica that is not present has been so; 0 when converged.", nil, nil)
 )
 
 // groupCollector reports the group's state from one snapshot per scrape.
 type groupCollector struct{ c *Controller }
 
 func (g *groupCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descPaused, descDepth, descDesired, descActual, descConflict, descConv} {
+	for _, d := range []*prometheus.Desc{descUp, descPaused, descDepth, descDesired, descActual, descConflict, descConv, descLag} {
 		ch <- d
 	}
 }
@@ -117,7 +128,9 @@ func (g *groupCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range g.c.members {
 		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(m.queue.Len()), m.spec.Name)
 	}
+	lag := g.c.lagLocked(time.Now())
 	g.c.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, lag.Seconds())
 	desired, present := 0, 0
 	for _, s := range st.Streams {
 		for _, r := range s.Replicas {

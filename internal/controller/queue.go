@@ -23,6 +23,11 @@ type queue[K comparable] struct {
 	timer      *time.Timer
 	shutdown   bool
 	now        func() time.Time
+	queuedAt   map[K]time.Time // when each waiting key was queued
+	// onAdd and onGet, when set, observe queue traffic for metrics: a key
+	// queued, and a key handed out after waiting.
+	onAdd func()
+	onGet func(waited time.Duration)
 }
 
 func newQueue[K comparable]() *queue[K] {
@@ -30,10 +35,18 @@ func newQueue[K comparable]() *queue[K] {
 		dirty:      make(map[K]struct{}),
 		processing: make(map[K]struct{}),
 		waiting:    make(map[K]time.Time),
+		queuedAt:   make(map[K]time.Time),
 		now:        time.Now,
 	}
 	q.cond = sync.NewCond(&q.mu)
 	return q
+}
+
+// setHooks installs the metric observers onAdd and onGet.
+func (q *queue[K]) setHooks(onAdd func(), onGet func(time.Duration)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.onAdd, q.onGet = onAdd, onGet
 }
 
 // Add marks k as needing work.
@@ -51,6 +64,10 @@ func (q *queue[K]) addLocked(k K) {
 		return
 	}
 	q.dirty[k] = struct{}{}
+	q.queuedAt[k] = q.now()
+	if q.onAdd != nil {
+		q.onAdd()
+	}
 	if _, ok := q.processing[k]; ok {
 		return // handed out again by Done
 	}
@@ -126,6 +143,12 @@ func (q *queue[K]) Get() (k K, ok bool) {
 	q.items = q.items[1:]
 	q.processing[k] = struct{}{}
 	delete(q.dirty, k)
+	if at, ok := q.queuedAt[k]; ok {
+		if q.onGet != nil {
+			q.onGet(q.now().Sub(at))
+		}
+		delete(q.queuedAt, k)
+	}
 	return k, true
 }
 
@@ -163,6 +186,7 @@ func (q *queue[K]) ShutDown() {
 	q.items = nil
 	q.delayed = nil
 	clear(q.waiting)
+	clear(q.queuedAt)
 	if q.timer != nil {
 		q.timer.Stop()
 	}

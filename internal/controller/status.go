@@ -136,3 +136,31 @@ func (c *Controller) snapshotLocked(now time.Time) Status {
 	}
 	return st
 }
+
+// lagLocked returns how long the oldest desired replica that is not present
+// (on a member that is up and not paused) has been so: since its work
+// record last changed state, or since its source was first seen.
+func (c *Controller) lagLocked(now time.Time) time.Duration {
+	var lag time.Duration
+	for name, recs := range c.sources {
+		w := c.winnerLocked(name)
+		if w == nil {
+			continue
+		}
+		for _, m := range c.members {
+			if m == w || m.state != MemberUp || m.paused {
+				continue
+			}
+			a := c.planLocked(m, name, now)
+			if !a.desired || a.state == StatePresent {
+				continue
+			}
+			since := recs[w].firstSeen
+			if o := m.ops[name]; o != nil && o.since.After(since) {
+				since = o.since
+			}
+			lag = max(lag, now.Sub(since))
+		}
+	}
+	return lag
+}
