@@ -431,7 +431,7 @@ func (c *Controller) gcSourcesLocked(now time.Time) {
 	horizon := 3*c.opts.TeardownGrace + c.opts.ResyncInterval
 	for name, recs := range c.sources {
 		for m, rec := range recs {
-			if _, live := c.byName[m.spec.Name]; !live || (!rec.absentSince.IsZero() && now.Sub(rec.absentSince) > horizon) {
+			if c.byName[m.spec.Name] != m || (!rec.absentSince.IsZero() && now.Sub(rec.absentSince) > horizon) {
 				delete(recs, m)
 			}
 		}
@@ -1058,6 +1058,23 @@ func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) b
 	for _, m := range c.members {
 		if !keep[m.spec.Name] {
 			stop = append(stop, m)
+		}
+	}
+	// Sources follow a member that was replaced (new credentials) and are
+	// forgotten with a member that left: it is no origin any more, and its
+	// replicas elsewhere are left for prune.
+	for name, recs := range c.sources {
+		for m, rec := range recs {
+			if byName[m.spec.Name] == m {
+				continue
+			}
+			delete(recs, m)
+			if nm := byName[m.spec.Name]; nm != nil && nm.spec.Address == m.spec.Address {
+				recs[nm] = rec
+			}
+		}
+		if len(recs) == 0 {
+			delete(c.sources, name)
 		}
 	}
 	c.members, c.byName, c.byAddr = next, byName, byAddr

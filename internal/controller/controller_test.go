@@ -443,3 +443,45 @@ func TestMetricsDescribeTheGroup(t *testing.T) {
 		}
 	})
 }
+
+func TestSetMembersAddsFillsAndLeavesRemovedAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const addrD = "127.0.0.4"
+		g := newFakeGroup(addrA, addrB, addrC, addrD)
+		specs := g.specs("a", "b", "c", "d")
+		h := newHarness(t, func(o *Options) { o.Members = specs[:3] })
+		h.g = g
+		defer h.end()
+		g.m(addrA).publish("fromA")
+		g.m(addrC).publish("fromC")
+		h.event("inStreamCreated", addrA, "fromA")
+		h.event("inStreamCreated", addrC, "fromC")
+		h.settle(time.Second)
+		wantReplica(t, g.m(addrB), "fromC", "rtmp://127.0.0.3/live/fromC")
+
+		// d joins, c leaves, b's client is replaced (as with new credentials).
+		next := []MemberSpec{specs[0], specs[1], specs[3]}
+		next[1].Client = g.m(addrB)
+		same := func(x, y MemberSpec) bool { return x.Name != "b" }
+		if err := h.c.SetMembers(next, same); err != nil {
+			t.Fatal(err)
+		}
+		h.settle(time.Minute)
+		wantReplica(t, g.m(addrD), "fromA", "rtmp://127.0.0.1/live/fromA")
+		wantReplica(t, g.m(addrB), "fromA", "rtmp://127.0.0.1/live/fromA")
+		// c's replicas stay, and replicas of c's sources are left for prune.
+		wantReplica(t, g.m(addrC), "fromA", "rtmp://127.0.0.1/live/fromA")
+		wantReplica(t, g.m(addrB), "fromC", "rtmp://127.0.0.3/live/fromC")
+		wantReplica(t, g.m(addrD), "fromC", "")
+		if n := g.m(addrC).count("removeConfig") + g.m(addrB).count("removeConfig"); n != 0 {
+			t.Errorf("%d removeConfig calls after a member left", n)
+		}
+		st := h.c.Snapshot()
+		if !st.Converged || len(st.Members) != 3 {
+			t.Errorf("after the reload: converged %v, %d members", st.Converged, len(st.Members))
+		}
+		if err := h.c.SetMembers([]MemberSpec{specs[0], specs[0]}, same); err == nil {
+			t.Error("SetMembers accepted a name used twice")
+		}
+	})
+}

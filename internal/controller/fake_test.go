@@ -106,8 +106,14 @@ func (f *fakeEMS) enter(cmd string) error {
 	return nil
 }
 
-// streaming reports whether a pull of uri on f would stream now.
-func (f *fakeEMS) streamingLocked(uri string) bool {
+// streamingLocked reports whether a pull of uri on f would stream now. A
+// chain of pulls longer than the group (a loop) never streams.
+func (f *fakeEMS) streamingLocked(uri string) bool { return f.streamingDepth(uri, len(f.g.members)) }
+
+func (f *fakeEMS) streamingDepth(uri string, depth int) bool {
+	if depth == 0 {
+		return false
+	}
 	rest, ok := strings.CutPrefix(uri, "rtmp://")
 	if !ok {
 		return false
@@ -118,13 +124,15 @@ func (f *fakeEMS) streamingLocked(uri string) bool {
 		return true // an external camera
 	}
 	_, name, _ := strings.Cut(path, "/")
-	return !f.cut && !up.down && up.inboundLocked()[name]
+	return !f.cut && !up.down && up.inboundDepth(depth-1)[name]
 }
 
-func (f *fakeEMS) inboundLocked() map[string]bool {
+func (f *fakeEMS) inboundLocked() map[string]bool { return f.inboundDepth(len(f.g.members)) }
+
+func (f *fakeEMS) inboundDepth(depth int) map[string]bool {
 	in := maps.Clone(f.sources)
 	for _, c := range f.configs {
-		if f.streamingLocked(c.URI) {
+		if f.streamingDepth(c.URI, depth) {
 			in[c.LocalStreamName] = true
 		}
 	}
