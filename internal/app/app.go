@@ -118,7 +118,7 @@ func MemberSpecs(cfg *config.Config) ([]controller.MemberSpec, error) {
 			api = "proxy"
 		}
 		specs = append(specs, controller.MemberSpec{
-			Name: m.Name, Address: m.Address, API: api, Replicate: m.Replicate,
+			Name: m.Name, Address: m.Address, API: api, Replicate: m.Replicate, Host: m.IsHost,
 			Client: ems.New(m.Endpoint, hc),
 		})
 	}

@@ -33,7 +33,10 @@ type MemberSpec struct {
 	Address   string // what the other members pull RTMP from
 	API       string // "direct" or "proxy", for status
 	Replicate bool   // false: the member is given no replicas
-	Client    EMS
+	// Host marks the sidecar's local EMS: the origin of events whose
+	// payload.ip and sender match no member.
+	Host   bool
+	Client EMS
 }
 
 // Options configure a Controller. Zero durations and counts take the
@@ -949,6 +952,9 @@ func (c *Controller) HandleStreamEvent(ev receiver.StreamEvent) {
 		o = c.byAddr[ev.Peer.Unmap().String()]
 	}
 	if o == nil {
+		o = c.hostLocked()
+	}
+	if o == nil {
 		c.met.events.WithLabelValues("unknown_origin").Inc()
 		key := ev.IP + "|" + ev.Peer.String()
 		if _, seen := c.unknown[key]; !seen && len(c.unknown) < 1024 {
@@ -979,6 +985,16 @@ func (c *Controller) HandleStreamEvent(ev receiver.StreamEvent) {
 	c.met.events.WithLabelValues("confirm").Inc()
 	o.confirm[ev.Name] = struct{}{}
 	c.wakeLocked(o)
+}
+
+// hostLocked returns the sidecar's local member, or nil.
+func (c *Controller) hostLocked() *member {
+	for _, m := range c.members {
+		if m.spec.Host {
+			return m
+		}
+	}
+	return nil
 }
 
 // Pause stops giving new work to the named member; its replicas stay.

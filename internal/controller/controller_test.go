@@ -485,3 +485,38 @@ func TestSetMembersAddsFillsAndLeavesRemovedAlone(t *testing.T) {
 		}
 	})
 }
+
+func TestEventOriginFallsBackToPeerThenHost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		specs := g.specs("a", "b", "c")
+		specs[2].Host = true
+		h := newHarness(t, func(o *Options) { o.Members = specs })
+		h.g = g
+		defer h.end()
+		g.m(addrB).publish("viaPeer")
+		g.m(addrC).publish("viaHost")
+		// payload.ip is not a member (a multi-homed EMS): the sender is.
+		h.c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamCreated", Name: "viaPeer", IP: "192.0.2.7", Peer: netip.MustParseAddr(addrB)})
+		// Neither is: the sidecar's host is the origin.
+		h.c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamCreated", Name: "viaHost", IP: "", Peer: netip.MustParseAddr("192.0.2.8")})
+		h.settle(time.Second)
+		wantReplica(t, g.m(addrA), "viaPeer", "rtmp://127.0.0.2/live/viaPeer")
+		wantReplica(t, g.m(addrA), "viaHost", "rtmp://127.0.0.3/live/viaHost")
+	})
+}
+
+func TestUnknownOriginIsNotActedOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		h.g.m(addrA).publish("s")
+		h.c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamCreated", Name: "s", IP: "192.0.2.7", Peer: netip.MustParseAddr("192.0.2.7")})
+		h.settle(time.Second)
+		for _, a := range []string{addrA, addrB, addrC} {
+			if n := h.g.m(a).count("listInboundStreamNames") + h.g.m(a).count("pullStream"); n > 1 {
+				t.Errorf("member %s got %d calls for an event of unknown origin", a, n)
+			}
+		}
+	})
+}

@@ -124,7 +124,7 @@ func (f *fakeEMS) streamingDepth(uri string, depth int) bool {
 		return true // an external camera
 	}
 	_, name, _ := strings.Cut(path, "/")
-	return !f.cut && !up.down && up.inboundDepth(depth-1)[name]
+	return !f.cut && !up.down && up.inboundDepth(depth - 1)[name]
 }
 
 func (f *fakeEMS) inboundLocked() map[string]bool { return f.inboundDepth(len(f.g.members)) }
