@@ -1,0 +1,154 @@
+package controller
+
+// Member health: parking a member that fails, probing it, and the listings
+// each member runs on demand.
+
+import (
+	"context"
+	"time"
+
+	"streamlb/internal/ems"
+)
+
+// memberFailedLocked counts a failed call against m's health: a 401 parks
+// it as unauthorized; a failed listing, or three transport or 5xx failures
+// in a row, park it as down.
+func (c *Controller) memberFailedLocked(m *member, err error, listing bool) {
+	switch {
+	case ems.IsUnauthorized(err):
+		c.setStateLocked(m, MemberUnauthorized, err)
+	case ems.IsRetryable(err):
+		m.failStreak++
+		if listing || m.failStreak >= 3 {
+			c.setStateLocked(m, MemberDown, err)
+		}
+	default:
+		if listing {
+			c.setStateLocked(m, MemberDown, err)
+		}
+	}
+}
+
+func (c *Controller) setStateLocked(m *member, state string, err error) {
+	if err != nil {
+		m.lastErr = trimErr(err)
+	}
+	if m.state == state {
+		return
+	}
+	prev := m.state
+	m.state = state
+	close(m.changed)
+	m.changed = make(chan struct{})
+	now := time.Now()
+	switch state {
+	case MemberUp:
+		m.failStreak = 0
+		m.needList = true
+		m.log(c.log).Info("member is back", "was", prev)
+	default:
+		// Its sources count as absent from now: their replicas elsewhere
+		// are removed if it stays away past the grace.
+		for name, recs := range c.sources {
+			if rec := recs[m]; rec != nil && rec.absentSince.IsZero() {
+				rec.absentSince = now
+				c.enqueueAllLocked(name, c.opts.TeardownGrace)
+			}
+		}
+		if state == MemberUnauthorized {
+			m.log(c.log).Error("wrong credentials for member; parked until the config changes", "err", err)
+		} else {
+			m.log(c.log).Warn("member is down; parked and probed", "err", err)
+		}
+	}
+	c.wakeLocked(m)
+}
+
+func (c *Controller) wakeLocked(m *member) {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// lister runs m's on-demand listings: confirmations of events, relists
+// after a name conflict or a return, and the probes of a parked member.
+func (c *Controller) lister(ctx context.Context, m *member) {
+	probes := 0
+	var timer <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.wake:
+		case <-timer:
+		}
+		timer = nil
+		c.mu.Lock()
+		if !c.isReady {
+			c.mu.Unlock()
+			continue // woken again once the first resync is done
+		}
+		state := m.state
+		needList, confirm := m.needList, len(m.confirm) > 0
+		if state == MemberUp {
+			m.needList = false
+			clear(m.confirm)
+		}
+		c.mu.Unlock()
+		if state != MemberUp {
+			if c.probe(ctx, m) {
+				probes = 0
+				continue
+			}
+			probes++
+			// A down member is probed sooner at first; wrong credentials
+			// will not fix themselves, so that member waits a full interval.
+			wait := min(backoff(probes, time.Second, c.opts.ResyncInterval), c.opts.ResyncInterval)
+			if state == MemberUnauthorized {
+				wait = c.opts.ResyncInterval
+			}
+			timer = time.After(wait)
+			continue
+		}
+		switch {
+		case needList:
+			c.listMember(ctx, m, true)
+			c.mu.Lock()
+			c.diffLocked(m, time.Now())
+			c.mu.Unlock()
+		case confirm:
+			c.listMember(ctx, m, false)
+		default:
+			continue
+		}
+		// Events arriving meanwhile share the next listing.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(c.opts.ConfirmInterval):
+		}
+	}
+}
+
+// probe checks a parked member with one call; on success the member is up
+// again and its resync is queued.
+func (c *Controller) probe(ctx context.Context, m *member) bool {
+	err := c.call(ctx, m, "version", func(ctx context.Context) error {
+		_, err := m.spec.Client.Version(ctx)
+		return err
+	})
+	if ctx.Err() != nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if m.state != MemberUnauthorized || ems.IsUnauthorized(err) {
+			m.lastErr = trimErr(err)
+		}
+		return false
+	}
+	c.setStateLocked(m, MemberUp, nil)
+	return true
+}

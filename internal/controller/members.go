@@ -1,0 +1,118 @@
+package controller
+
+// Changes to the member list and maintenance pauses.
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+)
+
+// Pause stops giving new work to the named member; its replicas stay.
+func (c *Controller) Pause(name string) error { return c.setPaused(name, true) }
+
+// Resume gives work to a paused member again.
+func (c *Controller) Resume(name string) error { return c.setPaused(name, false) }
+
+// ErrUnknownMember is returned for a member name that is not in the group.
+var ErrUnknownMember = errors.New("unknown member")
+
+func (c *Controller) setPaused(name string, paused bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.byName[name]
+	if m == nil {
+		return fmt.Errorf("%w %q", ErrUnknownMember, name)
+	}
+	if m.paused == paused {
+		return nil
+	}
+	m.paused = paused
+	close(m.changed)
+	m.changed = make(chan struct{})
+	if !paused {
+		m.needList = true
+		c.wakeLocked(m)
+	}
+	m.log(c.log).Info("member paused", "paused", paused)
+	return nil
+}
+
+// SetMembers applies a reloaded member list: new members are added and
+// filled, removed members are forgotten (their replicas stay, for prune),
+// members whose spec is unchanged keep their state and workers, and a
+// member whose client changed (new credentials) starts afresh.
+func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) bool) error {
+	c.mu.Lock()
+	var stop []*member
+	keep := make(map[string]bool)
+	var next []*member
+	byName := make(map[string]*member)
+	byAddr := make(map[string]*member)
+	for i, s := range specs {
+		old := c.byName[s.Name]
+		if old != nil && same(old.spec, s) {
+			old.idx = i
+			old.spec.Replicate = s.Replicate
+			next = append(next, old)
+			keep[s.Name] = true
+		} else {
+			if old != nil {
+				stop = append(stop, old)
+				keep[s.Name] = true
+			}
+			nm := c.newMember(s, i)
+			nm.needList = true
+			next = append(next, nm)
+		}
+		m := next[len(next)-1]
+		if _, dup := byName[s.Name]; dup {
+			c.mu.Unlock()
+			return fmt.Errorf("member %q: name used twice", s.Name)
+		}
+		if _, dup := byAddr[s.Address]; dup {
+			c.mu.Unlock()
+			return fmt.Errorf("member %q: address %s used twice", s.Name, s.Address)
+		}
+		byName[s.Name], byAddr[s.Address] = m, m
+	}
+	for _, m := range c.members {
+		if !keep[m.spec.Name] {
+			stop = append(stop, m)
+		}
+	}
+	// Sources follow a member that was replaced (new credentials) and are
+	// forgotten with a member that left: it is no origin any more, and its
+	// replicas elsewhere are left for prune.
+	for name, recs := range c.sources {
+		for m, rec := range recs {
+			if byName[m.spec.Name] == m {
+				continue
+			}
+			delete(recs, m)
+			if nm := byName[m.spec.Name]; nm != nil && nm.spec.Address == m.spec.Address {
+				recs[nm] = rec
+			}
+		}
+		if len(recs) == 0 {
+			delete(c.sources, name)
+		}
+	}
+	c.members, c.byName, c.byAddr = next, byName, byAddr
+	for _, m := range next {
+		if m.cancel == nil && c.runCtx != nil {
+			c.startMemberLocked(c.runCtx, m)
+			c.wakeLocked(m)
+		}
+	}
+	c.mu.Unlock()
+	for _, m := range stop {
+		c.stopMember(m)
+	}
+	c.TriggerResync()
+	return nil
+}
+
+func (m *member) log(l *slog.Logger) *slog.Logger {
+	return l.With("member", m.spec.Name)
+}

@@ -1,0 +1,197 @@
+package controller
+
+// The per-member workers that converge one replica at a time.
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"streamlb/internal/ems"
+)
+
+// worker takes streams off m's queue and converges each on m.
+func (c *Controller) worker(ctx context.Context, m *member) {
+	for {
+		name, ok := m.queue.Get()
+		if !ok {
+			return
+		}
+		if c.waitUsable(ctx, m) {
+			c.work(ctx, m, name)
+		}
+		m.queue.Done(name)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// waitUsable blocks until m is up, not paused, and the first resync is
+// done. It reports false when ctx ends first.
+func (c *Controller) waitUsable(ctx context.Context, m *member) bool {
+	for {
+		c.mu.Lock()
+		ok := c.isReady && m.state == MemberUp && !m.paused
+		wait := m.changed
+		if !c.isReady {
+			wait = c.ready
+		}
+		c.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-wait:
+		}
+	}
+}
+
+// work converges one replica.
+func (c *Controller) work(ctx context.Context, m *member, name string) {
+	start := time.Now()
+	defer func() { c.met.workDuration.Observe(time.Since(start).Seconds()) }()
+
+	c.mu.Lock()
+	a := c.planLocked(m, name, start)
+	c.recordLocked(m, name, a, start)
+	c.mu.Unlock()
+
+	switch a.kind {
+	case actNone:
+		return
+	case actWait:
+		m.queue.AddAfter(name, a.after)
+		return
+	case actPull:
+		if err := m.limiter.Wait(ctx); err != nil {
+			return
+		}
+		c.pull(ctx, m, name, a.origin)
+	case actRemove:
+		c.remove(ctx, m, name, a)
+	}
+}
+
+func (c *Controller) pull(ctx context.Context, m *member, name string, origin *member) {
+	uri := pullURI(origin.spec.Address, c.opts.AppName, name)
+	keep := c.opts.KeepAlive
+	req := ems.PullRequest{
+		URI:             uri,
+		LocalStreamName: name,
+		KeepAlive:       &keep,
+		Vars:            map[string]string{tagGroup: c.opts.Group, tagOrigin: origin.spec.Address},
+	}
+	var res ems.PullResult
+	err := c.call(ctx, m, "pullStream", func(ctx context.Context) error {
+		var err error
+		res, err = m.spec.Client.PullStream(ctx, req)
+		return err
+	})
+	if ctx.Err() != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	o := c.opLocked(m, name, now)
+	switch {
+	case err == nil:
+		m.obs.configs[name] = append(m.obs.configs[name], pullCfg{
+			id: res.ConfigID, uri: uri, tagGroup: c.opts.Group, tagOrigin: origin.spec.Address, tagged: true,
+		})
+		c.gen++
+		m.obs.changed[name] = c.gen
+		o.attempts, o.lastErr = 0, ""
+		c.met.pulls.Inc()
+		m.log(c.log).Debug("replica pulled", "stream", name, "origin", origin.spec.Name, "config_id", res.ConfigID)
+	case ems.IsAlreadyTaken(err):
+		// Someone holds the name: look at the member's configs, then
+		// decide (ours: done; someone else's: conflict).
+		o.attempts++
+		o.lastErr = trimErr(err)
+		m.needList = true
+		c.wakeLocked(m)
+		m.queue.AddAfter(name, backoff(o.attempts, c.opts.RetryBase, c.opts.RetryMax))
+	default:
+		c.failedLocked(m, name, o, err)
+	}
+}
+
+func (c *Controller) remove(ctx context.Context, m *member, name string, a action) {
+	err := c.call(ctx, m, "removeConfig", func(ctx context.Context) error {
+		return m.spec.Client.RemoveConfig(ctx, a.configID)
+	})
+	if ctx.Err() != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	o := c.opLocked(m, name, now)
+	if err != nil {
+		c.failedLocked(m, name, o, err)
+		return
+	}
+	cfgs := slices.DeleteFunc(m.obs.configs[name], func(cfg pullCfg) bool { return cfg.id == a.configID })
+	if len(cfgs) == 0 {
+		delete(m.obs.configs, name)
+	} else {
+		m.obs.configs[name] = cfgs
+	}
+	c.gen++
+	m.obs.changed[name] = c.gen
+	o.attempts, o.lastErr = 0, ""
+	c.met.removals.Inc()
+	m.log(c.log).Info("replica removed", "stream", name, "config_id", a.configID, "reason", a.reason)
+	m.queue.Add(name) // a changed origin is pulled next
+}
+
+// failedLocked records a failed call on replica (m, name) and schedules
+// its retry.
+func (c *Controller) failedLocked(m *member, name string, o *op, err error) {
+	o.attempts++
+	msg := trimErr(err)
+	if msg != o.lastErr {
+		m.log(c.log).Warn("replica work failed", "stream", name, "attempt", o.attempts, "err", err)
+	}
+	o.lastErr = msg
+	c.met.retries.Inc()
+	c.memberFailedLocked(m, err, false)
+	m.queue.AddAfter(name, backoff(o.attempts, c.opts.RetryBase, c.opts.RetryMax))
+}
+
+// opLocked returns the work record of replica (m, name), creating it.
+func (c *Controller) opLocked(m *member, name string, now time.Time) *op {
+	o := m.ops[name]
+	if o == nil {
+		o = &op{since: now}
+		m.ops[name] = o
+	}
+	return o
+}
+
+// recordLocked keeps the replica's reported state and when it changed;
+// records of replicas that are fine are dropped, so memory follows the
+// trouble, not the group's size.
+func (c *Controller) recordLocked(m *member, name string, a action, now time.Time) {
+	o := m.ops[name]
+	if !a.desired || (a.state == StatePresent && (o == nil || o.attempts == 0)) {
+		if o != nil && a.kind == actNone {
+			delete(m.ops, name)
+		}
+		return
+	}
+	if o == nil {
+		o = &op{since: now}
+		m.ops[name] = o
+	}
+	if o.state != a.state {
+		o.state, o.since = a.state, now
+		if a.state == StateConflict {
+			m.log(c.log).Warn("name conflict; left alone", "stream", name, "reason", a.reason)
+		}
+	}
+}
