@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -68,7 +70,26 @@ func BenchmarkParamsEncode(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeListConfig decodes a 10,000-entry listConfig answer as
+// the client does: streamed, entry by entry.
 func BenchmarkDecodeListConfig(b *testing.B) {
+	body := genListConfig(10000)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		_, err := walkStream(newJSONStream(bytes.NewReader(body)), func(s *jsonStream) error {
+			return streamPullConfigs(s, func(*PullConfig) error { n++; return nil })
+		})
+		if err != nil || n != 10000 {
+			b.Fatalf("decoded %d entries: %v", n, err)
+		}
+	}
+}
+
+// BenchmarkDecodeListConfigReference decodes the same answer with the
+// encoding/json walker the client used before, for comparison.
+func BenchmarkDecodeListConfigReference(b *testing.B) {
 	body := genListConfig(10000)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
@@ -79,6 +100,62 @@ func BenchmarkDecodeListConfig(b *testing.B) {
 		})
 		if err != nil || len(out) != 10000 {
 			b.Fatalf("decoded %d entries: %v", len(out), err)
+		}
+	}
+}
+
+// BenchmarkDecodeInboundNames decodes a listInboundStreamNames answer of
+// 10,000 names.
+func BenchmarkDecodeInboundNames(b *testing.B) {
+	var body bytes.Buffer
+	body.WriteString(`{"data":[`)
+	for i := range 10000 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"name":"stream-%05d"}`, i)
+	}
+	body.WriteString(`],"description":"Inbound local stream names","status":"SUCCESS"}` + "\r\n\r\n")
+	b.SetBytes(int64(body.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		_, err := walkStream(newJSONStream(bytes.NewReader(body.Bytes())), func(s *jsonStream) error {
+			return streamNames(s, func([]byte) error { n++; return nil })
+		})
+		if err != nil || n != 10000 {
+			b.Fatalf("decoded %d names: %v", n, err)
+		}
+	}
+}
+
+// BenchmarkDecodePullResult decodes a recorded pullStream answer.
+func BenchmarkDecodePullResult(b *testing.B) {
+	body, err := os.ReadFile(filepath.Join(recordedDir, "ems-pullStream-webuilogs-success.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		env, err := decodeEnvelope(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := decodePullResult(env.Data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkValidJSON checks a 10,000-entry listConfig answer with the
+// scanner the streaming decoder uses.
+func BenchmarkValidJSON(b *testing.B) {
+	body := genListConfig(10000)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if !validJSON(body) {
+			b.Fatal("invalid")
 		}
 	}
 }

@@ -123,8 +123,8 @@ func (c *Client) Call(ctx context.Context, command string, params Params) (json.
 
 // call runs one command. With stream nil it reads the whole body and
 // returns the envelope's data; otherwise it decodes the body as it arrives,
-// handing the data value to stream.
-func (c *Client) call(ctx context.Context, command string, params Params, stream func(*json.Decoder) error) (json.RawMessage, error) {
+// handing the data value to stream, which must consume it.
+func (c *Client) call(ctx context.Context, command string, params Params, stream func(*jsonStream) error) (json.RawMessage, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
@@ -151,8 +151,7 @@ func (c *Client) call(ctx context.Context, command string, params Params, stream
 
 	var env envelope
 	if stream != nil {
-		dec := json.NewDecoder(body)
-		meta, err := walkEnvelope(dec, stream)
+		meta, err := walkStream(newJSONStream(body), stream)
 		if err != nil {
 			return nil, c.bodyError(command, resp.StatusCode, body, err)
 		}

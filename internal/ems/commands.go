@@ -59,16 +59,47 @@ func (c *Client) PullStream(ctx context.Context, req PullRequest) (PullResult, e
 	if err != nil {
 		return PullResult{}, c.errorf(cmdPullStream, KindRequest, err)
 	}
-	var w struct {
-		ConfigID        uint64    `json:"configId"`
-		LocalStreamName optString `json:"localStreamName"`
-		URI             wireURI   `json:"uri"`
-		KeepAlive       flexBool  `json:"keepAlive"`
-	}
-	if err := c.callInto(ctx, cmdPullStream, params, &w); err != nil {
+	data, err := c.Call(ctx, cmdPullStream, params)
+	if err != nil {
 		return PullResult{}, err
 	}
-	return PullResult{ConfigID: w.ConfigID, LocalStreamName: w.LocalStreamName.s, URI: w.URI.s, KeepAlive: bool(w.KeepAlive)}, nil
+	res, err := decodePullResult(data)
+	if err != nil {
+		return PullResult{}, &Error{Member: c.member, Command: cmdPullStream, Kind: KindDecode, StatusCode: 200, Description: excerpt(data), Err: err}
+	}
+	return res, nil
+}
+
+// decodePullResult reads the fields PullResult has from pullStream's data,
+// valid JSON or nil, without decoding the others. Keys match without
+// regard to case, as encoding/json matches them.
+func decodePullResult(data []byte) (PullResult, error) {
+	var res PullResult
+	if data == nil {
+		return res, nil
+	}
+	err := eachMember(data, func(key, value []byte) error {
+		var err error
+		switch {
+		case strings.EqualFold(string(key), "configId"):
+			err = decodeUint(value, &res.ConfigID)
+		case strings.EqualFold(string(key), "localStreamName"):
+			res.LocalStreamName, _, err = decodeOptString(value)
+		case strings.EqualFold(string(key), "uri"):
+			var u wireURI
+			err = u.UnmarshalJSON(value)
+			res.URI = u.s
+		case strings.EqualFold(string(key), "keepAlive"):
+			var b flexBool
+			err = b.UnmarshalJSON(value)
+			res.KeepAlive = bool(b)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		return nil
+	})
+	return res, err
 }
 
 // ListConfig returns the member's pull configurations (listConfig's "pull"
@@ -76,8 +107,13 @@ func (c *Client) PullStream(ctx context.Context, req PullRequest) (PullResult, e
 // several megabytes, is decoded as it arrives.
 func (c *Client) ListConfig(ctx context.Context) ([]PullConfig, error) {
 	out := []PullConfig{}
-	_, err := c.call(ctx, cmdListConfig, nil, func(dec *json.Decoder) error {
-		return decodeConfigData(dec, &out)
+	err := c.EachPullConfig(ctx, func(pc *PullConfig) error {
+		cp := *pc
+		if pc.Vars != nil {
+			cp.Vars = maps.Clone(pc.Vars)
+		}
+		out = append(out, cp)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -85,20 +121,40 @@ func (c *Client) ListConfig(ctx context.Context) ([]PullConfig, error) {
 	return out, nil
 }
 
+// EachPullConfig runs listConfig and calls fn with each pull configuration
+// as it is decoded, so that a listing of any size needs no more memory than
+// its largest entry. *pc, its Vars map included, is reused from one call to
+// the next: fn must copy what it keeps. An error from fn stops the listing
+// and is returned as a KindDecode error.
+func (c *Client) EachPullConfig(ctx context.Context, fn func(pc *PullConfig) error) error {
+	_, err := c.call(ctx, cmdListConfig, nil, func(s *jsonStream) error {
+		return streamPullConfigs(s, fn)
+	})
+	return err
+}
+
 // ListInboundStreamNames returns the names of the member's inbound streams,
 // empty when there are none (EMS answers data:null).
 func (c *Client) ListInboundStreamNames(ctx context.Context) ([]string, error) {
-	var w []struct {
-		Name optString `json:"name"`
-	}
-	if err := c.callInto(ctx, cmdListInboundStreamNames, nil, &w); err != nil {
+	out := []string{}
+	err := c.EachInboundStreamName(ctx, func(name []byte) error {
+		out = append(out, string(name))
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	out := make([]string, 0, len(w))
-	for _, n := range w {
-		out = append(out, n.Name.s)
-	}
 	return out, nil
+}
+
+// EachInboundStreamName runs listInboundStreamNames and calls fn with each
+// name as it is decoded. name is valid only during the call. An error from
+// fn stops the listing and is returned as a KindDecode error.
+func (c *Client) EachInboundStreamName(ctx context.Context, fn func(name []byte) error) error {
+	_, err := c.call(ctx, cmdListInboundStreamNames, nil, func(s *jsonStream) error {
+		return streamNames(s, fn)
+	})
+	return err
 }
 
 // ListStreams returns the member's active streams, empty when there are

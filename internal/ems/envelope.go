@@ -38,7 +38,7 @@ func decodeEnvelope(body []byte) (envelope, error) {
 	if b[0] != '{' {
 		return envelope{}, errors.New("body is not a JSON object")
 	}
-	if !json.Valid(b) {
+	if !validJSON(b) {
 		// Unmarshal tells where the JSON breaks.
 		var v any
 		if err := json.Unmarshal(b, &v); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -308,16 +309,23 @@ func (u *wireURI) UnmarshalJSON(data []byte) error {
 	case len(data) > 0 && data[0] == '"':
 		return json.Unmarshal(data, &u.s)
 	case len(data) > 0 && data[0] == '{':
-		var o struct {
-			OriginalURI optString `json:"originalUri"`
-			FullURI     optString `json:"fullUri"`
-		}
-		if err := json.Unmarshal(data, &o); err != nil {
+		var original, full string
+		err := eachMember(data, func(key, value []byte) error {
+			var err error
+			switch {
+			case strings.EqualFold(string(key), "originalUri"):
+				original, _, err = decodeOptString(value)
+			case strings.EqualFold(string(key), "fullUri"):
+				full, _, err = decodeOptString(value)
+			}
+			return err
+		})
+		if err != nil {
 			return err
 		}
-		u.s = o.OriginalURI.s
+		u.s = original
 		if u.s == "" {
-			u.s = o.FullURI.s
+			u.s = full
 		}
 		return nil
 	case bytes.Equal(data, []byte("null")):
