@@ -71,7 +71,8 @@ func (m *Member) cmdPullStream(p *params) result {
 	}
 	m.lastConfigID++
 	set.ConfigID = m.lastConfigID
-	m.addConfigLocked(set, u, now)
+	c := m.addConfigLocked(set, u, now)
+	c.pulledAt, m.lastPull = now, now
 	m.log.Debug("pull enqueued", "stream", name, "config_id", set.ConfigID, "uri", redactURI(set.URI))
 	return success("Stream "+set.URI+" enqueued for pulling", set.object(viewResponse, &u))
 }
@@ -79,11 +80,24 @@ func (m *Member) cmdPullStream(p *params) result {
 // sortedStreamsLocked returns m's inbound streams by uniqueId.
 func (m *Member) sortedStreamsLocked() []*stream {
 	out := make([]*stream, 0, len(m.streams))
-	for _, st := range m.streams {
-		out = append(out, st)
-	}
-	slices.SortFunc(out, func(a, b *stream) int { return cmp.Compare(a.id, b.id) })
+	m.eachStreamLocked(func(st *stream) { out = append(out, st) })
 	return out
+}
+
+// eachStreamLocked calls fn with each of m's inbound streams by uniqueId.
+func (m *Member) eachStreamLocked(fn func(st *stream)) {
+	if len(m.byID) > 2*len(m.streams)+64 {
+		// Drop the closed streams: most of the list is gone.
+		m.byID = slices.DeleteFunc(m.byID, func(st *stream) bool { return m.streams[st.name] != st })
+	}
+	if !slices.IsSortedFunc(m.byID, func(a, b *stream) int { return cmp.Compare(a.id, b.id) }) {
+		slices.SortFunc(m.byID, func(a, b *stream) int { return cmp.Compare(a.id, b.id) })
+	}
+	for _, st := range m.byID {
+		if m.streams[st.name] == st {
+			fn(st)
+		}
+	}
 }
 
 func (m *Member) cmdListStreams(desc string) result {
@@ -119,11 +133,19 @@ func (m *Member) cmdListInboundStreamNames() result {
 	if len(m.streams) == 0 {
 		return success("Inbound local stream names", nil)
 	}
-	list := make([]jobj, 0, len(m.streams))
-	for _, st := range m.sortedStreamsLocked() {
-		list = append(list, jobj{{"name", st.name}})
-	}
-	return success("Inbound local stream names", list)
+	// Written directly: this listing is made often, and of every stream.
+	list := make([]byte, 0, 2+len(m.streams)*32)
+	list = append(list, '[')
+	m.eachStreamLocked(func(st *stream) {
+		if len(list) > 1 {
+			list = append(list, ',')
+		}
+		list = append(list, `{"name":`...)
+		list = appendString(list, st.name)
+		list = append(list, '}')
+	})
+	list = append(list, ']')
+	return success("Inbound local stream names", jraw(list))
 }
 
 // streamSelector is the id-or-localStreamName choice of getStreamInfo,

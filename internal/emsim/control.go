@@ -16,13 +16,20 @@ import (
 //	POST /_emsim/unpublish?name=X
 //	POST /_emsim/faults?latency=50ms&error_rate=0.1&down=1 (no parameters: clear)
 //	POST /_emsim/external?uri=U&available=0|1
+//	POST /_emsim/publish?prefix=P&count=N (P0 … PN-1 at once)
+//	POST /_emsim/restart (see Member.Restart)
+//	GET /_emsim/stats (see Member.Stats)
+//	GET /_emsim/pulls?since=UNIXNANO (see Member.PullTimes)
 //
-// Each answers {"ok":true}, or 400 with {"ok":false,"error":"..."}.
+// The POST routes answer {"ok":true}, or 400 with {"ok":false,"error":"..."}.
 func (m *Member) serveControl(w http.ResponseWriter, r *http.Request) {
 	var err error
 	status := http.StatusBadRequest
 	switch r.URL.Path {
-	case "/_emsim/publish", "/_emsim/unpublish", "/_emsim/faults", "/_emsim/external":
+	case "/_emsim/stats", "/_emsim/pulls":
+		m.serveObservation(w, r)
+		return
+	case "/_emsim/publish", "/_emsim/unpublish", "/_emsim/faults", "/_emsim/external", "/_emsim/restart":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
 			writeControl(w, http.StatusMethodNotAllowed, errors.New("method not allowed: use POST"))
@@ -35,7 +42,16 @@ func (m *Member) serveControl(w http.ResponseWriter, r *http.Request) {
 		}
 		switch r.URL.Path {
 		case "/_emsim/publish":
-			err = m.Publish(q.Get("name"))
+			if q.Has("prefix") {
+				var n int
+				if n, err = parseCount(q.Get("count")); err == nil {
+					_, err = m.PublishMany(q.Get("prefix"), n)
+				}
+			} else {
+				err = m.Publish(q.Get("name"))
+			}
+		case "/_emsim/restart":
+			m.Restart()
 		case "/_emsim/unpublish":
 			err = m.Unpublish(q.Get("name"))
 		case "/_emsim/faults":
@@ -55,6 +71,35 @@ func (m *Member) serveControl(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeControl(w, http.StatusOK, nil)
+}
+
+// serveObservation answers GET /_emsim/stats (the member's Stats) and
+// GET /_emsim/pulls?since=UNIXNANO (its PullTimes).
+func (m *Member) serveObservation(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeControl(w, http.StatusMethodNotAllowed, errors.New("method not allowed: use GET"))
+		return
+	}
+	var b []byte
+	if r.URL.Path == "/_emsim/stats" {
+		b = appendStatsJSON(nil, m.ip, m.Stats())
+	} else {
+		var since time.Time
+		if v := r.URL.Query().Get("since"); v != "" {
+			ns, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				writeControl(w, http.StatusBadRequest, fmt.Errorf("since %q is not a number of nanoseconds", v))
+				return
+			}
+			since = time.Unix(0, ns)
+		}
+		b = appendPullTimesJSON(nil, m.PullTimes(since))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 func (m *Member) controlExternal(q url.Values) error {

@@ -6,28 +6,42 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 const (
-	// eventQueueSize bounds the events a member holds before dropping.
-	eventQueueSize = 4096
+	// eventQueueSize bounds the events a member holds before dropping: EMS
+	// sends each event on its own connection without a queue limit, so a
+	// burst of thousands of streams must not lose events here.
+	eventQueueSize = 1 << 18
 	// eventTimeout bounds one event POST.
 	eventTimeout = 2 * time.Second
+	// eventPosters bounds the events of one member in flight at once, and
+	// eventBacklog is the queue length from which more than one is: EMS
+	// sends asynchronously, so a burst of events goes out together, while
+	// events that come one at a time arrive in order.
+	eventPosters = 8
+	eventBacklog = 64
 )
 
-// eventSender posts one member's events to the RPC sink, in order, as EMS
-// does: one new connection per event from the member's own address,
-// Content-Type application/json, no retry, the answer drained and ignored.
+// eventSender posts one member's events to the RPC sink as EMS does: one
+// new connection per event from the member's own address, Content-Type
+// application/json, no retry, the answer drained and ignored. Events go out
+// in order, one at a time, unless a backlog builds up.
 type eventSender struct {
 	m       *Member
 	url     string
 	client  *http.Client
-	q       chan []byte
 	dropped atomic.Int64
 	sent    atomic.Int64
 	failed  atomic.Int64
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queue  [][]byte // events waiting, oldest first
+	closed bool
 }
 
 func newEventSender(m *Member, url string) *eventSender {
@@ -42,12 +56,13 @@ func newEventSender(m *Member, url string) *eventSender {
 		ResponseHeaderTimeout:  eventTimeout,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
-	return &eventSender{
+	e := &eventSender{
 		m:      m,
 		url:    url,
 		client: &http.Client{Transport: tr, Timeout: eventTimeout},
-		q:      make(chan []byte, eventQueueSize),
 	}
+	e.cond = sync.NewCond(&e.mu)
+	return e
 }
 
 // emitLocked queues an event about st unless events are off or m is down.
@@ -66,28 +81,73 @@ func (m *Member) emitLocked(typ string, st *stream, now time.Time, view settings
 		{"timestamp", now.Unix()},
 		{"type", typ},
 	}
-	b := appendJSON(make([]byte, 0, 2048), env)
-	select {
-	case m.ev.q <- b:
-	default:
-		m.ev.dropped.Add(1)
+	m.ev.enqueue(appendJSON(make([]byte, 0, 2048), env))
+}
+
+// enqueue queues one event body, or drops it when the queue is full.
+func (e *eventSender) enqueue(b []byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.queue) >= eventQueueSize {
+		e.dropped.Add(1)
+		return
 	}
+	e.queue = append(e.queue, b)
+	if n := len(e.queue); n == 1 || n == eventBacklog {
+		e.cond.Broadcast()
+	}
+}
+
+// take waits for a queue of at least backlog events and removes the oldest;
+// it returns nil once the sender is closed.
+func (e *eventSender) take(backlog int) []byte {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for !e.closed && len(e.queue) < backlog {
+		e.cond.Wait()
+	}
+	if e.closed {
+		return nil
+	}
+	b := e.queue[0]
+	e.queue[0] = nil
+	e.queue = e.queue[1:]
+	if len(e.queue) == 0 {
+		e.queue = nil // let the backing array go
+	}
+	return b
 }
 
 // run posts queued events until ctx is done.
 func (e *eventSender) run(ctx context.Context) {
 	defer e.client.CloseIdleConnections()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case b := <-e.q:
-			if e.m.isDown() {
-				continue
-			}
-			e.post(ctx, b)
+	stop := context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+		e.cond.Broadcast()
+	})
+	defer stop()
+	var wg sync.WaitGroup
+	for i := range eventPosters {
+		backlog := 1
+		if i > 0 {
+			backlog = eventBacklog
 		}
+		wg.Go(func() {
+			for {
+				b := e.take(backlog)
+				if b == nil {
+					return
+				}
+				if e.m.isDown() {
+					continue
+				}
+				e.post(ctx, b)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 func (e *eventSender) post(ctx context.Context, body []byte) {

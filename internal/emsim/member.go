@@ -70,11 +70,13 @@ type Member struct {
 	faults       Faults
 	streams      map[string]*stream
 	streamByID   map[uint64]*stream
+	byID         []*stream // streams in uniqueId order, closed ones not yet dropped
 	configs      map[uint64]*pullConfig
 	configByName map[string]*pullConfig
 	bySource     map[srcRef]map[*pullConfig]struct{} // streaming pulls from members
 	lastStreamID uint64
 	lastConfigID uint64
+	lastPull     time.Time // when the latest successful pullStream was answered
 	extDown      map[string]bool
 	changed      chan struct{}
 	due          dueHeap
@@ -133,6 +135,10 @@ func (m *Member) Publish(name string) error {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.publishLocked(name, now)
+}
+
+func (m *Member) publishLocked(name string, now time.Time) error {
 	if _, taken := m.streams[name]; taken {
 		return fmt.Errorf("publish %q: stream name already taken", name)
 	}
@@ -377,6 +383,17 @@ func (c *callCounter) inc(cmd string) {
 		c.mu.Unlock()
 	}
 	n.Add(1)
+}
+
+// all returns every count by command.
+func (c *callCounter) all() map[string]int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]int64, len(c.m))
+	for k, n := range c.m {
+		out[k] = n.Load()
+	}
+	return out
 }
 
 func (c *callCounter) get(cmd string) int64 {

@@ -90,6 +90,9 @@ type pullConfig struct {
 	prev    statusEntry
 	hasPrev bool
 	stream  *stream
+	// pulledAt is when the pullStream that created it was answered; zero
+	// for configurations restored from the state file.
+	pulledAt time.Time
 
 	listedBefore, listedAfter []byte // listConfig entry around "status"
 }
@@ -329,6 +332,7 @@ func (m *Member) afterLossLocked(c *pullConfig, now time.Time) {
 
 func (m *Member) addStreamLocked(st *stream) {
 	m.streams[st.name] = st
+	m.byID = append(m.byID, st)
 	m.streamByID[st.id] = st
 	if c := st.cfg; c != nil && c.isMember {
 		ref := srcRef{host: c.srcHost, name: c.srcName}
