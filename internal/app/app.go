@@ -152,7 +152,14 @@ func httpClient(m config.Member) (*http.Client, error) {
 		}
 		tr.TLSClientConfig = tc
 	}
-	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+	return &http.Client{
+		Transport: tr,
+		Timeout:   60 * time.Second,
+		// EMS never redirects. Following a redirect would send the API
+		// proxy's credentials wherever it points, in clear text if it
+		// points to http.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
 }
 
 // Controller returns the App's controller.
@@ -242,7 +249,7 @@ func (a *App) Start() error {
 // concurrency limits every streamlb listener has.
 func (a *App) newServer(h http.Handler) *http.Server {
 	return &http.Server{
-		Handler:           limitConcurrency(h, 512),
+		Handler:           limitConcurrency(h, maxInflight, maxInflightPerPeer),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -350,17 +357,51 @@ func basicAuth(h http.Handler, password ems.Secret, sinkShared bool) http.Handle
 	})
 }
 
-// limitConcurrency answers 503 beyond n requests in flight.
-func limitConcurrency(h http.Handler, n int) http.Handler {
-	sem := make(chan struct{}, n)
+// Caps on the requests one listener serves at once, in all and from one
+// peer address: a client holding requests open (sending its body slowly)
+// cannot take every slot, and the members, each posting from its own
+// address, are still answered.
+const (
+	maxInflight        = 512
+	maxInflightPerPeer = 64
+)
+
+// limitConcurrency answers 503 beyond total requests in flight, or beyond
+// perPeer from one peer address.
+func limitConcurrency(h http.Handler, total, perPeer int) http.Handler {
+	sem := make(chan struct{}, total)
+	var mu sync.Mutex
+	byPeer := make(map[string]int)
+	busy := func(w http.ResponseWriter) {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many requests in flight", http.StatusServiceUnavailable)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		peer, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			peer = r.RemoteAddr
+		}
+		mu.Lock()
+		if byPeer[peer] >= perPeer {
+			mu.Unlock()
+			busy(w)
+			return
+		}
+		byPeer[peer]++
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			if byPeer[peer]--; byPeer[peer] == 0 {
+				delete(byPeer, peer)
+			}
+			mu.Unlock()
+		}()
 		select {
 		case sem <- struct{}{}:
 			defer func() { <-sem }()
 			h.ServeHTTP(w, r)
 		default:
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "too many requests in flight", http.StatusServiceUnavailable)
+			busy(w)
 		}
 	})
 }

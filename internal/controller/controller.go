@@ -52,7 +52,9 @@ type Options struct {
 	// CallTimeout bounds every EMS call; default 10s.
 	CallTimeout time.Duration
 	// ConfirmInterval spaces the listings that confirm events on one
-	// origin; events arriving meanwhile share the next one. Default 20ms.
+	// origin: the next waits at least this long, and at least twice as
+	// long as the last took; events arriving meanwhile share it. Default
+	// 2ms.
 	ConfirmInterval time.Duration
 	// RetryBase and RetryMax bound the backoff of a failing replica;
 	// defaults 500ms and 30s.
@@ -82,7 +84,7 @@ func (o *Options) setDefaults() {
 		o.CallTimeout = 10 * time.Second
 	}
 	if o.ConfirmInterval <= 0 {
-		o.ConfirmInterval = 20 * time.Millisecond
+		o.ConfirmInterval = 2 * time.Millisecond
 	}
 	if o.RetryBase <= 0 {
 		o.RetryBase = 500 * time.Millisecond
@@ -152,6 +154,9 @@ type member struct {
 	needList   bool
 	confirm    map[string]struct{}
 	listMu     sync.Mutex // one listing of this member at a time
+	// listingFull is set while a full listing of the member is in flight:
+	// the changes this controller makes meanwhile are noted in obs.changed.
+	listingFull bool
 	cancel     context.CancelFunc
 	done       sync.WaitGroup
 }
@@ -305,7 +310,7 @@ func (c *Controller) Resync(ctx context.Context) {
 	var wg sync.WaitGroup
 	calls := make([]int, len(ms))
 	for i, m := range ms {
-		wg.Go(func() { calls[i] = c.listMember(ctx, m, true) })
+		wg.Go(func() { calls[i] = c.listMember(ctx, m, true, nil) })
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -336,49 +341,61 @@ func (c *Controller) TriggerResync() {
 	}
 }
 
-// listMember lists m: listConfig (when full) and listInboundStreamNames. It
-// returns the number of calls made.
-func (c *Controller) listMember(ctx context.Context, m *member, full bool) int {
+// listMember lists m: listInboundStreamNames and, when full, listConfig. It
+// returns the number of calls made. The inbound streams are listed first,
+// so that every pull among them still has its config in the listing that
+// follows, even one made meanwhile by another balancer of the group. An
+// inbound-only listing confirms the announced names; other names it shows
+// for the first time wait for a full listing to tell sources from pulls.
+func (c *Controller) listMember(ctx context.Context, m *member, full bool, announced map[string]struct{}) int {
 	m.listMu.Lock()
 	defer m.listMu.Unlock()
 	c.mu.Lock()
 	c.gen++
 	start := c.gen
+	m.listingFull = full
 	c.mu.Unlock()
+	started := time.Now()
 	calls := 0
-	var configs []ems.PullConfig
+	var inbound []string
 	var err error
-	if full {
+	calls++
+	err = c.call(ctx, m, "listInboundStreamNames", func(ctx context.Context) error {
+		inbound, err = m.spec.Client.ListInboundStreamNames(ctx)
+		return err
+	})
+	var configs []ems.PullConfig
+	if err == nil && full {
 		calls++
 		err = c.call(ctx, m, "listConfig", func(ctx context.Context) error {
 			configs, err = m.spec.Client.ListConfig(ctx)
 			return err
 		})
 	}
-	var inbound []string
-	if err == nil {
-		calls++
-		err = c.call(ctx, m, "listInboundStreamNames", func(ctx context.Context) error {
-			inbound, err = m.spec.Client.ListInboundStreamNames(ctx)
-			return err
-		})
-	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m.listingFull = false
 	if ctx.Err() != nil {
 		return calls
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := time.Now()
 	if err != nil {
 		c.memberFailedLocked(m, err, true)
 		return calls
 	}
+	var wasPull map[string][]pullCfg
+	var gone []string
 	if full {
+		wasPull = m.obs.configs
 		m.obs.replace(start, now, configs, inbound)
 	} else {
-		m.obs.replaceInbound(inbound)
+		gone = m.obs.replaceInbound(inbound)
 	}
-	c.applyListingLocked(m, now)
+	m.obs.inboundAt = started
+	if full {
+		m.obs.fullAt = started
+	}
+	c.applyListingLocked(m, now, full, announced, wasPull, gone)
 	return calls
 }
 

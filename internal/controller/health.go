@@ -91,9 +91,13 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		}
 		state := m.state
 		needList, confirm := m.needList, len(m.confirm) > 0
+		var announced map[string]struct{}
 		if state == MemberUp {
 			m.needList = false
-			clear(m.confirm)
+			if confirm {
+				announced = m.confirm
+				m.confirm = make(map[string]struct{})
+			}
 		}
 		c.mu.Unlock()
 		if state != MemberUp {
@@ -111,22 +115,27 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			timer = time.After(wait)
 			continue
 		}
+		listed := time.Now()
 		switch {
 		case needList:
-			c.listMember(ctx, m, true)
+			c.listMember(ctx, m, true, nil)
 			c.mu.Lock()
 			c.diffLocked(m, time.Now())
 			c.mu.Unlock()
 		case confirm:
-			c.listMember(ctx, m, false)
+			c.listMember(ctx, m, false, announced)
 		default:
 			continue
 		}
-		// Events arriving meanwhile share the next listing.
+		// Events arriving meanwhile share the next listing, which waits
+		// twice as long as this one took: a member listing thousands of
+		// streams spends at most a third of its time answering them.
+		pause := time.NewTimer(max(c.opts.ConfirmInterval, 2*time.Since(listed)))
 		select {
 		case <-ctx.Done():
+			pause.Stop()
 			return
-		case <-time.After(c.opts.ConfirmInterval):
+		case <-pause.C:
 		}
 	}
 }

@@ -46,8 +46,11 @@ type observed struct {
 	at      uint64               // the generation at which the listing started
 	configs map[string][]pullCfg // pull configs by localStreamName
 	inbound map[string]struct{}  // inbound stream names
-	changed map[string]uint64    // names this controller changed, and at which generation
-	failing map[uint64]time.Time // configIds first seen in status 4 or 5
+	// inboundAt is when the listing that gave inbound started, fullAt
+	// when the last full one (configs too) did.
+	inboundAt, fullAt time.Time
+	changed           map[string]uint64    // names this controller changed, and at which generation
+	failing           map[uint64]time.Time // configIds first seen in status 4 or 5
 }
 
 func newObserved() observed {
@@ -72,16 +75,20 @@ func (o *observed) replace(start uint64, now time.Time, configs []ems.PullConfig
 		in[n] = struct{}{}
 	}
 	for name, at := range o.changed {
-		if at > start {
-			if cs, ok := o.configs[name]; ok {
-				byName[name] = cs
-			} else {
-				delete(byName, name)
-			}
-			continue
+		if at <= start {
+			continue // the listing shows it
 		}
-		delete(o.changed, name)
+		// Changed by this controller since the listing started: its own
+		// view is newer. A config it removed took its stream along.
+		if cs, ok := o.configs[name]; ok {
+			byName[name] = cs
+		} else {
+			delete(byName, name)
+			delete(in, name)
+		}
 	}
+	// Every later listing starts after these changes: they are in it.
+	clear(o.changed)
 	failing := make(map[uint64]time.Time)
 	for _, c := range configs {
 		if c.Status.Code == pullDisconnected || c.Status.Code == pullConnectionFailed {
@@ -95,13 +102,26 @@ func (o *observed) replace(start uint64, now time.Time, configs []ems.PullConfig
 	o.listed, o.at, o.configs, o.inbound, o.failing = true, start, byName, in, failing
 }
 
-// replaceInbound installs an inbound-only listing taken at start.
-func (o *observed) replaceInbound(inbound []string) {
+// replaceInbound installs an inbound-only listing taken at start, and
+// returns the names the listing before showed and this one does not.
+func (o *observed) replaceInbound(inbound []string) (gone []string) {
 	in := make(map[string]struct{}, len(inbound))
+	kept := 0
 	for _, n := range inbound {
 		in[n] = struct{}{}
+		if _, ok := o.inbound[n]; ok {
+			kept++
+		}
+	}
+	if kept < len(o.inbound) {
+		for n := range o.inbound {
+			if _, ok := in[n]; !ok {
+				gone = append(gone, n)
+			}
+		}
 	}
 	o.inbound = in
+	return gone
 }
 
 // pullCfg is the part of a member's pull config the controller keeps: a
@@ -125,13 +145,74 @@ func pullURI(originAddr, app, name string) string {
 	return "rtmp://" + originAddr + "/" + app + "/" + name
 }
 
-// uriHost returns the host of an rtmp URI (without port), or "".
+// isPullURI reports whether uri is pullURI(originAddr, app, name), without
+// building that string.
+func isPullURI(uri, originAddr, app, name string) bool {
+	const scheme = "rtmp://"
+	return len(uri) == len(scheme)+len(originAddr)+1+len(app)+1+len(name) &&
+		uri[:len(scheme)] == scheme &&
+		uri[len(scheme):len(scheme)+len(originAddr)] == originAddr &&
+		uri[len(scheme)+len(originAddr)] == '/' &&
+		uri[len(scheme)+len(originAddr)+1:len(uri)-len(name)-1] == app &&
+		uri[len(uri)-len(name)-1] == '/' &&
+		uri[len(uri)-len(name):] == name
+}
+
+// uriHost returns the host of an rtmp URI (without port), or "". Plain
+// URIs such as rtmp://10.0.0.5:1935/live/x are read in place; any other is
+// left to url.Parse.
 func uriHost(raw string) string {
+	if h, ok := plainURIHost(raw); ok {
+		return h
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return ""
 	}
 	return u.Hostname()
+}
+
+// plainURIHost returns the host of raw when raw is a plain URI: a scheme of
+// letters, "://", a host of letters, digits, '.', '-' and '_' with an
+// optional numeric port, and a rest of unreserved URI characters only (no
+// '%', no space, no control character), so that url.Parse would give the
+// same host. ok is false for any other.
+func plainURIHost(raw string) (host string, ok bool) {
+	i := 0
+	for i < len(raw) && (raw[i] >= 'a' && raw[i] <= 'z' || raw[i] >= 'A' && raw[i] <= 'Z') {
+		i++
+	}
+	if i == 0 || len(raw)-i < 3 || raw[i:i+3] != "://" {
+		return "", false
+	}
+	i += 3
+	start, colon := i, -1
+	for ; i < len(raw) && raw[i] != '/'; i++ {
+		switch c := raw[i]; {
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '-' || c == '_':
+			if colon >= 0 {
+				return "", false
+			}
+		case c >= '0' && c <= '9':
+		case c == ':' && colon < 0:
+			colon = i
+		default:
+			return "", false
+		}
+	}
+	for j := i; j < len(raw); j++ {
+		if c := raw[j]; c <= ' ' || c >= 0x7f || c == '%' || c == '#' || c == '?' || c == '[' || c == ']' {
+			return "", false
+		}
+	}
+	end := i
+	if colon >= 0 {
+		end = colon
+	}
+	if end == start {
+		return "", false
+	}
+	return raw[start:end], true
 }
 
 // matches reports whether name passes the include and exclude patterns.
@@ -159,8 +240,8 @@ func matches(name string, include, exclude []string) bool {
 // isAdoptable reports whether an untagged config is a pull of exactly
 // rtmp://ORIGIN/APP/NAME named NAME, as the original plugin leaves them.
 func isAdoptable(c pullCfg, name, originAddr, app string) bool {
-	return !c.tagged && (c.uri == pullURI(originAddr, app, name) ||
-		c.uri == "rtmp://"+originAddr+":1935/"+app+"/"+name)
+	return !c.tagged && (isPullURI(c.uri, originAddr, app, name) ||
+		isPullURI(c.uri, originAddr+":1935", app, name))
 }
 
 // trimErr keeps error strings in status short.

@@ -14,23 +14,36 @@ func (c *Controller) isSourceLocked(m *member, name string) bool {
 	if _, ok := m.obs.inbound[name]; !ok {
 		return false
 	}
-	for _, cfg := range m.obs.configs[name] {
-		if cfg.tagged {
-			return false
-		}
-		if _, ok := c.byAddr[uriHost(cfg.uri)]; ok {
-			return false
-		}
-	}
-	return true
+	return !c.anyReplicaLocked(m.obs.configs[name])
 }
 
-// applyListingLocked updates the sources of origin m after a listing.
-func (c *Controller) applyListingLocked(m *member, now time.Time) {
-	for name := range m.obs.inbound {
-		if !c.isSourceLocked(m, name) {
-			continue
+// anyReplicaLocked reports whether one of cfgs makes its stream a replica:
+// tagged by streamlb, or pulling from a member.
+func (c *Controller) anyReplicaLocked(cfgs []pullCfg) bool {
+	for _, cfg := range cfgs {
+		if cfg.tagged {
+			return true
 		}
+		if _, ok := c.byAddr[uriHost(cfg.uri)]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// applyListingLocked updates the sources of origin m after a listing. A
+// full listing shows which inbound streams are pulls; an inbound-only one
+// does not (m's configs may have changed since its last full listing, for
+// instance by another balancer of the group), so it makes sources, new or
+// back, only of the names it was asked to confirm: those announced by
+// events that were not a replica's. A full listing does not make a new
+// source of a name that wasPull (the member's configs before it) showed as
+// a replica: a replica whose config was removed between the listing's two
+// calls would look like one. An inbound-only listing looks only at the
+// names it confirms and those it no longer shows (gone): the others are as
+// the listing before left them, and an origin may list thousands.
+func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, announced map[string]struct{}, wasPull map[string][]pullCfg, gone []string) {
+	present := func(name string) {
 		recs := c.sources[name]
 		if recs == nil {
 			recs = make(map[*member]*source)
@@ -47,14 +60,40 @@ func (c *Controller) applyListingLocked(m *member, now time.Time) {
 			c.enqueueAllLocked(name, 0)
 		}
 	}
-	for name, recs := range c.sources {
+	absent := func(name string, recs map[*member]*source) {
 		rec := recs[m]
 		if rec == nil || !rec.absentSince.IsZero() || c.isSourceLocked(m, name) {
-			continue
+			return
 		}
 		rec.absentSince = now
 		c.enqueueAllLocked(name, 0)
 		c.enqueueAllLocked(name, c.opts.TeardownGrace)
+	}
+	if !full {
+		for name := range announced {
+			if c.isSourceLocked(m, name) {
+				present(name)
+			}
+		}
+		for name := range announced {
+			absent(name, c.sources[name])
+		}
+		for _, name := range gone {
+			absent(name, c.sources[name])
+		}
+		return
+	}
+	for name := range m.obs.inbound {
+		if !c.isSourceLocked(m, name) {
+			continue
+		}
+		if c.sources[name][m] == nil && c.anyReplicaLocked(wasPull[name]) {
+			continue
+		}
+		present(name)
+	}
+	for name, recs := range c.sources {
+		absent(name, recs)
 	}
 }
 
@@ -143,6 +182,10 @@ const (
 	actPull
 	actRemove
 	actWait // re-check after a delay (teardown grace)
+	// actConfirm: the grace is over, but the origin (the source may be
+	// back, its event lost) or the member (its config may be gone or
+	// replaced) has not been listed since; list them, then re-check.
+	actConfirm
 )
 
 // action is what one (member, stream) needs, and the state to report.
@@ -154,6 +197,10 @@ type action struct {
 	configID uint64
 	after    time.Duration
 	reason   string
+	// relist asks for a full listing of the member: it streams the name
+	// without a config this controller knows of, which may be a pull made
+	// since its last full listing.
+	relist bool
 }
 
 // planLocked decides what stream name needs on member m. It is the whole
@@ -162,9 +209,8 @@ func (c *Controller) planLocked(m *member, name string, now time.Time) action {
 	w := c.winnerLocked(name)
 	cfgs := m.obs.configs[name]
 	if w != nil && w != m && m.spec.Replicate && matches(name, c.opts.Include, c.opts.Exclude) {
-		want := pullURI(w.spec.Address, c.opts.AppName, name)
 		for _, cfg := range cfgs {
-			if cfg.uri == want {
+			if isPullURI(cfg.uri, w.spec.Address, c.opts.AppName, name) {
 				st := StatePresent
 				if since, ok := m.obs.failing[cfg.id]; ok && now.Sub(since) > c.opts.TeardownGrace {
 					st = StateFailing
@@ -182,7 +228,7 @@ func (c *Controller) planLocked(m *member, name string, now time.Time) action {
 				reason: fmt.Sprintf("a pull config named %q that streamlb did not create (%s)", name, cfgs[0].uri)}
 		}
 		if _, ok := m.obs.inbound[name]; ok {
-			return action{kind: actNone, desired: true, state: StateConflict, origin: w,
+			return action{kind: actNone, desired: true, state: StateConflict, origin: w, relist: c.sources[name][m] == nil,
 				reason: fmt.Sprintf("%q is also a source on this member", name)}
 		}
 		return action{kind: actPull, desired: true, state: StateMissing, origin: w}
@@ -213,6 +259,14 @@ func (c *Controller) planLocked(m *member, name string, now time.Time) action {
 		}
 		if gone := now.Sub(rec.absentSince); gone < c.opts.TeardownGrace {
 			return action{kind: actWait, after: c.opts.TeardownGrace - gone}
+		}
+		deadline := rec.absentSince.Add(c.opts.TeardownGrace)
+		confirm := action{kind: actConfirm, relist: m.obs.fullAt.Before(deadline)}
+		if o.state == MemberUp && o.obs.inboundAt.Before(deadline) {
+			confirm.origin = o
+		}
+		if confirm.relist || confirm.origin != nil {
+			return confirm
 		}
 		return action{kind: actRemove, configID: cfg.id, reason: "source ended"}
 	}

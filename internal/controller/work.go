@@ -57,6 +57,10 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 	c.mu.Lock()
 	a := c.planLocked(m, name, start)
 	c.recordLocked(m, name, a, start)
+	if a.relist {
+		m.needList = true
+		c.wakeLocked(m)
+	}
 	c.mu.Unlock()
 
 	switch a.kind {
@@ -64,6 +68,19 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		return
 	case actWait:
 		m.queue.AddAfter(name, a.after)
+		return
+	case actConfirm:
+		// Other replicas waiting for the same listings share them; this
+		// one is looked at again after they are done.
+		c.mu.Lock()
+		latency := m.latency
+		if a.origin != nil {
+			a.origin.confirm[name] = struct{}{}
+			c.wakeLocked(a.origin)
+			latency = max(latency, a.origin.latency)
+		}
+		c.mu.Unlock()
+		m.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
 		return
 	case actPull:
 		if err := m.limiter.Wait(ctx); err != nil {
@@ -103,8 +120,12 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 			id: res.ConfigID, uri: uri, tagGroup: c.opts.Group, tagOrigin: origin.spec.Address, tagged: true,
 		})
 		c.gen++
-		m.obs.changed[name] = c.gen
-		o.attempts, o.lastErr = 0, ""
+		if m.listingFull {
+			m.obs.changed[name] = c.gen
+		}
+		// The replica is present: records are kept for replicas in
+		// trouble only.
+		delete(m.ops, name)
 		c.met.pulls.Inc()
 		m.log(c.log).Debug("replica pulled", "stream", name, "origin", origin.spec.Name, "config_id", res.ConfigID)
 	case ems.IsAlreadyTaken(err):
@@ -142,7 +163,9 @@ func (c *Controller) remove(ctx context.Context, m *member, name string, a actio
 		m.obs.configs[name] = cfgs
 	}
 	c.gen++
-	m.obs.changed[name] = c.gen
+	if m.listingFull {
+		m.obs.changed[name] = c.gen
+	}
 	o.attempts, o.lastErr = 0, ""
 	c.met.removals.Inc()
 	m.log(c.log).Info("replica removed", "stream", name, "config_id", a.configID, "reason", a.reason)

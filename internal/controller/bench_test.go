@@ -1,0 +1,126 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"streamlb/internal/ems"
+)
+
+// staticEMS answers listings with fixed data, at no cost of its own, so
+// that benchmarks measure the controller.
+type staticEMS struct {
+	configs []ems.PullConfig
+	inbound []string
+}
+
+func (s *staticEMS) Version(context.Context) (ems.Version, error) { return ems.Version{}, nil }
+func (s *staticEMS) PullStream(context.Context, ems.PullRequest) (ems.PullResult, error) {
+	return ems.PullResult{}, nil
+}
+func (s *staticEMS) ListConfig(context.Context) ([]ems.PullConfig, error) { return s.configs, nil }
+func (s *staticEMS) ListInboundStreamNames(context.Context) ([]string, error) {
+	return s.inbound, nil
+}
+func (s *staticEMS) RemoveConfig(context.Context, uint64) error { return nil }
+
+// convergedGroup returns a controller of members members whose first holds
+// streams sources, every other one a replica of each: a converged group,
+// listed once.
+func convergedGroup(b *testing.B, streams, members int) *Controller {
+	b.Helper()
+	names := make([]string, streams)
+	for i := range names {
+		names[i] = fmt.Sprintf("stream-%05d", i)
+	}
+	origin := "10.0.0.1"
+	var specs []MemberSpec
+	for i := range members {
+		f := &staticEMS{inbound: names}
+		if i > 0 {
+			for j, n := range names {
+				f.configs = append(f.configs, ems.PullConfig{
+					ConfigID: uint64(j + 1), LocalStreamName: n, URI: pullURI(origin, "live", n), KeepAlive: true,
+					Status: ems.PullStatus{Code: ems.PullStatusStreaming},
+					Vars:   map[string]string{tagGroup: "default", tagOrigin: origin},
+				})
+			}
+		}
+		specs = append(specs, MemberSpec{Name: fmt.Sprintf("m%02d", i+1), Address: fmt.Sprintf("10.0.0.%d", i+1), API: "direct", Replicate: true, Client: f})
+	}
+	c, err := New(Options{Members: specs})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The first resync finds every source and queues its replicas
+	// everywhere; the planning finds nothing to do.
+	c.Resync(b.Context())
+	for _, m := range c.members {
+		for m.queue.Len() > 0 {
+			name, _ := m.queue.Get()
+			m.queue.Done(name)
+		}
+	}
+	c.Resync(b.Context())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.isReady = true // as after Run's first resync
+	if len(c.sources) != streams {
+		b.Fatalf("%d sources after a resync, want %d", len(c.sources), streams)
+	}
+	for _, m := range c.members {
+		if n := m.queue.Len(); n != 0 {
+			b.Fatalf("member %s has %d streams queued in a converged group", m.spec.Name, n)
+		}
+	}
+	return c
+}
+
+// reportPerReplica adds the time per replica (stream × destination).
+func reportPerReplica(b *testing.B, streams, members int) {
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(streams*(members-1)), "ns/replica")
+}
+
+// BenchmarkDiff measures the desired-vs-actual diff of every member of a
+// converged group of 10,000 streams × 16 members.
+func BenchmarkDiff(b *testing.B) {
+	const streams, members = 10000, 16
+	c := convergedGroup(b, streams, members)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.mu.Lock()
+		now := time.Now()
+		for _, m := range c.members {
+			c.diffLocked(m, now)
+		}
+		c.mu.Unlock()
+	}
+	reportPerReplica(b, streams, members)
+}
+
+// BenchmarkResync measures a whole resync of the same group, listings
+// included (answered in memory).
+func BenchmarkResync(b *testing.B) {
+	const streams, members = 10000, 16
+	c := convergedGroup(b, streams, members)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Resync(b.Context())
+	}
+	reportPerReplica(b, streams, members)
+}
+
+// BenchmarkSnapshot measures the status snapshot of the same group.
+func BenchmarkSnapshot(b *testing.B) {
+	const streams, members = 10000, 16
+	c := convergedGroup(b, streams, members)
+	b.ReportAllocs()
+	for b.Loop() {
+		if st := c.Snapshot(); !st.Converged {
+			b.Fatal("not converged")
+		}
+	}
+	reportPerReplica(b, streams, members)
+}

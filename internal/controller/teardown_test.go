@@ -1,0 +1,91 @@
+package controller
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"streamlb/internal/ems"
+)
+
+// A source that comes back while its inStreamCreated event is lost keeps
+// its replicas: before tearing down after the grace, the controller lists
+// the origin once more. A source that really ended is still removed once
+// the grace is over.
+func TestTeardownConfirmsOnTheOriginThatTheSourceIsStillGone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil) // resync every 30s, grace 10s
+		defer h.end()
+		a := h.g.m(addrA)
+		a.publish("cam")
+		h.event("inStreamCreated", addrA, "cam")
+		h.settle(time.Second)
+		wantReplica(t, h.g.m(addrB), "cam", "rtmp://127.0.0.1/live/cam")
+
+		// A blip: the source stops and its closed event arrives; it comes
+		// back two seconds later, but that event is lost.
+		a.unpublish("cam")
+		h.event("inStreamClosed", addrA, "cam")
+		h.settle(2 * time.Second)
+		a.publish("cam")
+		h.settle(12 * time.Second) // past the grace, before the next resync
+		for _, m := range []*fakeEMS{h.g.m(addrB), h.g.m(addrC)} {
+			wantReplica(t, m, "cam", "rtmp://127.0.0.1/live/cam")
+			if n := m.count("removeConfig"); n != 0 {
+				t.Errorf("member %s: %d removeConfig calls for a source that is back", m.addr, n)
+			}
+		}
+
+		// The source ends for good: removed after the grace, not before.
+		a.unpublish("cam")
+		h.event("inStreamClosed", addrA, "cam")
+		h.settle(9 * time.Second)
+		wantReplica(t, h.g.m(addrB), "cam", "rtmp://127.0.0.1/live/cam")
+		h.settle(2 * time.Second)
+		for _, m := range []*fakeEMS{h.g.m(addrB), h.g.m(addrC)} {
+			if got := m.replicas()["cam"]; got != "" {
+				t.Errorf("member %s still holds %q a second after the grace", m.addr, got)
+			}
+		}
+	})
+}
+
+// A member restarted without its saved configs, unnoticed between two
+// listings, numbers its configs afresh: the id the controller last saw on
+// its replica may name someone else's config now. Before tearing down, the
+// controller lists the member again, and removes only what is its own.
+func TestTeardownListsTheMemberBeforeRemovingByConfigID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil) // resync every 30s, grace 10s
+		defer h.end()
+		a, b := h.g.m(addrA), h.g.m(addrB)
+		a.publish("cam")
+		h.event("inStreamCreated", addrA, "cam")
+		h.settle(time.Second)
+		wantReplica(t, b, "cam", "rtmp://127.0.0.1/live/cam")
+
+		// b restarts empty, and an operator's config gets the id that
+		// was the replica's.
+		h.g.mu.Lock()
+		var id uint64
+		for cid, c := range b.configs {
+			if c.LocalStreamName == "cam" {
+				id = cid
+			}
+		}
+		clear(b.configs)
+		b.configs[id] = ems.PullConfig{ConfigID: id, LocalStreamName: "operator", URI: "rtsp://cam.example.invalid/op", KeepAlive: true}
+		h.g.mu.Unlock()
+
+		a.unpublish("cam")
+		h.event("inStreamClosed", addrA, "cam")
+		h.settle(12 * time.Second) // past the grace, before the next resync
+		if got := b.replicas()["operator"]; got != "rtsp://cam.example.invalid/op" {
+			t.Errorf("the operator's config on b is gone (%q): removed by a stale config id", got)
+		}
+		if n := b.count("removeConfig"); n != 0 {
+			t.Errorf("b got %d removeConfig calls, want none: it holds nothing of the group's", n)
+		}
+		wantReplica(t, h.g.m(addrC), "cam", "")
+	})
+}

@@ -1,0 +1,299 @@
+package fault
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"streamlb/internal/app"
+	"streamlb/internal/config"
+)
+
+// Timings of the balancers under test: short, so that a round of faults
+// and its convergence take seconds.
+const (
+	resyncInterval = 2 * time.Second
+	teardownGrace  = 2 * time.Second
+	callTimeout    = 2 * time.Second
+	retryMax       = time.Second
+	groupName      = "fault"
+)
+
+// configText renders the balancer's config for the members: the first
+// behind its API proxy with a password file, the others direct.
+func configText(members []*member, passwordFile string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "{\"StreamLoadBalancer\": {\"plugin_switch\": \"enabled\", \"parameters\": {\n")
+	fmt.Fprintf(&b, "  \"listen\": \"127.0.0.1:0\", \"group\": %q,\n", groupName)
+	fmt.Fprintf(&b, "  \"resync_interval\": %q, \"teardown_grace\": %q,\n", resyncInterval, teardownGrace)
+	b.WriteString("  \"destination_ems_apiproxies\": [\n")
+	for i, m := range members {
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		if m.proxy {
+			fmt.Fprintf(&b, "    {\"enable\": true, \"authentication\": \"basic\", \"pseudoDomain\": \"apiproxy\", \"address\": %q, \"ewsPort\": %d, \"userName\": %q, \"passwordFile\": %q, \"name\": %q}",
+				m.ip, ewsPort, proxyUser, passwordFile, m.name)
+		} else {
+			fmt.Fprintf(&b, "    {\"enable\": false, \"address\": %q, \"name\": %q, \"replicate\": %v}", m.ip, m.name, m.replicate)
+		}
+	}
+	b.WriteString("\n  ]\n}}}\n")
+	return b.String()
+}
+
+// balancer is one streamlb instance run in process. It can be killed (its
+// work in flight abandoned, its state lost) and started again.
+type balancer struct {
+	name    string
+	cfg     *config.Config
+	logs    io.Writer
+	removed *removals
+	relay   *relay
+
+	mu      sync.Mutex
+	app     *app.App
+	reg     *prometheus.Registry
+	killed  []*app.App // stopped abruptly; reaped by close
+	starts  int
+	history []*prometheus.Registry // registries of earlier lifetimes
+}
+
+func newBalancer(name string, cfg *config.Config, logs io.Writer, removed *removals, r *relay) *balancer {
+	return &balancer{name: name, cfg: cfg, logs: logs, removed: removed, relay: r}
+}
+
+// start runs a new lifetime of the balancer and points the relay at it.
+func (b *balancer) start() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.app != nil {
+		return fmt.Errorf("balancer %s already running", b.name)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	h := &recorder{inner: slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelInfo}), balancer: b.name, sink: b.removed}
+	logger := slog.New(h).With("balancer", b.name)
+	reg := prometheus.NewRegistry()
+	a, err := app.New(app.Options{
+		Config: b.cfg, Logger: logger, Registry: reg, SinkListener: ln,
+		CallTimeout: callTimeout, RetryBase: 100 * time.Millisecond, RetryMax: retryMax,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if err := a.Start(); err != nil {
+		ln.Close()
+		return err
+	}
+	b.app, b.reg = a, reg
+	b.starts++
+	b.relay.setTarget(b.name, "http://"+a.Addr()+"/evowebservices/")
+	return nil
+}
+
+// kill stops the balancer at once: no drain, work in flight abandoned.
+func (b *balancer) kill() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.app == nil {
+		return
+	}
+	b.relay.setTarget(b.name, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = b.app.Stop(ctx)
+	b.killed = append(b.killed, b.app)
+	b.history = append(b.history, b.reg)
+	b.app, b.reg = nil, nil
+}
+
+func (b *balancer) running() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.app != nil
+}
+
+// stop stops the balancer cleanly and waits for every goroutine of every
+// lifetime.
+func (b *balancer) stop() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.relay.setTarget(b.name, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var errs []error
+	if b.app != nil {
+		if err := b.app.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		b.history = append(b.history, b.reg)
+		b.app, b.reg = nil, nil
+	}
+	// A killed App's goroutines end on their own; Stop again waits for them.
+	for _, a := range b.killed {
+		_ = a.Stop(ctx)
+	}
+	b.killed = nil
+	if len(errs) > 0 {
+		return fmt.Errorf("stop balancer %s: %v", b.name, errs)
+	}
+	return nil
+}
+
+// calls returns the EMS calls of command made by the running lifetime.
+func (b *balancer) calls(command string) float64 {
+	b.mu.Lock()
+	reg := b.reg
+	b.mu.Unlock()
+	if reg == nil {
+		return 0
+	}
+	return counterSum(reg, "streamlb_ems_calls_total", map[string]string{"command": command})
+}
+
+// callsByLabel returns the running lifetime's pullStream and removeConfig
+// calls by member, command and result.
+func (b *balancer) callsByLabel() map[string]float64 {
+	b.mu.Lock()
+	reg := b.reg
+	b.mu.Unlock()
+	out := map[string]float64{}
+	if reg == nil {
+		return out
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "streamlb_ems_calls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if c := labels["command"]; c == "pullStream" || c == "removeConfig" {
+				out[b.name+" "+labels["member"]+" "+c+" "+labels["result"]] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// counterSum adds up the counters of family in reg whose labels include
+// every pair in match.
+func counterSum(reg prometheus.Gatherer, family string, match map[string]string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != family {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range match {
+				if labels[k] != v {
+					continue next
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// removal is one "replica removed" log line of a balancer.
+type removal struct {
+	at       time.Time
+	balancer string
+	member   string
+	stream   string
+	reason   string
+}
+
+// removals collects the replica removals every balancer logs.
+type removals struct {
+	mu   sync.Mutex
+	list []removal
+}
+
+func (r *removals) add(x removal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.list = append(r.list, x)
+}
+
+func (r *removals) since(t time.Time) []removal {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []removal
+	for _, x := range r.list {
+		if !x.at.Before(t) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// recorder is a slog.Handler that passes records on and keeps the replica
+// removals, with the member each is about.
+type recorder struct {
+	inner    slog.Handler
+	attrs    []slog.Attr
+	balancer string
+	sink     *removals
+}
+
+func (h *recorder) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
+
+func (h *recorder) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "replica removed" {
+		x := removal{at: r.Time, balancer: h.balancer}
+		set := func(a slog.Attr) bool {
+			switch a.Key {
+			case "member":
+				x.member = a.Value.String()
+			case "stream":
+				x.stream = a.Value.String()
+			case "reason":
+				x.reason = a.Value.String()
+			}
+			return true
+		}
+		for _, a := range h.attrs {
+			set(a)
+		}
+		r.Attrs(set)
+		h.sink.add(x)
+	}
+	return h.inner.Handle(ctx, r)
+}
+
+func (h *recorder) WithAttrs(as []slog.Attr) slog.Handler {
+	return &recorder{inner: h.inner.WithAttrs(as), attrs: append(slices.Clone(h.attrs), as...), balancer: h.balancer, sink: h.sink}
+}
+
+func (h *recorder) WithGroup(name string) slog.Handler {
+	return &recorder{inner: h.inner.WithGroup(name), attrs: h.attrs, balancer: h.balancer, sink: h.sink}
+}

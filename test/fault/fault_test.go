@@ -1,0 +1,346 @@
+package fault
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"streamlb/internal/config"
+	"streamlb/internal/emsim"
+)
+
+// convergeBound is how long the group may take to converge once faults
+// stop: a member restarted at the last moment is probed within a resync
+// interval, refilled with backoff, its pulls connect within a couple of
+// seconds, and ended sources are torn down after the grace.
+const convergeBound = 3*resyncInterval + teardownGrace + 5*time.Second
+
+// shortRounds and shortPhase make the CI schedule.
+const (
+	shortRounds = 2
+	shortPhase  = 7 * time.Second
+)
+
+// maxHeapGrowth bounds the heap growth of the test process (the balancers
+// in it) from the first convergence to the end.
+const maxHeapGrowth = 64 << 20
+
+// figures are the results of a run, for RELIABILITY.md.
+type figures struct {
+	Seed             uint64         `json:"seed"`
+	FaultTime        string         `json:"fault_time"`
+	WallTime         string         `json:"wall_time"`
+	Rounds           int            `json:"rounds"`
+	Faults           map[string]int `json:"faults"`
+	ConvergeMS       []float64      `json:"converge_ms"`
+	ConvergeP50MS    float64        `json:"converge_p50_ms"`
+	ConvergeP99MS    float64        `json:"converge_p99_ms"`
+	ConvergeMaxMS    float64        `json:"converge_max_ms"`
+	SourcesStarted   int            `json:"sources_started"`
+	EventsPosted     int64          `json:"events_posted_by_members"`
+	EventsLost       int64          `json:"events_lost"`
+	EventsForwarded  int64          `json:"events_delivered"`
+	EventsPerSecAvg  float64        `json:"events_per_second_avg"`
+	FloodPerSecP50   float64        `json:"forged_events_per_second_p50"`
+	FloodPerSecMax   float64        `json:"forged_events_per_second_max"`
+	FloodRefused     int64          `json:"forged_events_not_answered"`
+	ReplicaPulls     float64        `json:"replica_pulls"`
+	ReplicaRemovals  float64        `json:"replica_removals"`
+	BalancerStarts   int            `json:"balancer_starts"`
+	HeapBaseMiB      float64        `json:"heap_base_mib"`
+	HeapEndMiB       float64        `json:"heap_end_mib"`
+	HeapMaxMiB       float64        `json:"heap_max_mib"`
+	RemovalsJudged   int            `json:"removals_checked"`
+	QuietWindowCalls float64        `json:"calls_in_quiet_windows"`
+}
+
+func TestFaults(t *testing.T) {
+	seed := *flagSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("seed %d (reproduce: go test ./test/fault -run TestFaults -fault.seed=%d -v)", seed, seed)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("FAILED with seed %d (reproduce: go test ./test/fault -run TestFaults -fault.seed=%d -v)", seed, seed)
+		}
+	})
+	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
+	long := *flagDuration > 0
+	began := time.Now()
+
+	dir := t.TempDir()
+	pwFile := filepath.Join(dir, "proxy.password")
+	if err := os.WriteFile(pwFile, []byte(proxyPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "balancers.log")
+	if *flagLogs != "" {
+		logPath = *flagLogs
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logFile.Close() })
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	t.Cleanup(hc.CloseIdleConnections)
+
+	rl, err := newRelay()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rl.close)
+
+	ips := emsim.RandomLoopbackIPs(4)
+	w := &world{t: t, relay: rl, removed: &removals{}, sources: map[string]*source{}, gone: map[string]bool{}, conflict: map[[2]string]bool{}}
+	for i, ip := range ips {
+		m := newMember(t, fmt.Sprintf("m%d", i+1), ip, i == 0, i != 3, dir, rl.url, hc)
+		w.members = append(w.members, m)
+		w.faults = append(w.faults, nil)
+		if err := m.start(rng.IntN(2) == 0); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.kill)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, m := range w.members {
+				t.Logf("member %s (%s) output:\n%s", m.name, m.ip, m.out.String())
+			}
+			if b, err := os.ReadFile(logFile.Name()); err == nil {
+				if len(b) > 64<<10 {
+					b = b[len(b)-64<<10:]
+				}
+				t.Logf("balancer logs (end):\n%s", b)
+			}
+		}
+	})
+	// Configs streamlb must leave alone, one of them holding the name
+	// of a source of m1 on m2; then the sources: an external camera on
+	// each member and two encoders.
+	for i := range w.members {
+		conflict := ""
+		if i == 1 {
+			conflict = "pin-m1-0"
+		}
+		if err := w.addForeign(i, conflict); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, m := range w.members {
+		ext := "ext-" + m.name
+		w.sources[ext] = &source{name: ext, origin: i, external: true, on: true}
+		if err := w.pullExternal(i, ext); err != nil {
+			t.Fatal(err)
+		}
+		for k := range 2 {
+			name := fmt.Sprintf("pin-%s-%d", m.name, k)
+			w.sources[name] = &source{name: name, origin: i, on: true}
+			if err := m.publish(name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	cfg, err := config.Parse("fault.json", []byte(configText(w.members, pwFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"A", "B"} {
+		b := newBalancer(name, cfg, logFile, w.removed, rl)
+		w.balancers = append(w.balancers, b)
+		t.Cleanup(func() {
+			if err := b.stop(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := w.balancers[0].start(); err != nil {
+		t.Fatal(err)
+	}
+	if rng.IntN(2) == 0 {
+		if err := w.balancers[1].start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &runner{world: w, t: t, rng: rng, count: map[string]int{}, hc: hc}
+
+	if d, problems := r.converge(initialConvergence); problems != nil {
+		t.Fatalf("the group did not converge at start within %v:\n%s", initialConvergence, strings.Join(problems, "\n"))
+	} else {
+		t.Logf("converged at start in %v", d.Round(time.Millisecond))
+	}
+	heapBase := heapInUse()
+	heapMax := heapBase
+
+	fig := figures{Seed: seed}
+	var faultTime time.Duration
+	checkedFrom := time.Now()
+	for round := 1; ; round++ {
+		phase := shortPhase
+		if long {
+			phase = time.Duration(10+rng.IntN(21)) * time.Second
+		}
+		steps := r.schedule(phase)
+		t.Logf("round %d: %d steps over %v", round, len(steps), phase)
+		r.run(steps)
+		faultTime += phase
+		// Faults stop: every member runs without injected faults, events
+		// flow, the first balancer runs.
+		if !w.balancers[0].running() {
+			if err := w.balancers[0].start(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stopped := time.Now()
+		d, problems := r.converge(convergeBound)
+		if problems != nil {
+			t.Fatalf("round %d: not converged %v after faults stopped:\n%s", round, convergeBound, strings.Join(problems, "\n"))
+		}
+		fig.ConvergeMS = append(fig.ConvergeMS, float64(d.Microseconds())/1000)
+		t.Logf("round %d: converged %v after faults stopped", round, d.Round(time.Millisecond))
+
+		// Converged means quiet: no pull or removal while nothing changes.
+		quietFrom := time.Now()
+		before := r.mutatingCalls()
+		time.Sleep(resyncInterval + 500*time.Millisecond) // a window spanning a full resync
+		if after := r.mutatingCalls(); !maps.Equal(after, before) {
+			var diff []string
+			for k, v := range after {
+				if v != before[k] {
+					diff = append(diff, fmt.Sprintf("%s: %v", k, v-before[k]))
+					fig.QuietWindowCalls += v - before[k]
+				}
+			}
+			slices.Sort(diff)
+			t.Errorf("round %d: pullStream/removeConfig calls while converged and nothing changed:\n%s\nremovals: %v",
+				round, strings.Join(diff, "\n"), w.removed.since(quietFrom))
+		}
+		if problems := w.check(); problems != nil {
+			t.Fatalf("round %d: diverged while nothing changed:\n%s", round, strings.Join(problems, "\n"))
+		}
+		judged := w.removed.since(checkedFrom)
+		fig.RemovalsJudged += len(judged)
+		if problems := w.checkRemovals(checkedFrom); problems != nil {
+			t.Errorf("round %d: replicas removed without cause:\n%s", round, strings.Join(problems, "\n"))
+		}
+		checkedFrom = stopped
+		w.forgetEnded(stopped.Add(-time.Minute))
+		runtime.GC()
+		heapMax = max(heapMax, heapInUse())
+		fig.Rounds = round
+		if t.Failed() || (!long && round >= shortRounds) || (long && faultTime >= *flagDuration) {
+			break
+		}
+	}
+
+	heapEnd := heapInUse()
+	fig.FaultTime = faultTime.String()
+	fig.WallTime = time.Since(began).Round(time.Second).String()
+	fig.Faults = r.count
+	fig.ConvergeP50MS = percentile(fig.ConvergeMS, 50)
+	fig.ConvergeP99MS = percentile(fig.ConvergeMS, 99)
+	fig.ConvergeMaxMS = slices.Max(fig.ConvergeMS)
+	fig.SourcesStarted = r.seq
+	fig.EventsPosted = rl.received.Load()
+	fig.EventsLost = rl.dropped.Load()
+	fig.EventsForwarded = rl.forwarded.Load()
+	fig.EventsPerSecAvg = float64(rl.received.Load()) / time.Since(began).Seconds()
+	fig.FloodPerSecP50 = percentile(r.floodRate, 50)
+	if len(r.floodRate) > 0 {
+		fig.FloodPerSecMax = slices.Max(r.floodRate)
+	}
+	fig.FloodRefused = r.floodErrs.Load()
+	for _, b := range w.balancers {
+		fig.BalancerStarts += b.starts
+		b.mu.Lock()
+		regs := append(slices.Clone(b.history), b.reg)
+		b.mu.Unlock()
+		for _, reg := range regs {
+			if reg != nil {
+				fig.ReplicaPulls += counterSum(reg, "streamlb_replica_pulls_total", nil)
+				fig.ReplicaRemovals += counterSum(reg, "streamlb_replica_removals_total", nil)
+			}
+		}
+	}
+	fig.HeapBaseMiB, fig.HeapEndMiB, fig.HeapMaxMiB = mib(heapBase), mib(heapEnd), mib(heapMax)
+	if heapEnd > heapBase+maxHeapGrowth {
+		t.Errorf("heap grew from %.1f MiB to %.1f MiB over the run; want at most %d MiB more", mib(heapBase), mib(heapEnd), maxHeapGrowth>>20)
+	}
+	out, _ := json.MarshalIndent(fig, "", "  ")
+	t.Logf("figures:\n%s", out)
+	if *flagReport != "" {
+		if err := os.WriteFile(*flagReport, append(out, '\n'), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// converge polls the group until it matches the model, and returns how
+// long that took, or the last differences after within.
+func (r *runner) converge(within time.Duration) (time.Duration, []string) {
+	start := time.Now()
+	for {
+		problems := r.check()
+		if problems == nil {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > within {
+			return 0, problems
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// mutatingCalls sums the pullStream and removeConfig calls of the running
+// balancers.
+func (r *runner) mutatingCalls() map[string]float64 {
+	out := map[string]float64{}
+	for _, b := range r.balancers {
+		maps.Copy(out, b.callsByLabel())
+	}
+	return out
+}
+
+// forgetEnded drops sources that ended before t from the model.
+func (w *world) forgetEnded(t time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for name, s := range w.sources {
+		if s.ended && len(s.off) > 0 && s.off[len(s.off)-1].start.Before(t) {
+			delete(w.sources, name)
+			w.gone[name] = true
+		}
+	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+func mib(n uint64) float64 { return math.Round(float64(n)/(1<<20)*10) / 10 }
+
+// percentile returns the p-th percentile of xs (nearest rank).
+func percentile(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	k := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(k, len(s)-1))]
+}

@@ -1,0 +1,394 @@
+package fault
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Kinds of fault, as counted in the figures.
+const (
+	faultKillState     = "member SIGKILL, restarted with -state"
+	faultKillNoState   = "member SIGKILL, restarted without -state"
+	faultDown          = "member API down (connections closed)"
+	faultLatency       = "member API latency spike"
+	faultErrors        = "member API burst of 5xx"
+	faultLost          = "events lost"
+	faultFlap          = "source flap shorter than teardown_grace"
+	faultEnd           = "source ended"
+	faultStart         = "source started"
+	faultBurst         = "burst of sources published"
+	faultFlood         = "forged event flood"
+	faultBalancerKill  = "balancer killed and restarted"
+	faultSecondJoins   = "second balancer joins (active-active)"
+	faultSecondLeaves  = "second balancer killed (leaves)"
+	burstSize          = 25
+	floodSize          = 400
+	floodWorkers       = 8
+	actionSpacing      = 350 * time.Millisecond
+	maxFaultWindow     = 3 * time.Second
+	initialConvergence = 20 * time.Second
+)
+
+// step is one scheduled action of a round.
+type step struct {
+	at   time.Duration
+	name string
+	do   func() error
+}
+
+// runner drives the world through rounds of seeded random faults.
+type runner struct {
+	*world
+	t     *testing.T
+	rng   *rand.Rand
+	count map[string]int
+	seq   int
+	hc    *http.Client
+
+	floods    sync.WaitGroup
+	floodMu   sync.Mutex
+	floodRate []float64
+	floodErrs atomic.Int64
+}
+
+// schedule draws the steps of a round of faults lasting d.
+func (r *runner) schedule(d time.Duration) []step {
+	var starts []time.Duration
+	for range int(d / actionSpacing) {
+		starts = append(starts, time.Duration(r.rng.Int64N(int64(d))))
+	}
+	slices.Sort(starts)
+	busy := make([]time.Duration, len(r.members)) // member fault windows
+	balBusy := make([]time.Duration, len(r.balancers))
+	secondOn := r.balancers[1].running()
+	lostBusy := time.Duration(0)
+	var steps []step
+	window := func(at time.Duration) time.Duration {
+		return min(at+time.Duration(300+r.rng.IntN(int(maxFaultWindow/time.Millisecond)-300))*time.Millisecond, d)
+	}
+	freeMember := func(at time.Duration) int {
+		var free []int
+		for i, b := range busy {
+			if b <= at {
+				free = append(free, i)
+			}
+		}
+		if len(free) == 0 {
+			return -1
+		}
+		return free[r.rng.IntN(len(free))]
+	}
+	for _, at := range starts {
+		switch k := r.rng.IntN(100); {
+		case k < 12: // member killed
+			i := freeMember(at)
+			if i < 0 {
+				continue
+			}
+			end := window(at)
+			busy[i] = end + 200*time.Millisecond
+			withState := r.rng.IntN(2) == 0
+			steps = append(steps,
+				step{at, "kill " + r.members[i].name, func() error { return r.killMember(i) }},
+				step{end, "restart " + r.members[i].name, func() error { return r.restartMember(i, withState) }})
+		case k < 32: // member API fault
+			i := freeMember(at)
+			if i < 0 {
+				continue
+			}
+			end := window(at)
+			busy[i] = end
+			var kind string
+			var lat time.Duration
+			var rate float64
+			down := false
+			switch r.rng.IntN(3) {
+			case 0:
+				kind, down = faultDown, true
+			case 1:
+				kind, lat = faultLatency, time.Duration(100+r.rng.IntN(2900))*time.Millisecond
+			default:
+				kind, rate = faultErrors, 0.3+0.7*r.rng.Float64()
+			}
+			steps = append(steps,
+				step{at, kind + " on " + r.members[i].name, func() error { return r.memberFault(i, kind, lat, rate, down) }},
+				step{end, "clear faults of " + r.members[i].name, func() error { return r.clearFault(i) }})
+		case k < 40: // events lost
+			if lostBusy > at {
+				continue
+			}
+			end := window(at)
+			lostBusy = end
+			p := 0.5 + 0.5*r.rng.Float64()
+			steps = append(steps,
+				step{at, fmt.Sprintf("lose %.0f%% of events", p*100), func() error { return r.loseEvents(p) }},
+				step{end, "deliver events again", func() error { return r.loseEvents(0) }})
+		case k < 60: // source flap
+			off := time.Duration(50+r.rng.IntN(int(teardownGrace/time.Millisecond)*6/10)) * time.Millisecond
+			steps = append(steps, step{at, "flap a source", func() error { return r.flap(off) }})
+		case k < 72: // churn
+			steps = append(steps, step{at, "end a source, start another", r.churn})
+		case k < 76:
+			steps = append(steps, step{at, "publish a burst", r.burst})
+		case k < 82:
+			steps = append(steps, step{at, "forged event flood", func() error { r.flood(); return nil }})
+		case k < 92: // a balancer killed
+			var free []int
+			for j, b := range balBusy {
+				if b <= at && (j == 0 || secondOn) {
+					free = append(free, j)
+				}
+			}
+			if len(free) == 0 {
+				continue
+			}
+			j := free[r.rng.IntN(len(free))]
+			end := min(at+time.Duration(200+r.rng.IntN(1800))*time.Millisecond, d)
+			balBusy[j] = end
+			b := r.balancers[j]
+			steps = append(steps,
+				step{at, "kill balancer " + b.name, func() error { r.count[faultBalancerKill]++; b.kill(); return nil }},
+				step{end, "restart balancer " + b.name, b.start})
+		default: // the second balancer joins or leaves
+			if balBusy[1] > at {
+				continue
+			}
+			b := r.balancers[1]
+			if secondOn {
+				steps = append(steps, step{at, "second balancer leaves", func() error { r.count[faultSecondLeaves]++; b.kill(); return nil }})
+			} else {
+				steps = append(steps, step{at, "second balancer joins", func() error { r.count[faultSecondJoins]++; return b.start() }})
+			}
+			secondOn = !secondOn
+			balBusy[1] = at + 100*time.Millisecond
+		}
+	}
+	sort.SliceStable(steps, func(a, b int) bool { return steps[a].at < steps[b].at })
+	return steps
+}
+
+// run executes steps, each at its time from now.
+func (r *runner) run(steps []step) {
+	start := time.Now()
+	for _, s := range steps {
+		if wait := time.Until(start.Add(s.at)); wait > 0 {
+			time.Sleep(wait) // the schedule's pace, not a wait for a condition
+		}
+		if err := s.do(); err != nil {
+			r.t.Fatalf("%s: %v", s.name, err)
+		}
+	}
+	r.floods.Wait()
+}
+
+func (r *runner) openFault(i int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.faults[i] = append(r.faults[i], interval{start: time.Now()})
+}
+
+func (r *runner) closeFault(i int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := len(r.faults[i]); n > 0 && r.faults[i][n-1].end.IsZero() {
+		r.faults[i][n-1].end = time.Now()
+	}
+}
+
+func (r *runner) killMember(i int) error {
+	r.openFault(i)
+	r.members[i].kill()
+	return nil
+}
+
+func (r *runner) restartMember(i int, withState bool) error {
+	if withState {
+		r.count[faultKillState]++
+	} else {
+		r.count[faultKillNoState]++
+	}
+	if err := r.members[i].start(withState); err != nil {
+		return err
+	}
+	err := r.restore(i)
+	r.closeFault(i)
+	return err
+}
+
+func (r *runner) memberFault(i int, kind string, lat time.Duration, rate float64, down bool) error {
+	r.count[kind]++
+	r.openFault(i)
+	return r.members[i].setFaults(lat, rate, down)
+}
+
+func (r *runner) clearFault(i int) error {
+	err := r.members[i].setFaults(0, 0, false)
+	r.closeFault(i)
+	return err
+}
+
+func (r *runner) loseEvents(p float64) error {
+	r.mu.Lock()
+	now := time.Now()
+	if p > 0 {
+		r.count[faultLost]++
+		r.lost = append(r.lost, interval{start: now})
+	} else if n := len(r.lost); n > 0 {
+		r.lost[n-1].end = now
+	}
+	r.mu.Unlock()
+	r.relay.setDropRate(p)
+	return nil
+}
+
+// pick returns a random source that ok accepts, or nil.
+func (r *runner) pick(ok func(*source) bool) *source {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var names []string
+	for n, s := range r.sources {
+		if ok(s) {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	slices.Sort(names)
+	return r.sources[names[r.rng.IntN(len(names))]]
+}
+
+// flap turns an encoder off and on again within off.
+func (r *runner) flap(off time.Duration) error {
+	s := r.pick(func(s *source) bool {
+		return s.on && !s.external && r.members[s.origin].running()
+	})
+	if s == nil {
+		return nil
+	}
+	r.count[faultFlap]++
+	m := r.members[s.origin]
+	r.mu.Lock()
+	s.setOff(time.Now())
+	r.mu.Unlock()
+	if err := m.unpublish(s.name); err != nil {
+		return err
+	}
+	time.Sleep(off) // the flap itself: the source stays off this long
+	r.mu.Lock()
+	s.setOn(time.Now())
+	r.mu.Unlock()
+	if !m.running() {
+		return nil // published again when the member restarts
+	}
+	return m.publish(s.name)
+}
+
+// churn ends a source and starts a new one.
+func (r *runner) churn() error {
+	s := r.pick(func(s *source) bool {
+		return s.on && !s.external && !strings.HasPrefix(s.name, "pin-")
+	})
+	if s != nil {
+		r.count[faultEnd]++
+		r.mu.Lock()
+		s.setOff(time.Now())
+		s.ended = true
+		r.mu.Unlock()
+		if m := r.members[s.origin]; m.running() {
+			if err := m.unpublish(s.name); err != nil {
+				return err
+			}
+		}
+	}
+	return r.startSources(1, faultStart)
+}
+
+func (r *runner) burst() error {
+	return r.startSources(burstSize, faultBurst)
+}
+
+// startSources publishes n new encoders on one running member.
+func (r *runner) startSources(n int, kind string) error {
+	var up []int
+	for i, m := range r.members {
+		if m.running() {
+			up = append(up, i)
+		}
+	}
+	if len(up) == 0 {
+		return nil
+	}
+	i := up[r.rng.IntN(len(up))]
+	r.count[kind]++
+	for range n {
+		r.seq++
+		name := fmt.Sprintf("s%04d-%s", r.seq, r.members[i].name)
+		r.mu.Lock()
+		r.sources[name] = &source{name: name, origin: i, on: true}
+		r.mu.Unlock()
+		if err := r.members[i].publish(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flood posts forged inStreamCreated events, for streams that exist
+// nowhere, to every running balancer, in the background.
+func (r *runner) flood() {
+	r.count[faultFlood]++
+	var urls []string
+	for _, b := range r.balancers {
+		b.mu.Lock()
+		if b.app != nil {
+			urls = append(urls, "http://"+b.app.Addr()+"/evowebservices/")
+		}
+		b.mu.Unlock()
+	}
+	r.seq++
+	tag := r.seq
+	ips := make([]string, len(r.members))
+	for i, m := range r.members {
+		ips[i] = m.ip
+	}
+	r.floods.Go(func() {
+		start := time.Now()
+		var sent atomic.Int64
+		var wg sync.WaitGroup
+		for w := range floodWorkers {
+			wg.Go(func() {
+				for k := w; k < floodSize; k += floodWorkers {
+					body := fmt.Sprintf(`{"id":%d,"payload":{"name":"forged-%d-%d","ip":%q,"connectionType":0},"processId":1,"timestamp":1,"type":"inStreamCreated"}`,
+						k, tag, k, ips[k%len(ips)])
+					for _, u := range urls {
+						if err := forwardString(r.hc, u, body); err != nil {
+							r.floodErrs.Add(1)
+							continue
+						}
+						sent.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if d := time.Since(start); sent.Load() > 0 {
+			r.floodMu.Lock()
+			r.floodRate = append(r.floodRate, float64(sent.Load())/d.Seconds())
+			r.floodMu.Unlock()
+		}
+	})
+}
+
+func forwardString(hc *http.Client, url, body string) error {
+	return forward(context.Background(), hc, url, []byte(body))
+}

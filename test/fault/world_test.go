@@ -1,0 +1,398 @@
+package fault
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"streamlb/internal/ems"
+)
+
+// interval is a span of time; an open one has a zero end.
+type interval struct{ start, end time.Time }
+
+// source is one source stream the test put on a member: an encoder
+// publishing, or an external camera pulled by the member.
+type source struct {
+	name     string
+	origin   int
+	external bool
+	// on reports whether the source is meant to be there now; ended
+	// sources stay off for good.
+	on    bool
+	ended bool
+	// off lists when the test had the source off.
+	off []interval
+}
+
+func (s *source) setOff(now time.Time) {
+	if s.on {
+		s.on = false
+		s.off = append(s.off, interval{start: now})
+	}
+}
+
+func (s *source) setOn(now time.Time) {
+	if !s.on {
+		s.on = true
+		if n := len(s.off); n > 0 && s.off[n-1].end.IsZero() {
+			s.off[n-1].end = now
+		}
+	}
+}
+
+// foreignConfig is a pull configuration streamlb did not create; it must
+// stay as it is.
+type foreignConfig struct {
+	name, uri string
+	vars      map[string]string
+}
+
+// world is the group under test and the test's model of what it should
+// hold.
+type world struct {
+	t         *testing.T
+	members   []*member
+	balancers []*balancer
+	relay     *relay
+	removed   *removals
+
+	mu       sync.Mutex
+	sources  map[string]*source
+	gone     map[string]bool // ended sources dropped from sources
+	foreign  [][]foreignConfig // by member
+	conflict map[[2]string]bool
+	faults   [][]interval // by member: killed, down, slow or failing API
+	lost     []interval   // events lost
+}
+
+func (w *world) uri(origin int, name string) string {
+	return "rtmp://" + w.members[origin].ip + "/live/" + name
+}
+
+// addForeign creates member i's configurations that streamlb does not own:
+// an untagged pull of another member's stream under another name, another
+// group's tagged replica, and optionally a config holding the name of one
+// of this group's sources (a conflict). It records those it created.
+func (w *world) addForeign(i int, conflictName string) error {
+	m := w.members[i]
+	next := w.members[(i+1)%len(w.members)]
+	want := []foreignConfig{
+		{name: "fx-" + m.name, uri: "rtmp://" + next.ip + "/live/elsewhere-" + m.name},
+		{name: "fg-" + m.name, uri: "rtmp://" + next.ip + "/live/other-" + m.name,
+			vars: map[string]string{"_streamlb_group": "othergroup", "_streamlb_origin": next.ip}},
+	}
+	if conflictName != "" {
+		want = append(want, foreignConfig{name: conflictName, uri: "rtmp://" + next.ip + "/live/not-" + conflictName})
+	}
+	l, err := m.list()
+	if err != nil {
+		return err
+	}
+	var kept []foreignConfig
+	for _, f := range want {
+		if slices.ContainsFunc(l.configs, func(c ems.PullConfig) bool { return c.LocalStreamName == f.name }) {
+			kept = append(kept, f)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := m.api.PullStream(ctx, ems.PullRequest{URI: f.uri, LocalStreamName: f.name, Vars: f.vars})
+		cancel()
+		switch {
+		case err == nil:
+			kept = append(kept, f)
+		case ems.IsAlreadyTaken(err) && f.name == conflictName:
+			// The balancer refilled the member first: the name is its
+			// replica now, and no conflict remains.
+			w.t.Logf("member %s: %s is streamlb's replica now; the conflicting config is not recreated", m.name, f.name)
+		default:
+			return fmt.Errorf("member %s: create foreign config %s: %w", m.name, f.name, err)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(w.foreign) <= i {
+		w.foreign = append(w.foreign, nil)
+	}
+	w.foreign[i] = kept
+	for k := range w.conflict {
+		if k[0] == m.name {
+			delete(w.conflict, k)
+		}
+	}
+	for _, f := range kept {
+		if f.name == conflictName {
+			w.conflict[[2]string{m.name, f.name}] = true
+		}
+	}
+	return nil
+}
+
+// restore brings member i's world back after a restart: encoders publish
+// again, lost external pulls and foreign configs are created again.
+func (w *world) restore(i int) error {
+	m := w.members[i]
+	w.mu.Lock()
+	var encoders, externals []string
+	for _, s := range w.sources {
+		if s.origin != i || !s.on {
+			continue
+		}
+		if s.external {
+			externals = append(externals, s.name)
+		} else {
+			encoders = append(encoders, s.name)
+		}
+	}
+	var conflictName string
+	for k := range w.conflict {
+		if k[0] == m.name {
+			conflictName = k[1]
+		}
+	}
+	w.mu.Unlock()
+	sort.Strings(encoders)
+	for _, n := range encoders {
+		if err := m.publish(n); err != nil {
+			return err
+		}
+	}
+	l, err := m.list()
+	if err != nil {
+		return err
+	}
+	for _, n := range externals {
+		if slices.ContainsFunc(l.configs, func(c ems.PullConfig) bool { return c.LocalStreamName == n }) {
+			continue
+		}
+		if err := w.pullExternal(i, n); err != nil {
+			return err
+		}
+	}
+	return w.addForeign(i, conflictName)
+}
+
+func (w *world) pullExternal(i int, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := w.members[i].api.PullStream(ctx, ems.PullRequest{URI: "rtsp://camera.example.invalid/" + name, LocalStreamName: name})
+	if err != nil {
+		return fmt.Errorf("member %s: pull external %s: %w", w.members[i].name, name, err)
+	}
+	return nil
+}
+
+// check compares every member's configurations and streams with the
+// model, and each running balancer's status with them. It returns what
+// differs; nothing when the group has converged.
+func (w *world) check() []string {
+	listings := make([]listing, len(w.members))
+	var problems []string
+	for i, m := range w.members {
+		l, err := m.list()
+		if err != nil {
+			return []string{fmt.Sprintf("member %s: %v", m.name, err)}
+		}
+		listings[i] = l
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	live := map[string]*source{}
+	for _, s := range w.sources {
+		if s.on {
+			live[s.name] = s
+		}
+	}
+	for i, m := range w.members {
+		l := listings[i]
+		seen := map[string]int{}
+		foreign := map[string]foreignConfig{}
+		for _, f := range w.foreign[i] {
+			foreign[f.name] = f
+		}
+		for _, c := range l.configs {
+			seen[c.LocalStreamName]++
+			name := c.LocalStreamName
+			s := w.sources[name]
+			switch {
+			case c.Vars["_streamlb_group"] == groupName:
+				switch {
+				case s == nil || !s.on:
+					problems = append(problems, fmt.Sprintf("%s holds a replica of %s, which is not a live source", m.name, name))
+				case s.origin == i:
+					problems = append(problems, fmt.Sprintf("%s holds a replica of its own source %s", m.name, name))
+				case !m.replicate:
+					problems = append(problems, fmt.Sprintf("%s (replicate false) holds a replica of %s", m.name, name))
+				case c.URI != w.uri(s.origin, name) || c.Vars["_streamlb_origin"] != w.members[s.origin].ip:
+					problems = append(problems, fmt.Sprintf("%s pulls %s from %s (tag origin %s), want %s", m.name, name, c.URI, c.Vars["_streamlb_origin"], w.uri(s.origin, name)))
+				}
+			case foreign[name].name != "":
+				f := foreign[name]
+				if c.URI != f.uri || !maps.Equal(c.Vars, f.vars) {
+					problems = append(problems, fmt.Sprintf("%s: foreign config %s changed: %s %v, want %s %v", m.name, name, c.URI, c.Vars, f.uri, f.vars))
+				}
+			case s != nil && s.external && s.origin == i:
+				if !s.on {
+					problems = append(problems, fmt.Sprintf("%s: ended external source %s still configured", m.name, name))
+				}
+			default:
+				problems = append(problems, fmt.Sprintf("%s holds a config nobody asked for: %s pulling %s %v", m.name, name, c.URI, c.Vars))
+			}
+		}
+		for name, n := range seen {
+			if n > 1 {
+				problems = append(problems, fmt.Sprintf("%s holds %d configs named %s", m.name, n, name))
+			}
+		}
+		for _, f := range w.foreign[i] {
+			if seen[f.name] == 0 {
+				problems = append(problems, fmt.Sprintf("%s: foreign config %s is gone", m.name, f.name))
+			}
+		}
+		for name, s := range live {
+			switch {
+			case s.origin == i:
+				if !l.inbound[name] {
+					problems = append(problems, fmt.Sprintf("%s: its source %s is not streaming", m.name, name))
+				}
+			case !m.replicate || w.conflict[[2]string{m.name, name}]:
+			case seen[name] == 0:
+				problems = append(problems, fmt.Sprintf("%s lacks the replica of %s", m.name, name))
+			case !l.inbound[name]:
+				problems = append(problems, fmt.Sprintf("%s: replica of %s is not streaming", m.name, name))
+			}
+		}
+	}
+	for _, b := range w.balancers {
+		b.mu.Lock()
+		a := b.app
+		b.mu.Unlock()
+		if a == nil {
+			continue
+		}
+		// Converged but for the model's conflict, which status reports.
+		st := a.Controller().Snapshot()
+		for _, ms := range st.Members {
+			if ms.State != "up" {
+				problems = append(problems, fmt.Sprintf("balancer %s: status says %s is %s", b.name, ms.Name, ms.State))
+			}
+		}
+		for _, ss := range st.Streams {
+			for mem, rs := range ss.Replicas {
+				if rs.State != "present" && !(rs.State == "conflict" && w.conflict[[2]string{mem, ss.Name}]) {
+					problems = append(problems, fmt.Sprintf("balancer %s: status says replica of %s on %s is %s", b.name, ss.Name, mem, rs.State))
+				}
+			}
+		}
+		if len(st.Streams) != len(live) {
+			problems = append(problems, fmt.Sprintf("balancer %s: status lists %d streams, want %d", b.name, len(st.Streams), len(live)))
+		}
+	}
+	sort.Strings(problems)
+	return problems
+}
+
+// checkRemovals returns the replica removals logged since t that the
+// faults do not justify. A removal is due only when its source was gone
+// (off, or its origin unreachable) when the removal was decided, and had
+// been gone a teardown grace before. An origin's trouble counts until it
+// can have been probed again; the decision came before the log line by at
+// most the removal call, which takes up to the call timeout while the
+// member it is made on is slow.
+func (w *world) checkRemovals(since time.Time) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var problems []string
+	for _, r := range w.removed.since(since) {
+		s := w.sources[r.stream]
+		if s == nil && w.gone[r.stream] {
+			continue // ended long before
+		}
+		if s == nil {
+			problems = append(problems, fmt.Sprintf("%s: balancer %s removed %s on %s, not a replica of any source", r.at.Format(tsFormat), r.balancer, r.stream, r.member))
+			continue
+		}
+		if r.reason != "source ended" {
+			problems = append(problems, fmt.Sprintf("%s: balancer %s removed %s on %s: %s", r.at.Format(tsFormat), r.balancer, r.stream, r.member, r.reason))
+			continue
+		}
+		probe := resyncInterval + callTimeout
+		spans := slices.Clone(s.off)
+		for _, f := range w.faults[s.origin] {
+			end := f.end
+			if !end.IsZero() {
+				end = end.Add(probe)
+			}
+			spans = append(spans, interval{f.start, end})
+		}
+		lag := 200 * time.Millisecond
+		if i := w.memberIndex(r.member); i >= 0 && overlaps(w.faults[i], r.at.Add(-callTimeout-lag), r.at) {
+			lag += callTimeout
+		}
+		if !justified(spans, r.at, lag) {
+			problems = append(problems, fmt.Sprintf("%s: balancer %s removed %s on %s while its source was there or before it was gone for %v (off: %s; origin trouble: %s)",
+				r.at.Format(tsFormat), r.balancer, r.stream, r.member, teardownGrace, spansString(s.off), spansString(w.faults[s.origin])))
+		}
+	}
+	return problems
+}
+
+const tsFormat = "15:04:05.000"
+
+func (w *world) memberIndex(name string) int {
+	return slices.IndexFunc(w.members, func(m *member) bool { return m.name == name })
+}
+
+// justified reports whether, for some decision time up to lag before t,
+// spans hold both the decision time and the time a grace before it.
+func justified(spans []interval, t time.Time, lag time.Duration) bool {
+	const tol = 100 * time.Millisecond
+	for d := time.Duration(0); d <= lag; d += 25 * time.Millisecond {
+		decided := t.Add(-d)
+		if within(spans, decided) && within(spans, decided.Add(-teardownGrace+tol)) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether some span holds t.
+func within(spans []interval, t time.Time) bool {
+	for _, s := range spans {
+		if !t.Before(s.start) && (s.end.IsZero() || t.Before(s.end)) {
+			return true
+		}
+	}
+	return false
+}
+
+// overlaps reports whether some span meets [from, to].
+func overlaps(spans []interval, from, to time.Time) bool {
+	for _, s := range spans {
+		if !s.start.After(to) && (s.end.IsZero() || !s.end.Before(from)) {
+			return true
+		}
+	}
+	return false
+}
+
+func spansString(spans []interval) string {
+	var parts []string
+	for _, s := range spans {
+		end := "…"
+		if !s.end.IsZero() {
+			end = s.end.Format(tsFormat)
+		}
+		parts = append(parts, s.start.Format(tsFormat)+"–"+end)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
