@@ -2,10 +2,60 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
+
+	"streamlb/internal/bench"
 )
 
-func benchCmd(_ context.Context, env Env, _ []string) int {
-	fmt.Fprintln(env.Stderr, "streamlb bench: not available in this build")
-	return exitError
+const benchUsage = "bench [-members N] [-streams N] [-rate N] [-duration D] [-separate] [-keep-alive] [-max-inflight N] [-json]"
+
+func benchCmd(ctx context.Context, env Env, args []string) int {
+	fs := newFlags(env, "bench", benchUsage)
+	var o bench.Options
+	fs.IntVar(&o.Members, "members", 16, "emulated EMS members (2 to 254)")
+	fs.IntVar(&o.Streams, "streams", 10000, "streams of the burst, appearing at once on one member")
+	fs.IntVar(&o.Rate, "rate", 2000, "events per second posted to the event sink")
+	fs.DurationVar(&o.Duration, "duration", 0, "how long events are posted (default 10s)")
+	fs.BoolVar(&o.Separate, "separate", false, "one emsim process per member (default: one for all)")
+	fs.BoolVar(&o.KeepAlive, "keep-alive", false, "let the members keep connections open (EMS answers Connection: close)")
+	fs.IntVar(&o.MaxInflight, "max-inflight", 0, "max_inflight of the burst (0: try 4, 8 and 16 and keep the fastest)")
+	fs.DurationVar(&o.RecoveryResync, "recovery-resync", 0, "resync_interval of the recovery scenario (default 10s)")
+	fs.StringVar(&o.EventsFile, "events-file", "", "recorded event mix (default: testdata/ems/recorded/ems-events-webuilogs.jsonl of this clone)")
+	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU and heap profiles of each scenario into this `directory`")
+	fs.DurationVar(&o.ProfileWindow, "profile-window", 0, "length of each CPU profile (default 10s)")
+	scenarios := fs.String("scenarios", "ack,burst,resync,recovery", "scenarios to run, comma-separated")
+	asJSON := fs.Bool("json", false, "print one JSON object on one line instead of a table")
+	quiet := fs.Bool("q", false, "no progress lines on stderr")
+	if rc := parse(fs, args); rc >= 0 {
+		return rc
+	}
+	for _, s := range strings.Split(*scenarios, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			o.Scenarios = append(o.Scenarios, s)
+		}
+	}
+	if !*quiet {
+		o.Progress = env.Stderr
+	}
+	res, err := bench.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "streamlb bench: %v\n", err)
+		return exitError
+	}
+	if *asJSON {
+		b, err := json.Marshal(res)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "streamlb bench: %v\n", err)
+			return exitError
+		}
+		fmt.Fprintln(env.Stdout, string(b))
+		return exitOK
+	}
+	if err := res.WriteTable(env.Stdout); err != nil {
+		fmt.Fprintf(env.Stderr, "streamlb bench: %v\n", err)
+		return exitError
+	}
+	return exitOK
 }

@@ -43,7 +43,7 @@ func commands() []command {
 		{"sync", "sync -config FILE [-dry-run]", "run one resync pass and print what it does", syncCmd},
 		{"prune", "prune -config FILE [-dry-run]", "remove this group's replicas whose origin is no longer a member", pruneCmd},
 		{"demo", "demo [-members N] [-listen ADDR]", "run a simulated EMS group with the balancer and its dashboard", demoCmd},
-		{"bench", "bench [-members N] [-streams N] [-rate N] [-json]", "measure the balancer against emulated members", benchCmd},
+		{"bench", benchUsage, "measure the balancer against emulated members", benchCmd},
 		{"version", "version", "print the version", versionCmd},
 	}
 }
@@ -58,7 +58,7 @@ func Main(ctx context.Context, args []string, env Env) int {
 		}
 		return exitOK
 	}
-	for _, c := range commands() {
+	for _, c := range append(commands(), hiddenCommands()...) {
 		if c.name == args[0] {
 			return c.run(ctx, env, args[1:])
 		}

@@ -1,0 +1,379 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// ackGrace is the teardown_grace of the ack scenario: replicas of closed
+// streams stay long enough for their pull times to be collected.
+const ackGrace = 10 * time.Second
+
+// closeAfter is how old a stream must be before the mix's next
+// inStreamClosed ends it; younger streams are left to finish fanning out.
+const closeAfter = time.Second
+
+// created is a stream the ack scenario published and announced.
+type created struct {
+	name     string
+	origin   int
+	answered time.Time // when the sink answered its inStreamCreated
+}
+
+// ack posts the event mix at the configured rate to a fresh balancer and
+// measures the sink's answers and the fan-out of new streams.
+func (r *runner) ack(ctx context.Context) error {
+	o := r.o
+	mix, err := loadMixFile(o.EventsFile)
+	if err != nil {
+		return err
+	}
+	// The members post no events of their own: the mix is the event
+	// stream, at exactly the rate asked for.
+	g, err := startEmsim(ctx, o.Exe, o.Members, o.Separate, o.KeepAlive, "", r.prof)
+	if err != nil {
+		return err
+	}
+	defer g.close()
+	listen, err := freeListen()
+	if err != nil {
+		return err
+	}
+	k := o.MaxInflight
+	if k == 0 {
+		k = 8 // the config default
+	}
+	r.res.AckMaxInflight = k
+	b, err := startBalancer(ctx, o.Exe, r.dir, listen, g.ips, balancerSettings{
+		maxInflight: k, resyncInterval: 10 * time.Minute, teardownGrace: ackGrace,
+	}, r.prof)
+	if err != nil {
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_, _ = b.stop()
+		}
+	}()
+
+	total := int(float64(o.Rate) * o.Duration.Seconds())
+	r.progress("ack: %d events of the recorded mix at %d/s to a balancer of %d members", total, o.Rate, o.Members)
+	gen := newGenerator(g, b.sinkURL(), mix)
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	collector := newPullCollector(g)
+	phaseStart := time.Now()
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		collector.run(pollCtx, phaseStart)
+	}()
+	r.prof.cpu("ack", map[string]string{"balancer": b.debug, "emsim": g.debug})
+	gen.run(ctx, total, o.Rate)
+	sent, lost, lat, rate := gen.results()
+	if err := ctx.Err(); err != nil {
+		stopPoll()
+		<-pollDone
+		return err
+	}
+
+	// Let the last fan-outs finish, then collect every pull time.
+	r.progress("ack: waiting for the fan-out of %d streams", len(gen.created))
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if collector.complete(gen.created, o.Members) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	stopPoll()
+	<-pollDone
+	if err := collector.collect(ctx, phaseStart); err != nil {
+		return err
+	}
+	props, missing := collector.propagation(gen.created, o.Members)
+
+	r.prof.heap("ack-balancer", b.debug)
+	r.prof.wait()
+	rss, err := b.stop()
+	stopped = true
+	r.notePeaks(b, rss)
+	if err != nil {
+		return err
+	}
+
+	slices.Sort(lat)
+	r.res.EventsSent, r.res.EventsLost, r.res.AckRateAchieved = sent, lost, Rate(rate)
+	r.res.AckP50MS, r.res.AckP99MS = Millis(percentile(lat, 50)), Millis(percentile(lat, 99))
+	if len(lat) > 0 {
+		r.res.AckMaxMS = Millis(lat[len(lat)-1])
+	}
+	slices.Sort(props)
+	r.res.PropagationStreams, r.res.PropagationMissing = len(props), missing
+	r.res.PropagationP50MS, r.res.PropagationP99MS = Millis(percentile(props, 50)), Millis(percentile(props, 99))
+	if len(props) > 0 {
+		r.res.PropagationMaxMS = Millis(props[len(props)-1])
+	}
+	r.progress("ack: p99 %.3f ms, %d lost; propagation p99 %.3f ms over %d streams",
+		float64(r.res.AckP99MS), lost, float64(r.res.PropagationP99MS), len(props))
+	return nil
+}
+
+func loadMixFile(path string) ([]mixEvent, error) {
+	p, err := findMix(path)
+	if err != nil {
+		return nil, err
+	}
+	return loadMix(p)
+}
+
+// generator posts the mix, one new connection per event as EMS does, at a
+// fixed rate whatever the answers take (an open loop).
+type generator struct {
+	g      *emsimGroup
+	sink   string
+	mix    []mixEvent
+	client *http.Client
+
+	mu       sync.Mutex
+	live     []created // published and not yet closed, oldest first
+	created  []created // every stream announced, with its answer time
+	nextName int
+	nextOrig int
+
+	lat        []float64 // answer times in ms, by event
+	ok         []bool
+	firstSend  time.Time
+	lastSend   time.Time
+	setupFails int
+}
+
+func newGenerator(g *emsimGroup, sink string, mix []mixEvent) *generator {
+	return &generator{
+		g: g, sink: sink, mix: mix,
+		client: &http.Client{
+			Timeout:   5 * time.Second,
+			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		},
+	}
+}
+
+// run sends total events at rate per second and waits for every answer.
+func (gen *generator) run(ctx context.Context, total, rate int) {
+	gen.lat = make([]float64, total)
+	gen.ok = make([]bool, total)
+	interval := time.Second / time.Duration(rate)
+	start := time.Now().Add(20 * time.Millisecond)
+	var wg sync.WaitGroup
+	for i := range total {
+		due := start.Add(time.Duration(i) * interval)
+		if d := time.Until(due); d > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		ev := gen.mix[i%len(gen.mix)]
+		wg.Go(func() { gen.send(ctx, i, ev) })
+	}
+	wg.Wait()
+	gen.client.CloseIdleConnections()
+}
+
+// send makes the world match one event (a stream published or ended on a
+// member) and posts it.
+func (gen *generator) send(ctx context.Context, i int, ev mixEvent) {
+	body := ev.body
+	var announced *created
+	if ev.stream() {
+		gen.mu.Lock()
+		var c created
+		closing := false
+		if ev.typ == "inStreamCreated" {
+			c = created{name: fmt.Sprintf("ack-%06d", gen.nextName), origin: gen.nextOrig % len(gen.g.ips)}
+			gen.nextName++
+			gen.nextOrig++
+		} else if len(gen.live) > 0 && time.Since(gen.live[0].answered) > closeAfter && !gen.live[0].answered.IsZero() {
+			c, closing = gen.live[0], true
+			gen.live = gen.live[1:]
+		} else {
+			// Nothing old enough to end: a stale event about a stream
+			// that is gone already.
+			c = created{name: fmt.Sprintf("ack-gone-%06d", i), origin: i % len(gen.g.ips)}
+		}
+		gen.mu.Unlock()
+		var err error
+		switch {
+		case ev.typ == "inStreamCreated":
+			err = gen.g.publish(ctx, c.origin, c.name)
+			announced = &c
+		case closing:
+			err = gen.g.unpublish(ctx, c.origin, c.name)
+		}
+		if err != nil {
+			gen.mu.Lock()
+			gen.setupFails++
+			gen.mu.Unlock()
+			return
+		}
+		body = ev.render(gen.g.ips[c.origin], c.name)
+	}
+	t0 := time.Now()
+	ok := gen.post(ctx, body)
+	t1 := time.Now()
+	gen.mu.Lock()
+	defer gen.mu.Unlock()
+	if gen.firstSend.IsZero() || t0.Before(gen.firstSend) {
+		gen.firstSend = t0
+	}
+	if t0.After(gen.lastSend) {
+		gen.lastSend = t0
+	}
+	gen.lat[i] = float64(t1.Sub(t0).Nanoseconds()) / 1e6
+	gen.ok[i] = ok
+	if announced != nil && ok {
+		announced.answered = t1
+		gen.created = append(gen.created, *announced)
+		gen.live = append(gen.live, *announced)
+	}
+}
+
+func (gen *generator) post(ctx context.Context, body []byte) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, gen.sink, bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := gen.client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// results returns the events posted, those without a 200 answer (or not
+// posted because the emulator could not be set up for them), the answer
+// times of the others in ms, and the rate achieved.
+func (gen *generator) results() (sent, lost int64, lat []float64, rate float64) {
+	gen.mu.Lock()
+	defer gen.mu.Unlock()
+	for i, ok := range gen.ok {
+		if gen.lat[i] == 0 && !ok {
+			continue // not sent
+		}
+		sent++
+		if !ok {
+			lost++
+			continue
+		}
+		lat = append(lat, gen.lat[i])
+	}
+	lost += int64(gen.setupFails)
+	sent += int64(gen.setupFails)
+	if d := gen.lastSend.Sub(gen.firstSend).Seconds(); d > 0 {
+		rate = float64(sent-1) / d
+	}
+	return sent, lost, lat, rate
+}
+
+// pullCollector gathers, from every member, when each replica's pullStream
+// was answered.
+type pullCollector struct {
+	g  *emsimGroup
+	mu sync.Mutex
+	at []map[string]int64 // by member: stream name → Unix ns
+}
+
+func newPullCollector(g *emsimGroup) *pullCollector {
+	c := &pullCollector{g: g, at: make([]map[string]int64, len(g.ips))}
+	for i := range c.at {
+		c.at[i] = map[string]int64{}
+	}
+	return c
+}
+
+// run collects every second until ctx ends, so that replicas removed later
+// are not missed.
+func (c *pullCollector) run(ctx context.Context, since time.Time) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = c.collect(ctx, since)
+		}
+	}
+}
+
+func (c *pullCollector) collect(ctx context.Context, since time.Time) error {
+	for i := range c.g.ips {
+		m, err := c.g.pulls(ctx, i, since)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		for name, ns := range m {
+			if _, ok := c.at[i][name]; !ok {
+				c.at[i][name] = ns
+			}
+		}
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// complete reports whether every stream has been pulled by every other
+// member, collecting once more first.
+func (c *pullCollector) complete(streams []created, members int) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if c.collect(ctx, time.Time{}) != nil {
+		return false
+	}
+	_, missing := c.propagation(streams, members)
+	return missing == 0
+}
+
+// propagation returns, in ms, the time from each stream's announcement to
+// the last of its pulls, and how many streams some member never pulled.
+func (c *pullCollector) propagation(streams []created, members int) (ms []float64, missing int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range streams {
+		var last int64
+		all := true
+		for i := range members {
+			if i == s.origin {
+				continue
+			}
+			ns, ok := c.at[i][s.name]
+			if !ok {
+				all = false
+				break
+			}
+			last = max(last, ns)
+		}
+		if !all {
+			missing++
+			continue
+		}
+		ms = append(ms, float64(last-s.answered.UnixNano())/1e6)
+	}
+	return ms, missing
+}

@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// Millis is a duration in milliseconds; its JSON form has microsecond
+// precision.
+type Millis float64
+
+// MarshalJSON writes m with three decimals.
+func (m Millis) MarshalJSON() ([]byte, error) { return fixed(float64(m), 3), nil }
+
+// Seconds is a duration in seconds; its JSON form has millisecond
+// precision.
+type Seconds float64
+
+// MarshalJSON writes s with three decimals.
+func (s Seconds) MarshalJSON() ([]byte, error) { return fixed(float64(s), 3), nil }
+
+// Rate is a count per second, or a ratio; its JSON form has three
+// decimals.
+type Rate float64
+
+// MarshalJSON writes r with three decimals.
+func (r Rate) MarshalJSON() ([]byte, error) { return fixed(float64(r), 3), nil }
+
+func fixed(v float64, prec int) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		v = 0
+	}
+	return strconv.AppendFloat(nil, v, 'f', prec, 64)
+}
+
+// Trial is one burst at one max_inflight.
+type Trial struct {
+	MaxInflight  int     `json:"max_inflight"`
+	Seconds      Seconds `json:"seconds"`
+	PullCalls    int64   `json:"pull_calls"`
+	ConfirmCalls int64   `json:"confirm_calls"`
+	CallsPerS    Rate    `json:"calls_per_s"`
+}
+
+// Result holds the figures of one run. Its JSON form is the single line
+// "streamlb bench -json" prints; fields of scenarios that did not run are
+// zero.
+type Result struct {
+	// The run's parameters and machine.
+	Members        int     `json:"members"`
+	Streams        int     `json:"streams"`
+	Rate           int     `json:"rate"`
+	DurationS      Seconds `json:"duration_s"`
+	Separate       bool    `json:"separate"`
+	EmsimKeepAlive bool    `json:"emsim_keep_alive"`
+	CPUs           int     `json:"cpus"`
+	GoVersion      string  `json:"go_version"`
+	OS             string  `json:"os"`
+
+	// Event sink answer time under the event mix at Rate.
+	AckP50MS        Millis `json:"ack_p50_ms"`
+	AckP99MS        Millis `json:"ack_p99_ms"`
+	AckMaxMS        Millis `json:"ack_max_ms"`
+	EventsSent      int64  `json:"events_sent"`
+	EventsLost      int64  `json:"events_lost"`
+	AckRateAchieved Rate   `json:"ack_rate_achieved"`
+	AckMaxInflight  int    `json:"ack_max_inflight"`
+
+	// From an event's answer to the last destination's pullStream answer.
+	PropagationP50MS   Millis `json:"propagation_p50_ms"`
+	PropagationP99MS   Millis `json:"propagation_p99_ms"`
+	PropagationMaxMS   Millis `json:"propagation_max_ms"`
+	PropagationStreams int    `json:"propagation_streams"`
+	PropagationMissing int    `json:"propagation_missing"`
+
+	// The burst: Streams new streams at once on one origin.
+	BurstStreams      int     `json:"burst_streams"`
+	BurstSeconds      Seconds `json:"burst_seconds"`
+	BurstPullCalls    int64   `json:"burst_pull_calls"`
+	BurstConfirmCalls int64   `json:"burst_confirm_calls"`
+	BurstCallsPerS    Rate    `json:"burst_calls_per_s"`
+	CeilingCallsPerS  Rate    `json:"ceiling_calls_per_s"`
+	CeilingSeconds    Seconds `json:"ceiling_seconds"`
+	CeilingFailures   int64   `json:"ceiling_failures"`
+	BurstRatio        Rate    `json:"burst_ratio"`
+	MaxInflight       int     `json:"max_inflight"`
+	MaxPullsPerSecond int     `json:"max_pulls_per_second"`
+	Trials            []Trial `json:"trials"`
+
+	// One resync pass over the converged group.
+	ResyncSeconds        Seconds `json:"resync_seconds"`
+	ResyncCallsPerMember Rate    `json:"resync_calls_per_member"`
+
+	// A destination restarted empty, until it holds every replica again.
+	RecoverySeconds         Seconds `json:"recovery_seconds"`
+	RecoveryResyncIntervalS Seconds `json:"recovery_resync_interval_s"`
+
+	// The balancer processes' peak memory.
+	RSSMiB      Rate `json:"rss_mib"`
+	HeapMiB     Rate `json:"heap_mib"`
+	HeapLiveMiB Rate `json:"heap_live_mib"`
+
+	TotalSeconds Seconds `json:"total_seconds"`
+}
+
+func newResult(o Options) Result {
+	return Result{
+		Members: o.Members, Streams: o.Streams, Rate: o.Rate, DurationS: Seconds(o.Duration.Seconds()),
+		Separate: o.Separate, EmsimKeepAlive: o.KeepAlive,
+		CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
+		Trials: []Trial{},
+	}
+}
+
+// WriteTable prints r for people: each figure with the target it is held
+// to.
+func (r Result) WriteTable(w io.Writer) error {
+	conn := "Connection: close (as EMS)"
+	if r.EmsimKeepAlive {
+		conn = "keep-alive"
+	}
+	procs := "one emsim process for all members"
+	if r.Separate {
+		procs = "one emsim process per member"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "streamlb bench: %d members, %d streams, %d events/s for %gs; %s, %s; %d CPUs, %s %s\n\n",
+		r.Members, r.Streams, r.Rate, float64(r.DurationS), procs, conn, r.CPUs, r.GoVersion, r.OS)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	row := func(name, measured, target string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", name, measured, target) }
+	row("figure", "measured", "target")
+	row("------", "--------", "------")
+	row("ack p50 / p99 / max", fmt.Sprintf("%.3f / %.3f / %.3f ms", float64(r.AckP50MS), float64(r.AckP99MS), float64(r.AckMaxMS)), "p99 ≤ 5 ms")
+	row("events sent / lost", fmt.Sprintf("%d / %d (%.0f/s achieved, max_inflight %d)", r.EventsSent, r.EventsLost, float64(r.AckRateAchieved), r.AckMaxInflight), "lost = 0")
+	row("propagation p50 / p99 / max", fmt.Sprintf("%.3f / %.3f / %.3f ms (%d streams, %d incomplete)",
+		float64(r.PropagationP50MS), float64(r.PropagationP99MS), float64(r.PropagationMaxMS), r.PropagationStreams, r.PropagationMissing), "p99 ≤ 10 ms")
+	row("burst", fmt.Sprintf("%d streams in %.3f s: %d pullStream calls, %.0f calls/s (+%d confirmation calls)",
+		r.BurstStreams, float64(r.BurstSeconds), r.BurstPullCalls, float64(r.BurstCallsPerS), r.BurstConfirmCalls), "")
+	row("ceiling", fmt.Sprintf("%.0f calls/s (plain client, %d in flight per member, %.3f s, %d failures)",
+		float64(r.CeilingCallsPerS), r.MaxInflight, float64(r.CeilingSeconds), r.CeilingFailures), "")
+	row("burst ratio", fmt.Sprintf("%.3f (max_inflight %d, max_pulls_per_second %d)", float64(r.BurstRatio), r.MaxInflight, r.MaxPullsPerSecond), "≥ 0.7")
+	for _, t := range r.Trials {
+		row(fmt.Sprintf("  trial max_inflight %d", t.MaxInflight), fmt.Sprintf("%.3f s, %.0f calls/s", float64(t.Seconds), float64(t.CallsPerS)), "")
+	}
+	row("resync", fmt.Sprintf("%.3f s, %.2f calls per member", float64(r.ResyncSeconds), float64(r.ResyncCallsPerMember)), "≤ 3 s, 2 calls per member")
+	row("recovery", fmt.Sprintf("%.3f s (resync_interval %gs)", float64(r.RecoverySeconds), float64(r.RecoveryResyncIntervalS)),
+		fmt.Sprintf("≤ %g s", float64(r.RecoveryResyncIntervalS)+5))
+	row("balancer peak RSS / heap / live heap", fmt.Sprintf("%.1f / %.0f / %.0f MiB", float64(r.RSSMiB), float64(r.HeapMiB), float64(r.HeapLiveMiB)), "RSS ≤ 96 MiB")
+	row("total", fmt.Sprintf("%.1f s", float64(r.TotalSeconds)), "")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

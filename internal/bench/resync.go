@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"context"
+	"time"
+)
+
+// resyncCount and resyncSum are the balancer's resync duration histogram.
+const (
+	resyncCount = "streamlb_resync_duration_seconds_count"
+	resyncSum   = "streamlb_resync_duration_seconds_sum"
+)
+
+// quiesce waits until the members answer no call and post no event for a
+// while: the balancer has nothing left to do.
+func quiesce(ctx context.Context, l *liveGroup) error {
+	var prev int64 = -1
+	stable := 0
+	return poll(ctx, 2*time.Minute, 250*time.Millisecond, "a quiet group", l.b.proc, func(ctx context.Context) (bool, error) {
+		all, err := l.g.allStats(ctx)
+		if err != nil {
+			return false, err
+		}
+		var n int64
+		for _, s := range all {
+			n += s.totalCalls() + s.EventsSent + s.EventsFail + s.EventsDrop
+		}
+		if n == prev {
+			stable++
+		} else {
+			stable = 0
+		}
+		prev = n
+		return stable >= 4, nil
+	})
+}
+
+// resync reloads the balancer of the converged group, which makes it run
+// one resync, and reads the resync's duration from its metrics and the
+// calls it made from the members.
+func (r *runner) resync(ctx context.Context, l *liveGroup) error {
+	if err := quiesce(ctx, l); err != nil {
+		return err
+	}
+	m0, err := l.b.metrics(ctx)
+	if err != nil {
+		return err
+	}
+	before, err := l.g.allStats(ctx)
+	if err != nil {
+		return err
+	}
+	r.progress("resync: one pass over %d streams on %d members", r.o.Streams, r.o.Members)
+	r.prof.cpu("resync", map[string]string{"balancer": l.b.debug, "emsim": l.g.debug})
+	if err := l.b.reload(); err != nil {
+		return err
+	}
+	// Wait for the resync's listings at the members, then for its end in
+	// the metrics (scraped rarely: a scrape is not free at this size).
+	if err := awaitListings(ctx, l, before); err != nil {
+		return err
+	}
+	var m1 map[string]float64
+	err = poll(ctx, time.Minute, 100*time.Millisecond, "the resync's end", l.b.proc, func(ctx context.Context) (bool, error) {
+		m, err := l.b.metrics(ctx)
+		if err != nil {
+			return false, err
+		}
+		m1 = m
+		return sumMetric(m, resyncCount) > sumMetric(m0, resyncCount), nil
+	})
+	if err != nil {
+		return err
+	}
+	after, err := l.g.allStats(ctx)
+	if err != nil {
+		return err
+	}
+	r.prof.wait()
+	var calls int64
+	for i := range after {
+		calls += after[i].totalCalls() - before[i].totalCalls()
+	}
+	r.res.ResyncSeconds = Seconds(sumMetric(m1, resyncSum) - sumMetric(m0, resyncSum))
+	r.res.ResyncCallsPerMember = Rate(float64(calls) / float64(len(after)))
+	r.progress("resync: %.3f s, %.2f calls per member", float64(r.res.ResyncSeconds), float64(r.res.ResyncCallsPerMember))
+	return nil
+}
+
+// recovery restarts the converged group's balancer with a short resync
+// interval, then, just after one of its resyncs, restarts the last member
+// empty and measures until it holds every replica again.
+func (r *runner) recovery(ctx context.Context, l *liveGroup) error {
+	o := r.o
+	l.stopBalancer(r)
+	b, err := startBalancer(ctx, o.Exe, r.dir, l.listen, l.g.ips, balancerSettings{
+		maxInflight: l.k, resyncInterval: o.RecoveryResync, teardownGrace: 10 * time.Second,
+	}, r.prof)
+	if err != nil {
+		return err
+	}
+	l.b = b
+	r.res.RecoveryResyncIntervalS = Seconds(o.RecoveryResync.Seconds())
+	before, err := l.g.allStats(ctx)
+	if err != nil {
+		return err
+	}
+	if err := awaitListings(ctx, l, before); err != nil {
+		return err
+	}
+	victim := len(l.g.ips) - 1
+	r.progress("recovery: member %s restarts empty just after a resync (resync_interval %v)", l.g.ips[victim], o.RecoveryResync)
+	start := time.Now()
+	if err := l.g.restart(ctx, victim); err != nil {
+		return err
+	}
+	after, err := r.awaitReplicas(ctx, l, []int{victim})
+	if err != nil {
+		return err
+	}
+	r.res.RecoverySeconds = Seconds(float64(after[victim].LastPullNS-start.UnixNano()) / 1e9)
+	r.progress("recovery: %.3f s", float64(r.res.RecoverySeconds))
+	return nil
+}
+
+// awaitListings waits until every member has answered a listConfig since
+// before was taken: a resync has listed the whole group.
+func awaitListings(ctx context.Context, l *liveGroup, before []memberStats) error {
+	return poll(ctx, 2*time.Minute, 5*time.Millisecond, "a resync's listings", l.b.proc, func(ctx context.Context) (bool, error) {
+		for i := range before {
+			s, err := l.g.stats(ctx, i)
+			if err != nil {
+				return false, err
+			}
+			if s.Calls["listconfig"] <= before[i].Calls["listconfig"] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}

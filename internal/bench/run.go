@@ -1,0 +1,231 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Scenario names, for Options.Scenarios.
+const (
+	ScenarioAck      = "ack"
+	ScenarioBurst    = "burst"
+	ScenarioResync   = "resync"
+	ScenarioRecovery = "recovery"
+)
+
+// Options configure a run. Zero values take the defaults shown.
+type Options struct {
+	// Exe is the streamlb binary run as the balancer and the emulator;
+	// default: the running executable.
+	Exe string
+	// Members is the group's size; default 16, at most 254.
+	Members int
+	// Streams is the number of streams of the burst; default 10000.
+	Streams int
+	// Rate is the events per second of the ack scenario; default 2000.
+	Rate int
+	// Duration is how long the ack scenario posts events; default 10s.
+	Duration time.Duration
+	// Separate runs one emsim process per member instead of one for all.
+	Separate bool
+	// KeepAlive lets the members keep connections open; by default they
+	// answer Connection: close, as EMS does.
+	KeepAlive bool
+	// MaxInflight is the balancer's max_inflight for the burst; 0 tries
+	// each of Candidates and keeps the fastest.
+	MaxInflight int
+	// Candidates are the max_inflight values tried; default 4, 8, 16.
+	Candidates []int
+	// RecoveryResync is the balancer's resync_interval in the recovery
+	// scenario; default 10s.
+	RecoveryResync time.Duration
+	// EventsFile is the recorded event mix; default: found from the working
+	// directory (testdata/ems/recorded/ems-events-webuilogs.jsonl).
+	EventsFile string
+	// Scenarios selects what runs; default all of ack, burst, resync and
+	// recovery. Resync and recovery run on the burst's group.
+	Scenarios []string
+	// Progress receives a line as each step starts; nil discards them.
+	Progress io.Writer
+	// ProfileDir, when set, receives CPU profiles of the balancer, the
+	// emulator and the benchmark for ProfileWindow from the start of each
+	// scenario, and heap profiles of the balancer at their end.
+	ProfileDir string
+	// ProfileWindow is how long each CPU profile lasts; default 10s.
+	ProfileWindow time.Duration
+}
+
+func (o *Options) setDefaults() error {
+	if o.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the streamlb executable: %w", err)
+		}
+		o.Exe = exe
+	}
+	if o.Members == 0 {
+		o.Members = 16
+	}
+	if o.Streams == 0 {
+		o.Streams = 10000
+	}
+	if o.Rate == 0 {
+		o.Rate = 2000
+	}
+	if o.Duration == 0 {
+		o.Duration = 10 * time.Second
+	}
+	if len(o.Candidates) == 0 {
+		o.Candidates = []int{4, 8, 16}
+	}
+	if o.RecoveryResync == 0 {
+		o.RecoveryResync = 10 * time.Second
+	}
+	if len(o.Scenarios) == 0 {
+		o.Scenarios = []string{ScenarioAck, ScenarioBurst, ScenarioResync, ScenarioRecovery}
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.ProfileWindow == 0 {
+		o.ProfileWindow = 10 * time.Second
+	}
+	switch {
+	case o.Members < 2 || o.Members > 254:
+		return errors.New("members: want 2 to 254")
+	case o.Streams < 1 || o.Streams > 1_000_000:
+		return errors.New("streams: want 1 to 1000000")
+	case o.Rate < 1 || o.Rate > 100_000:
+		return errors.New("rate: want 1 to 100000 events per second")
+	case o.Duration < 100*time.Millisecond || o.Duration > time.Hour:
+		return errors.New("duration: want 100ms to 1h")
+	case o.MaxInflight < 0 || o.MaxInflight > 1024:
+		return errors.New("max-inflight: want 0 (search) to 1024")
+	case o.RecoveryResync < time.Second:
+		return errors.New("recovery resync interval: want 1s or more")
+	}
+	for _, k := range o.Candidates {
+		if k < 1 || k > 1024 {
+			return fmt.Errorf("max_inflight candidate %d: want 1 to 1024", k)
+		}
+	}
+	for _, s := range o.Scenarios {
+		if !slices.Contains([]string{ScenarioAck, ScenarioBurst, ScenarioResync, ScenarioRecovery}, s) {
+			return fmt.Errorf("scenario %q: want ack, burst, resync or recovery", s)
+		}
+	}
+	if (o.has(ScenarioResync) || o.has(ScenarioRecovery)) && !o.has(ScenarioBurst) {
+		return errors.New("scenarios resync and recovery run on the burst's group: add burst")
+	}
+	return nil
+}
+
+func (o *Options) has(s string) bool { return slices.Contains(o.Scenarios, s) }
+
+// runner is one run's shared state.
+type runner struct {
+	o    Options
+	dir  string // balancer configs
+	res  Result
+	prof *profiler // nil unless profiling
+}
+
+func (r *runner) progress(format string, args ...any) {
+	fmt.Fprintf(r.o.Progress, "bench: "+format+"\n", args...)
+}
+
+// notePeaks folds a stopped balancer's peak memory into the result.
+func (r *runner) notePeaks(b *balancer, rss uint64) {
+	r.res.RSSMiB = Rate(max(float64(r.res.RSSMiB), float64(rss)/(1<<20)))
+	heap, live := b.heap()
+	r.res.HeapMiB = Rate(max(float64(r.res.HeapMiB), heap))
+	r.res.HeapLiveMiB = Rate(max(float64(r.res.HeapLiveMiB), live))
+}
+
+// Run runs the selected scenarios and returns their figures. Every child
+// process it starts is stopped before it returns. It fails when a scenario
+// cannot complete within its bounds.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if err := o.setDefaults(); err != nil {
+		return Result{}, fmt.Errorf("bench: %w", err)
+	}
+	start := time.Now()
+	dir, err := os.MkdirTemp("", "streamlb-bench-")
+	if err != nil {
+		return Result{}, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	prof, err := newProfiler(o.ProfileDir, o.ProfileWindow)
+	if err != nil {
+		return Result{}, fmt.Errorf("bench: %w", err)
+	}
+	r := &runner{o: o, dir: dir, res: newResult(o), prof: prof}
+	err = r.run(ctx)
+	prof.wait()
+	r.res.TotalSeconds = Seconds(time.Since(start).Seconds())
+	if err != nil {
+		return r.res, fmt.Errorf("bench: %w", err)
+	}
+	return r.res, nil
+}
+
+func (r *runner) run(ctx context.Context) error {
+	o := r.o
+	if o.has(ScenarioAck) {
+		if err := r.ack(ctx); err != nil {
+			return fmt.Errorf("ack: %w", err)
+		}
+	}
+	if !o.has(ScenarioBurst) {
+		return nil
+	}
+	g, err := r.bursts(ctx)
+	if err != nil {
+		return fmt.Errorf("burst: %w", err)
+	}
+	defer g.close(r)
+	if o.has(ScenarioResync) {
+		if err := r.resync(ctx, g); err != nil {
+			return fmt.Errorf("resync: %w", err)
+		}
+	}
+	if o.has(ScenarioRecovery) {
+		if err := r.recovery(ctx, g); err != nil {
+			return fmt.Errorf("recovery: %w", err)
+		}
+	}
+	// The ceiling runs last, on its own group, once the balancer's group
+	// is gone.
+	g.close(r)
+	if err := r.ceiling(ctx); err != nil {
+		return fmt.Errorf("ceiling: %w", err)
+	}
+	if r.res.CeilingCallsPerS > 0 {
+		r.res.BurstRatio = r.res.BurstCallsPerS / r.res.CeilingCallsPerS
+	}
+	return nil
+}
+
+// percentile returns the p-th percentile (0 < p ≤ 100) of sorted values.
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p/100+0.999999) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// join lists ints for a progress line.
+func join(ks []int) string {
+	s := make([]string, len(ks))
+	for i, k := range ks {
+		s[i] = fmt.Sprint(k)
+	}
+	return strings.Join(s, ", ")
+}
