@@ -301,3 +301,74 @@ func TestProxyRedirectsAreNotFollowed(t *testing.T) {
 		t.Errorf("the error shows the password: %v", err)
 	}
 }
+
+// TestMalformedInputIsRefusedAndTheDaemonGoesOn posts malformed bodies to
+// the sink and gives it a member answering garbage: each body gets a 400
+// with a message, the member is parked with a clear error, and the daemon
+// keeps serving.
+func TestMalformedInputIsRefusedAndTheDaemonGoesOn(t *testing.T) {
+	garbage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "<html>\x00\xff not an EMS envelope")
+	}))
+	defer garbage.Close()
+	_, port, _ := net.SplitHostPort(garbage.Listener.Addr().String())
+	cfg, err := config.Parse("garbage.json", []byte(`{"StreamLoadBalancer": {"plugin_switch": "enabled", "parameters": {
+		"listen": "127.0.0.1:0", "destination_ems_apiproxies": [{"enable": false, "address": "127.0.0.1", "apiPort": `+port+`, "name": "g"}]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	url := "http://" + a.Addr() + "/evowebservices/"
+	for _, body := range []string{
+		``, `null`, `[]`, `{`, `{"type":"inStreamCreated"}`, `{"type":42,"payload":{}}`,
+		`{"type":"inStreamCreated","payload":{"name":""}}`,
+		`{"type":"inStreamCreated","payload":{"name":"a","connectionType":1e999}}`,
+		strings.Repeat("[", 100000),
+		`{"type":"inStreamCreated","payload":{"name":"a","pullSettings":{"uri":["x"]}}}`,
+	} {
+		resp, err := http.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(msg), `"error"`) {
+			t.Errorf("POST %.120q: %s %s, want 400 with an error message", body, resp.Status, msg)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m := a.Controller().Snapshot().Members[0]
+		if m.State == "down" && strings.Contains(m.LastError, "decode") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member answering garbage: state %s, last_error %q; want down with a decode error", m.State, m.LastError)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, _ := postFrom(t, url, "127.0.0.1", serverStarted); code != http.StatusOK {
+		t.Errorf("a well-formed event after all that: %d, want 200", code)
+	}
+	resp, err := http.Get("http://" + a.Addr() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("healthz: %s", resp.Status)
+	}
+}

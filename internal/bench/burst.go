@@ -124,6 +124,7 @@ func (r *runner) burst(ctx context.Context, k int) (Trial, *liveGroup, error) {
 		return Trial{}, nil, err
 	}
 	r.prof.heap(fmt.Sprintf("burst-%d-balancer", k), l.b.debug)
+	r.prof.metrics(fmt.Sprintf("burst-%d", k), l.b.listen)
 	r.prof.wait()
 	var last int64
 	t := Trial{MaxInflight: k}

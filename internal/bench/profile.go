@@ -74,12 +74,23 @@ func (p *profiler) cpu(name string, addrs map[string]string) {
 	})
 }
 
+// metrics saves the balancer's metrics, as NAME-metrics.txt.
+func (p *profiler) metrics(name, listen string) {
+	if p == nil {
+		return
+	}
+	p.note(p.fetch("http://"+listen+"/metrics", filepath.Join(p.dir, name+"-metrics.txt"), 30*time.Second))
+}
+
 // heap saves the heap profile of the process serving pprof at addr.
 func (p *profiler) heap(name, addr string) {
 	if p == nil || addr == "" {
 		return
 	}
 	p.note(p.fetch("http://"+addr+"/debug/pprof/heap", filepath.Join(p.dir, name+"-heap.pprof"), 30*time.Second))
+	// Empty unless the process samples contention.
+	p.note(p.fetch("http://"+addr+"/debug/pprof/mutex", filepath.Join(p.dir, name+"-mutex.pprof"), 30*time.Second))
+	p.note(p.fetch("http://"+addr+"/debug/pprof/block", filepath.Join(p.dir, name+"-block.pprof"), 30*time.Second))
 }
 
 func (p *profiler) fetch(url, path string, timeout time.Duration) error {

@@ -354,6 +354,10 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	c.gen++
 	start := c.gen
 	m.listingFull = full
+	var intern map[string]string
+	if full {
+		intern = c.internLocked()
+	}
 	c.mu.Unlock()
 	started := time.Now()
 	calls := 0
@@ -364,12 +368,12 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		inbound, err = m.spec.Client.ListInboundStreamNames(ctx)
 		return err
 	})
-	var configs []ems.PullConfig
+	var listed *configListing
 	if err == nil && full {
 		calls++
+		listed = newConfigListing(intern)
 		err = c.call(ctx, m, "listConfig", func(ctx context.Context) error {
-			configs, err = m.spec.Client.ListConfig(ctx)
-			return err
+			return listConfigs(ctx, m.spec.Client, listed)
 		})
 	}
 	c.mu.Lock()
@@ -387,7 +391,7 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	var gone []string
 	if full {
 		wasPull = m.obs.configs
-		m.obs.replace(start, now, configs, inbound)
+		m.obs.replace(start, now, listed, inbound)
 	} else {
 		gone = m.obs.replaceInbound(inbound)
 	}
@@ -397,6 +401,44 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	}
 	c.applyListingLocked(m, now, full, announced, wasPull, gone)
 	return calls
+}
+
+// pullConfigLister is implemented by EMS clients that hand listConfig's
+// entries over one at a time (*ems.Client does): the controller then keeps
+// only its compact form of each, never the whole listing.
+type pullConfigLister interface {
+	EachPullConfig(ctx context.Context, fn func(*ems.PullConfig) error) error
+}
+
+var _ pullConfigLister = (*ems.Client)(nil)
+
+// listConfigs lists client's pull configs into listed.
+func listConfigs(ctx context.Context, client EMS, listed *configListing) error {
+	if l, ok := client.(pullConfigLister); ok {
+		return l.EachPullConfig(ctx, func(pc *ems.PullConfig) error {
+			listed.add(pc)
+			return nil
+		})
+	}
+	configs, err := client.ListConfig(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range configs {
+		listed.add(&configs[i])
+	}
+	return nil
+}
+
+// internLocked returns the strings a listing's configs share with the
+// controller: the group and the members' addresses.
+func (c *Controller) internLocked() map[string]string {
+	in := make(map[string]string, len(c.members)+1)
+	in[c.opts.Group] = c.opts.Group
+	for _, m := range c.members {
+		in[m.spec.Address] = m.spec.Address
+	}
+	return in
 }
 
 // call runs one EMS call on m with a deadline, and records its latency and

@@ -73,8 +73,15 @@ func (c *Controller) wakeLocked(m *member) {
 
 // lister runs m's on-demand listings: confirmations of events, relists
 // after a name conflict or a return, and the probes of a parked member.
+//
+// Probes back off, and keep backing off across returns that do not last:
+// a member that answers a probe and fails the next call (a share of its
+// calls failing) is probed no more often than one that stays down. Only a
+// member that stayed up for a resync interval is probed at once when it
+// fails again.
 func (c *Controller) lister(ctx context.Context, m *member) {
 	probes := 0
+	var upAt, notBefore time.Time
 	var timer <-chan time.Time
 	for {
 		select {
@@ -101,16 +108,25 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		}
 		c.mu.Unlock()
 		if state != MemberUp {
-			if c.probe(ctx, m) {
-				probes = 0
+			if !upAt.IsZero() && time.Since(upAt) > c.opts.ResyncInterval {
+				probes = 0 // back for a while: a new outage
+			}
+			if wait := time.Until(notBefore); wait > 0 {
+				timer = time.After(wait)
 				continue
 			}
+			ok := c.probe(ctx, m)
 			probes++
 			// A down member is probed sooner at first; wrong credentials
 			// will not fix themselves, so that member waits a full interval.
 			wait := min(backoff(probes, time.Second, c.opts.ResyncInterval), c.opts.ResyncInterval)
 			if state == MemberUnauthorized {
 				wait = c.opts.ResyncInterval
+			}
+			notBefore = time.Now().Add(wait)
+			if ok {
+				upAt = time.Now()
+				continue
 			}
 			timer = time.After(wait)
 			continue

@@ -62,14 +62,40 @@ func newObserved() observed {
 	}
 }
 
+// configListing is a member's listConfig in the form the controller keeps:
+// its pull configs by name, compacted as they are decoded.
+type configListing struct {
+	byName  map[string][]pullCfg
+	failing []uint64 // configIds in status 4 or 5
+	// intern maps strings many configs share (the group, the members'
+	// addresses) to one copy.
+	intern map[string]string
+}
+
+func newConfigListing(intern map[string]string) *configListing {
+	return &configListing{byName: make(map[string][]pullCfg), intern: intern}
+}
+
+// add keeps what the controller needs of c.
+func (l *configListing) add(c *ems.PullConfig) {
+	pc := compact(c)
+	if s, ok := l.intern[pc.tagGroup]; ok {
+		pc.tagGroup = s
+	}
+	if s, ok := l.intern[pc.tagOrigin]; ok {
+		pc.tagOrigin = s
+	}
+	l.byName[c.LocalStreamName] = append(l.byName[c.LocalStreamName], pc)
+	if c.Status.Code == pullDisconnected || c.Status.Code == pullConnectionFailed {
+		l.failing = append(l.failing, c.ConfigID)
+	}
+}
+
 // replace installs a listing that started at generation start, keeping
 // what this controller changed since (generations, not clock readings, so
 // that a change and a listing at the same instant are still ordered).
-func (o *observed) replace(start uint64, now time.Time, configs []ems.PullConfig, inbound []string) {
-	byName := make(map[string][]pullCfg, len(configs))
-	for _, c := range configs {
-		byName[c.LocalStreamName] = append(byName[c.LocalStreamName], compact(c))
-	}
+func (o *observed) replace(start uint64, now time.Time, listed *configListing, inbound []string) {
+	byName := listed.byName
 	in := make(map[string]struct{}, len(inbound))
 	for _, n := range inbound {
 		in[n] = struct{}{}
@@ -89,15 +115,13 @@ func (o *observed) replace(start uint64, now time.Time, configs []ems.PullConfig
 	}
 	// Every later listing starts after these changes: they are in it.
 	clear(o.changed)
-	failing := make(map[uint64]time.Time)
-	for _, c := range configs {
-		if c.Status.Code == pullDisconnected || c.Status.Code == pullConnectionFailed {
-			since, ok := o.failing[c.ConfigID]
-			if !ok {
-				since = now
-			}
-			failing[c.ConfigID] = since
+	failing := make(map[uint64]time.Time, len(listed.failing))
+	for _, id := range listed.failing {
+		since, ok := o.failing[id]
+		if !ok {
+			since = now
 		}
+		failing[id] = since
 	}
 	o.listed, o.at, o.configs, o.inbound, o.failing = true, start, byName, in, failing
 }
@@ -132,12 +156,11 @@ type pullCfg struct {
 	tagGroup  string // "" when untagged
 	tagOrigin string
 	tagged    bool
-	status    int
 }
 
-func compact(c ems.PullConfig) pullCfg {
+func compact(c *ems.PullConfig) pullCfg {
 	g, ok := c.Vars[tagGroup]
-	return pullCfg{id: c.ConfigID, uri: c.URI, tagGroup: g, tagOrigin: c.Vars[tagOrigin], tagged: ok, status: c.Status.Code}
+	return pullCfg{id: c.ConfigID, uri: c.URI, tagGroup: g, tagOrigin: c.Vars[tagOrigin], tagged: ok}
 }
 
 // pullURI is the URI a replica of name from origin pulls.

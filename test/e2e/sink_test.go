@@ -252,12 +252,16 @@ func TestForgedEventFloodIsAnsweredAndPullsNothing(t *testing.T) {
 	t.Logf("%d forged events answered in %v (%.0f/s, slowest answer %v)", n, elapsed.Round(time.Millisecond),
 		float64(n)/elapsed.Seconds(), time.Duration(slowest.Load()).Round(time.Microsecond))
 	time.Sleep(300 * time.Millisecond) // confirmations still in flight finish, pulls would start
-	// One batched listing per origin per confirmation interval (20ms), and
-	// one more for events that arrived during the last.
-	allowed := int64(elapsed/(20*time.Millisecond)) + 2
+	// The events attributed to one member share its listings: each listing
+	// confirms every event that arrived while the previous one ran, and
+	// listings are spaced (by at least 2ms, and by twice their own
+	// duration), so a flood costs a few dozen listings, not thousands.
+	perMember := int64(n / 3)
 	for i := range 3 {
-		if got := g.member(i).CallCount("listinboundstreamnames") - listings[i]; got > allowed {
-			t.Errorf("member %d listed %d times for a flood of %v; want at most %d (one per confirmation interval)", i, got, elapsed, allowed)
+		got := g.member(i).CallCount("listinboundstreamnames") - listings[i]
+		t.Logf("member %d: %d listings for %d forged events", i, got, perMember)
+		if limit := min(perMember/10, int64(elapsed/(2*time.Millisecond))+2); got > limit {
+			t.Errorf("member %d listed %d times for %d forged events in %v; want them batched (at most %d)", i, got, perMember, elapsed, limit)
 		}
 		if p := g.member(i).CallCount("pullstream"); p != 0 {
 			t.Errorf("member %d got %d pullStream calls after forged events", i, p)

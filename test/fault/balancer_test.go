@@ -59,12 +59,14 @@ type balancer struct {
 	removed *removals
 	relay   *relay
 
-	mu      sync.Mutex
-	app     *app.App
-	reg     *prometheus.Registry
-	killed  []*app.App // stopped abruptly; reaped by close
-	starts  int
-	history []*prometheus.Registry // registries of earlier lifetimes
+	mu     sync.Mutex
+	app    *app.App
+	reg    *prometheus.Registry
+	killed []*app.App // stopped abruptly; reaped by the next start or stop
+	starts int
+	// pulls and removals count the replica pulls and removals of the
+	// lifetimes that ended.
+	pulls, removals float64
 }
 
 func newBalancer(name string, cfg *config.Config, logs io.Writer, removed *removals, r *relay) *balancer {
@@ -77,6 +79,9 @@ func (b *balancer) start() error {
 	defer b.mu.Unlock()
 	if b.app != nil {
 		return fmt.Errorf("balancer %s already running", b.name)
+	}
+	if err := b.reapLocked(); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -115,8 +120,41 @@ func (b *balancer) kill() {
 	cancel()
 	_ = b.app.Stop(ctx)
 	b.killed = append(b.killed, b.app)
-	b.history = append(b.history, b.reg)
+	b.endLifetimeLocked()
+}
+
+// endLifetimeLocked keeps the counts of the lifetime that ends.
+func (b *balancer) endLifetimeLocked() {
+	b.pulls += counterSum(b.reg, "streamlb_replica_pulls_total", nil)
+	b.removals += counterSum(b.reg, "streamlb_replica_removals_total", nil)
 	b.app, b.reg = nil, nil
+}
+
+// reapLocked waits for the goroutines of the killed lifetimes, which end
+// on their own soon after the kill.
+func (b *balancer) reapLocked() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, a := range b.killed {
+		_ = a.Stop(ctx) // Stop again waits for them
+	}
+	b.killed = nil
+	if ctx.Err() != nil {
+		return fmt.Errorf("balancer %s: a killed lifetime did not end within 10s", b.name)
+	}
+	return nil
+}
+
+// totals returns the replica pulls and removals of every lifetime.
+func (b *balancer) totals() (pulls, removals float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	pulls, removals = b.pulls, b.removals
+	if b.reg != nil {
+		pulls += counterSum(b.reg, "streamlb_replica_pulls_total", nil)
+		removals += counterSum(b.reg, "streamlb_replica_removals_total", nil)
+	}
+	return pulls, removals
 }
 
 func (b *balancer) running() bool {
@@ -138,29 +176,15 @@ func (b *balancer) stop() error {
 		if err := b.app.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}
-		b.history = append(b.history, b.reg)
-		b.app, b.reg = nil, nil
+		b.endLifetimeLocked()
 	}
-	// A killed App's goroutines end on their own; Stop again waits for them.
-	for _, a := range b.killed {
-		_ = a.Stop(ctx)
+	if err := b.reapLocked(); err != nil {
+		errs = append(errs, err)
 	}
-	b.killed = nil
 	if len(errs) > 0 {
 		return fmt.Errorf("stop balancer %s: %v", b.name, errs)
 	}
 	return nil
-}
-
-// calls returns the EMS calls of command made by the running lifetime.
-func (b *balancer) calls(command string) float64 {
-	b.mu.Lock()
-	reg := b.reg
-	b.mu.Unlock()
-	if reg == nil {
-		return 0
-	}
-	return counterSum(reg, "streamlb_ems_calls_total", map[string]string{"command": command})
 }
 
 // callsByLabel returns the running lifetime's pullStream and removeConfig

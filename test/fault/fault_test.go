@@ -230,12 +230,12 @@ func TestFaults(t *testing.T) {
 		if problems := w.check(); problems != nil {
 			t.Fatalf("round %d: diverged while nothing changed:\n%s", round, strings.Join(problems, "\n"))
 		}
-		judged := w.removed.since(checkedFrom)
-		fig.RemovalsJudged += len(judged)
+		judgedAt := time.Now()
+		fig.RemovalsJudged += len(w.removed.since(checkedFrom))
 		if problems := w.checkRemovals(checkedFrom); problems != nil {
 			t.Errorf("round %d: replicas removed without cause:\n%s", round, strings.Join(problems, "\n"))
 		}
-		checkedFrom = stopped
+		checkedFrom = judgedAt
 		w.forgetEnded(stopped.Add(-time.Minute))
 		runtime.GC()
 		heapMax = max(heapMax, heapInUse())
@@ -264,15 +264,9 @@ func TestFaults(t *testing.T) {
 	fig.FloodRefused = r.floodErrs.Load()
 	for _, b := range w.balancers {
 		fig.BalancerStarts += b.starts
-		b.mu.Lock()
-		regs := append(slices.Clone(b.history), b.reg)
-		b.mu.Unlock()
-		for _, reg := range regs {
-			if reg != nil {
-				fig.ReplicaPulls += counterSum(reg, "streamlb_replica_pulls_total", nil)
-				fig.ReplicaRemovals += counterSum(reg, "streamlb_replica_removals_total", nil)
-			}
-		}
+		p, rm := b.totals()
+		fig.ReplicaPulls += p
+		fig.ReplicaRemovals += rm
 	}
 	fig.HeapBaseMiB, fig.HeapEndMiB, fig.HeapMaxMiB = mib(heapBase), mib(heapEnd), mib(heapMax)
 	if heapEnd > heapBase+maxHeapGrowth {

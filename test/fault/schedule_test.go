@@ -313,7 +313,29 @@ func (r *runner) churn() error {
 	return r.startSources(1, faultStart)
 }
 
+// burst ends the sources of the previous burst, all at once, and
+// publishes as many new ones on one member.
 func (r *runner) burst() error {
+	r.mu.Lock()
+	var ending []*source
+	for _, s := range r.sources {
+		if s.burst && s.on {
+			ending = append(ending, s)
+		}
+	}
+	now := time.Now()
+	for _, s := range ending {
+		s.setOff(now)
+		s.ended = true
+	}
+	r.mu.Unlock()
+	for _, s := range ending {
+		if m := r.members[s.origin]; m.running() {
+			if err := m.unpublish(s.name); err != nil {
+				return err
+			}
+		}
+	}
 	return r.startSources(burstSize, faultBurst)
 }
 
@@ -334,7 +356,7 @@ func (r *runner) startSources(n int, kind string) error {
 		r.seq++
 		name := fmt.Sprintf("s%04d-%s", r.seq, r.members[i].name)
 		r.mu.Lock()
-		r.sources[name] = &source{name: name, origin: i, on: true}
+		r.sources[name] = &source{name: name, origin: i, on: true, burst: kind == faultBurst}
 		r.mu.Unlock()
 		if err := r.members[i].publish(name); err != nil {
 			return err

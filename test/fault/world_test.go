@@ -27,6 +27,7 @@ type source struct {
 	// sources stay off for good.
 	on    bool
 	ended bool
+	burst bool // published in a burst, ended with the next one
 	// off lists when the test had the source off.
 	off []interval
 }
@@ -65,7 +66,7 @@ type world struct {
 
 	mu       sync.Mutex
 	sources  map[string]*source
-	gone     map[string]bool // ended sources dropped from sources
+	gone     map[string]bool   // ended sources dropped from sources
 	foreign  [][]foreignConfig // by member
 	conflict map[[2]string]bool
 	faults   [][]interval // by member: killed, down, slow or failing API

@@ -1,0 +1,149 @@
+package bench
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// buildStreamlb builds the streamlb program the benchmark runs as its
+// children.
+func buildStreamlb(t *testing.T) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "streamlb")
+	out, err := exec.Command("go", "build", "-o", exe, "streamlb/cmd/streamlb").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return exe
+}
+
+// TestSmallRunHasEveryFigure runs every scenario on a tiny group and checks
+// that the JSON line carries every key with a plausible value.
+func TestSmallRunHasEveryFigure(t *testing.T) {
+	exe := buildStreamlb(t)
+	var progress strings.Builder
+	start := time.Now()
+	res, err := Run(t.Context(), Options{
+		Exe: exe, Members: 3, Streams: 200, Rate: 200, Duration: time.Second,
+		MaxInflight: 4, RecoveryResync: 2 * time.Second, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+	t.Logf("run took %v\n%s", time.Since(start), progress.String())
+
+	line, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(line), "\n") {
+		t.Errorf("JSON form spans several lines")
+	}
+	var got map[string]any
+	if err := json.Unmarshal(line, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{
+		"ack_p50_ms", "ack_p99_ms", "events_sent", "events_lost",
+		"propagation_p50_ms", "propagation_p99_ms",
+		"burst_streams", "burst_seconds", "burst_calls_per_s", "ceiling_calls_per_s", "burst_ratio",
+		"resync_seconds", "resync_calls_per_member", "recovery_seconds", "rss_mib", "heap_mib",
+		"max_inflight", "emsim_keep_alive", "separate",
+	} {
+		if _, ok := got[key]; !ok {
+			t.Errorf("JSON has no %q: %s", key, line)
+		}
+	}
+	for key := range got {
+		if strings.HasSuffix(key, "_ms") && !hasThreeDecimals(string(line), key) {
+			t.Errorf("%s is not written with three decimals: %s", key, line)
+		}
+	}
+
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"events_sent = rate × duration", res.EventsSent == 200},
+		{"events_lost = 0", res.EventsLost == 0},
+		{"ack times measured", res.AckP50MS > 0 && res.AckP99MS >= res.AckP50MS},
+		{"propagation measured", res.PropagationStreams > 0 && res.PropagationP99MS > 0 && res.PropagationMissing == 0},
+		{"every replica pulled", res.BurstPullCalls >= 400 && res.BurstSeconds > 0 && res.BurstCallsPerS > 0},
+		{"ceiling measured", res.CeilingCallsPerS > 0 && res.CeilingFailures == 0 && res.BurstRatio > 0},
+		{"resync lists each member twice", res.ResyncSeconds > 0 && res.ResyncCallsPerMember == 2},
+		{"recovery measured", res.RecoverySeconds > 0 && float64(res.RecoveryResyncIntervalS) == 2},
+		{"memory measured", res.RSSMiB > 0 && res.HeapMiB > 0},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: no; result %s", c.name, line)
+		}
+	}
+}
+
+// hasThreeDecimals reports whether key's value in line has exactly three
+// decimals.
+func hasThreeDecimals(line, key string) bool {
+	_, rest, ok := strings.Cut(line, `"`+key+`":`)
+	if !ok {
+		return false
+	}
+	end := strings.IndexAny(rest, ",}")
+	v := rest[:end]
+	dot := strings.IndexByte(v, '.')
+	return dot >= 0 && len(v)-dot-1 == 3
+}
+
+func TestPercentile(t *testing.T) {
+	v := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	tests := []struct {
+		p    float64
+		want float64
+	}{{50, 5}, {99, 10}, {100, 10}, {10, 1}, {1, 1}}
+	for _, tt := range tests {
+		if got := percentile(v, tt.p); got != tt.want {
+			t.Errorf("percentile(1..10, %v) = %v, want %v", tt.p, got, tt.want)
+		}
+	}
+	if got := percentile(nil, 99); got != 0 {
+		t.Errorf("percentile(nil, 99) = %v, want 0", got)
+	}
+}
+
+func TestBalancerConfigParses(t *testing.T) {
+	text := balancerConfig("127.0.0.1:4000", []string{"127.1.2.3", "127.1.2.4"}, balancerSettings{
+		maxInflight: 8, resyncInterval: time.Minute, teardownGrace: 10 * time.Second,
+	})
+	for _, want := range []string{`"max_pulls_per_second": 0`, `"max_inflight": 8`, `"address": "127.1.2.4"`, `"resync_interval": "1m0s"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("config lacks %s:\n%s", want, text)
+		}
+	}
+}
+
+func TestGCTraceLine(t *testing.T) {
+	b := &balancer{}
+	lines := []string{
+		"gc 1 @0.004s 3%: 0.017+0.85+0.027 ms clock, 0.035+0.31/0.49/0+0.055 ms cpu, 3->4->1 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P",
+		"gc 2 @0.104s 2%: 0.017+0.85+0.027 ms clock, 0.035+0.31/0.49/0+0.055 ms cpu, 30->41->12 MB, 40 MB goal, 0 MB stacks, 0 MB globals, 2 P",
+	}
+	for _, l := range lines {
+		if !b.gcLine(l) {
+			t.Errorf("gcLine(%q) = false, want the line consumed", l)
+		}
+	}
+	if b.gcLine(`time=2026-01-01T00:00:00Z level=WARN msg="member is down"`) {
+		t.Errorf("a log line was taken for a GC trace")
+	}
+	if peak, live := b.heap(); peak != 41 || live != 12 {
+		t.Errorf("heap() = %v, %v, want 41, 12", peak, live)
+	}
+}
