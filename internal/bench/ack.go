@@ -103,6 +103,7 @@ func (r *runner) ack(ctx context.Context) error {
 	props, missing := collector.propagation(gen.created, o.Members)
 
 	r.prof.heap("ack-balancer", b.debug)
+	r.prof.heap("ack-emsim", g.debug)
 	r.prof.metrics("ack", b.listen)
 	r.prof.wait()
 	rss, err := b.stop()

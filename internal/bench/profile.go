@@ -58,6 +58,17 @@ func (p *profiler) cpu(name string, addrs map[string]string) {
 				filepath.Join(p.dir, name+"-"+what+".pprof"), time.Duration(p.seconds+30)*time.Second))
 		})
 	}
+	for what, addr := range addrs {
+		if addr == "" {
+			continue
+		}
+		p.wg.Go(func() {
+			// A short execution trace from the middle of the window.
+			time.Sleep(time.Duration(p.seconds) * time.Second / 2)
+			p.note(p.fetch(fmt.Sprintf("http://%s/debug/pprof/trace?seconds=1", addr),
+				filepath.Join(p.dir, name+"-"+what+".trace"), 30*time.Second))
+		})
+	}
 	p.wg.Go(func() {
 		f, err := os.Create(filepath.Join(p.dir, name+"-bench.pprof"))
 		if err != nil {

@@ -144,6 +144,7 @@ func (r *runner) progress(format string, args ...any) {
 func (r *runner) notePeaks(b *balancer, rss uint64) {
 	r.res.RSSMiB = Rate(max(float64(r.res.RSSMiB), float64(rss)/(1<<20)))
 	heap, live := b.heap()
+	r.progress("balancer stopped: peak RSS %.1f MiB, peak heap %.0f MiB, peak live heap %.0f MiB", float64(rss)/(1<<20), heap, live)
 	r.res.HeapMiB = Rate(max(float64(r.res.HeapMiB), heap))
 	r.res.HeapLiveMiB = Rate(max(float64(r.res.HeapLiveMiB), live))
 }

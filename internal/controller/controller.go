@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -141,24 +142,30 @@ type member struct {
 	idx   int
 	state string
 	// paused members get no new work; their replicas stay.
-	paused     bool
-	lastErr    string
-	latency    time.Duration
-	failStreak int
-	obs        observed
-	ops        map[string]*op
-	queue      *queue[string]
-	limiter    *rate.Limiter
-	changed    chan struct{} // closed and replaced on every state change
-	wake       chan struct{} // wakes the member's lister
-	needList   bool
-	confirm    map[string]struct{}
-	listMu     sync.Mutex // one listing of this member at a time
+	paused  bool
+	lastErr string
+	// latency (nanoseconds, a moving average of its calls) and failStreak
+	// are updated after every call without the controller's lock.
+	latency    atomic.Int64
+	failStreak atomic.Int32
+	// usable mirrors, for the workers to read without the lock, whether
+	// the controller is ready and the member up and not paused; it is set
+	// by setUsableLocked after each of those changes.
+	usable   atomic.Bool
+	obs      observed
+	ops      map[string]*op
+	queue    *queue[string]
+	limiter  *rate.Limiter
+	changed  chan struct{} // closed and replaced on every state change
+	wake     chan struct{} // wakes the member's lister
+	needList bool
+	confirm  map[string]struct{}
+	listMu   sync.Mutex // one listing of this member at a time
 	// listingFull is set while a full listing of the member is in flight:
 	// the changes this controller makes meanwhile are noted in obs.changed.
 	listingFull bool
-	cancel     context.CancelFunc
-	done       sync.WaitGroup
+	cancel      context.CancelFunc
+	done        sync.WaitGroup
 }
 
 // New returns a Controller for opts.Members. It starts nothing.
@@ -251,6 +258,7 @@ func (c *Controller) Run(ctx context.Context) error {
 
 // startMemberLocked starts m's workers and lister.
 func (c *Controller) startMemberLocked(parent context.Context, m *member) {
+	c.setUsableLocked(m)
 	ctx, cancel := context.WithCancel(parent)
 	m.cancel = cancel
 	m.queue.setHooks(c.met.adds.Inc, func(d time.Duration) { c.met.queueDuration.Observe(d.Seconds()) })
@@ -280,6 +288,7 @@ func (c *Controller) resyncLoop(ctx context.Context) {
 			c.isReady = true
 			close(c.ready)
 			for _, m := range c.members {
+				c.setUsableLocked(m)
 				c.wakeLocked(m) // events waiting for the first resync
 			}
 		}
@@ -441,6 +450,12 @@ func (c *Controller) internLocked() map[string]string {
 	return in
 }
 
+// setUsableLocked updates m.usable after a change of the controller's
+// readiness or of m's state or pause.
+func (c *Controller) setUsableLocked(m *member) {
+	m.usable.Store(c.isReady && m.state == MemberUp && !m.paused)
+}
+
 // call runs one EMS call on m with a deadline, and records its latency and
 // result.
 func (c *Controller) call(ctx context.Context, m *member, command string, fn func(context.Context) error) error {
@@ -450,16 +465,14 @@ func (c *Controller) call(ctx context.Context, m *member, command string, fn fun
 	err := fn(ctx)
 	d := time.Since(start)
 	c.met.observeCall(m.spec.Name, command, d, err)
-	c.mu.Lock()
-	if m.latency == 0 {
-		m.latency = d
+	if prev := time.Duration(m.latency.Load()); prev == 0 {
+		m.latency.Store(int64(d))
 	} else {
-		m.latency = (m.latency*7 + d) / 8
+		m.latency.Store(int64((prev*7 + d) / 8))
 	}
-	if err == nil {
-		m.failStreak = 0
+	if err == nil && m.failStreak.Load() != 0 {
+		m.failStreak.Store(0)
 	}
-	c.mu.Unlock()
 	return err // an *ems.Error names the member and the command
 }
 

@@ -18,8 +18,7 @@ func (c *Controller) memberFailedLocked(m *member, err error, listing bool) {
 	case ems.IsUnauthorized(err):
 		c.setStateLocked(m, MemberUnauthorized, err)
 	case ems.IsRetryable(err):
-		m.failStreak++
-		if listing || m.failStreak >= 3 {
+		if n := m.failStreak.Add(1); listing || n >= 3 {
 			c.setStateLocked(m, MemberDown, err)
 		}
 	default:
@@ -38,12 +37,13 @@ func (c *Controller) setStateLocked(m *member, state string, err error) {
 	}
 	prev := m.state
 	m.state = state
+	c.setUsableLocked(m)
 	close(m.changed)
 	m.changed = make(chan struct{})
 	now := time.Now()
 	switch state {
 	case MemberUp:
-		m.failStreak = 0
+		m.failStreak.Store(0)
 		m.needList = true
 		m.log(c.log).Info("member is back", "was", prev)
 	default:
@@ -141,6 +141,14 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		case confirm:
 			c.listMember(ctx, m, false, announced)
 		default:
+			continue
+		}
+		// A listing that failed parked the member: probe it now, not
+		// after a pause as long as the timeout it ran into.
+		c.mu.Lock()
+		up := m.state == MemberUp
+		c.mu.Unlock()
+		if !up {
 			continue
 		}
 		// Events arriving meanwhile share the next listing, which waits

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -106,5 +107,73 @@ func TestFlappingMemberIsNotHammered(t *testing.T) {
 		if n := len(g.m(addrC).replicas()); n != 20 {
 			t.Errorf("member c holds %d replicas once it answers again, want 20", n)
 		}
+	})
+}
+
+// slowEMS is a member whose API hangs while slow is set: calls wait until
+// it answers again or their deadline passes.
+type slowEMS struct {
+	*fakeEMS
+	slow atomic.Bool
+}
+
+func (s *slowEMS) wait(ctx context.Context, cmd string) error {
+	for s.slow.Load() {
+		select {
+		case <-ctx.Done():
+			return &ems.Error{Member: s.addr, Command: cmd, Kind: ems.KindTransport, Err: ctx.Err()}
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (s *slowEMS) Version(ctx context.Context) (ems.Version, error) {
+	if err := s.wait(ctx, "version"); err != nil {
+		return ems.Version{}, err
+	}
+	return s.fakeEMS.Version(ctx)
+}
+
+func (s *slowEMS) ListInboundStreamNames(ctx context.Context) ([]string, error) {
+	if err := s.wait(ctx, "listInboundStreamNames"); err != nil {
+		return nil, err
+	}
+	return s.fakeEMS.ListInboundStreamNames(ctx)
+}
+
+// A listing that runs into its timeout parks the member, and the member is
+// probed at once: it is back as soon as it answers, not after a pause as
+// long as the timeout (during which its sources count as gone and their
+// replicas elsewhere are removed).
+func TestMemberParkedByASlowListingIsProbedAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		specs := g.specs("a", "b", "c")
+		a := &slowEMS{fakeEMS: g.m(addrA)}
+		specs[0].Client = a
+		h := newHarness(t, func(o *Options) { o.Members = specs; o.CallTimeout = 5 * time.Second })
+		h.g = g
+		defer h.end()
+		g.m(addrA).publish("cam")
+		h.event("inStreamCreated", addrA, "cam")
+		h.settle(time.Second)
+		wantReplica(t, g.m(addrB), "cam", "rtmp://127.0.0.1/live/cam")
+
+		// An event makes the controller list a, which hangs for the call
+		// timeout; a answers again right after.
+		a.slow.Store(true)
+		h.event("inStreamCreated", addrA, "cam")
+		h.settle(5500 * time.Millisecond)
+		if st := memberState(h.c, "a"); st != MemberDown {
+			t.Fatalf("member a is %q after a listing timed out, want down", st)
+		}
+		a.slow.Store(false)
+		h.settle(3 * time.Second) // a probe within a backoff step, well before twice the timeout
+		if st := memberState(h.c, "a"); st != MemberUp {
+			t.Errorf("member a is %q 3s after it answers again, want up", st)
+		}
+		h.settle(10 * time.Second) // past the grace
+		wantReplica(t, g.m(addrB), "cam", "rtmp://127.0.0.1/live/cam")
 	})
 }

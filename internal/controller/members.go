@@ -28,6 +28,7 @@ func (c *Controller) setPaused(name string, paused bool) error {
 		return nil
 	}
 	m.paused = paused
+	c.setUsableLocked(m)
 	close(m.changed)
 	m.changed = make(chan struct{})
 	if !paused {

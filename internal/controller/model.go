@@ -5,6 +5,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unique"
 
 	"streamlb/internal/ems"
 )
@@ -85,7 +86,11 @@ func (l *configListing) add(c *ems.PullConfig) {
 	if s, ok := l.intern[pc.tagOrigin]; ok {
 		pc.tagOrigin = s
 	}
-	l.byName[c.LocalStreamName] = append(l.byName[c.LocalStreamName], pc)
+	// Every destination has a config of the same name and URI: one copy
+	// of each serves them all.
+	pc.uri = unique.Make(pc.uri).Value()
+	name := unique.Make(c.LocalStreamName).Value()
+	l.byName[name] = append(l.byName[name], pc)
 	if c.Status.Code == pullDisconnected || c.Status.Code == pullConnectionFailed {
 		l.failing = append(l.failing, c.ConfigID)
 	}

@@ -24,6 +24,9 @@ type queue[K comparable] struct {
 	shutdown   bool
 	now        func() time.Time
 	queuedAt   map[K]time.Time // when each waiting key was queued
+	// peak is the most keys waiting since the maps were last made: maps
+	// never shrink, so after a burst drains they are made anew.
+	peak int
 	// onAdd and onGet, when set, observe queue traffic for metrics: a key
 	// queued, and a key handed out after waiting.
 	onAdd func()
@@ -64,6 +67,7 @@ func (q *queue[K]) addLocked(k K) {
 		return
 	}
 	q.dirty[k] = struct{}{}
+	q.peak = max(q.peak, len(q.dirty))
 	q.queuedAt[k] = q.now()
 	if q.onAdd != nil {
 		q.onAdd()
@@ -149,8 +153,15 @@ func (q *queue[K]) Get() (k K, ok bool) {
 		}
 		delete(q.queuedAt, k)
 	}
+	if len(q.dirty) == 0 && q.peak > shrinkAfter {
+		q.dirty, q.queuedAt, q.items, q.peak = make(map[K]struct{}), make(map[K]time.Time), nil, 0
+	}
 	return k, true
 }
+
+// shrinkAfter is how many keys a queue's maps must have held for it to
+// make them anew once empty.
+const shrinkAfter = 1024
 
 // Done marks k as finished; if it was added meanwhile it is queued again.
 func (q *queue[K]) Done(k K) {

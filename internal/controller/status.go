@@ -72,7 +72,7 @@ func (c *Controller) snapshotLocked(now time.Time) Status {
 	for _, m := range c.members {
 		st.Members = append(st.Members, MemberStatus{
 			Name: m.spec.Name, Address: m.spec.Address, API: m.spec.API, State: m.state,
-			Paused: m.paused, Replicate: m.spec.Replicate, LastError: m.lastErr, LatencyMS: ms64(m.latency),
+			Paused: m.paused, Replicate: m.spec.Replicate, LastError: m.lastErr, LatencyMS: ms64(time.Duration(m.latency.Load())),
 		})
 		st.QueueDepth += m.queue.Len()
 		if m.state != MemberUp {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"slices"
 	"time"
+	"unique"
 
 	"streamlb/internal/ems"
 )
@@ -30,6 +31,9 @@ func (c *Controller) worker(ctx context.Context, m *member) {
 // waitUsable blocks until m is up, not paused, and the first resync is
 // done. It reports false when ctx ends first.
 func (c *Controller) waitUsable(ctx context.Context, m *member) bool {
+	if m.usable.Load() {
+		return true
+	}
 	for {
 		c.mu.Lock()
 		ok := c.isReady && m.state == MemberUp && !m.paused
@@ -73,11 +77,11 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		// Other replicas waiting for the same listings share them; this
 		// one is looked at again after they are done.
 		c.mu.Lock()
-		latency := m.latency
+		latency := time.Duration(m.latency.Load())
 		if a.origin != nil {
 			a.origin.confirm[name] = struct{}{}
 			c.wakeLocked(a.origin)
-			latency = max(latency, a.origin.latency)
+			latency = max(latency, time.Duration(a.origin.latency.Load()))
 		}
 		c.mu.Unlock()
 		m.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
@@ -93,7 +97,7 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 }
 
 func (c *Controller) pull(ctx context.Context, m *member, name string, origin *member) {
-	uri := pullURI(origin.spec.Address, c.opts.AppName, name)
+	uri := unique.Make(pullURI(origin.spec.Address, c.opts.AppName, name)).Value() // shared with the other destinations
 	keep := c.opts.KeepAlive
 	req := ems.PullRequest{
 		URI:             uri,

@@ -61,6 +61,7 @@ type Client struct {
 	user    string
 	pass    string
 	hc      *http.Client
+	timeout time.Duration // bounds every call, when hc's own was moved here
 	maxBody int64
 }
 
@@ -72,7 +73,19 @@ func New(ep Endpoint, hc *http.Client) *Client {
 	if hc == nil {
 		hc = NewHTTPClient()
 	}
-	c := &Client{ep: ep, hc: hc, maxBody: MaxResponseBytes, user: ep.User, pass: ep.Password.Reveal()}
+	var timeout time.Duration
+	if tr, ok := hc.Transport.(*http.Transport); ok {
+		// EMS closes the connection after every answer: make such calls
+		// without http.Transport's machinery (see closeTransport). The
+		// client's timeout becomes a context deadline: http.Client runs a
+		// goroutine per call to enforce its own around a RoundTripper
+		// that is not an *http.Transport.
+		cp := *hc
+		cp.Transport = newCloseTransport(tr)
+		timeout, cp.Timeout = cp.Timeout, 0
+		hc = &cp
+	}
+	c := &Client{ep: ep, hc: hc, timeout: timeout, maxBody: MaxResponseBytes, user: ep.User, pass: ep.Password.Reveal()}
 	c.base, c.baseErr = parseBaseURL(ep.BaseURL)
 	if c.base != nil && c.base.User != nil {
 		if c.user == "" {
@@ -128,6 +141,11 @@ func (c *Client) call(ctx context.Context, command string, params Params, stream
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
 	req, err := c.newRequest(ctx, command, params)

@@ -53,7 +53,8 @@ type figures struct {
 	EventsPerSecAvg  float64        `json:"events_per_second_avg"`
 	FloodPerSecP50   float64        `json:"forged_events_per_second_p50"`
 	FloodPerSecMax   float64        `json:"forged_events_per_second_max"`
-	FloodRefused     int64          `json:"forged_events_not_answered"`
+	FloodLost        int64          `json:"forged_events_to_killed_balancers"`
+	FloodRefused     int64          `json:"forged_events_not_answered_200"`
 	ReplicaPulls     float64        `json:"replica_pulls"`
 	ReplicaRemovals  float64        `json:"replica_removals"`
 	BalancerStarts   int            `json:"balancer_starts"`
@@ -261,7 +262,11 @@ func TestFaults(t *testing.T) {
 	if len(r.floodRate) > 0 {
 		fig.FloodPerSecMax = slices.Max(r.floodRate)
 	}
-	fig.FloodRefused = r.floodErrs.Load()
+	fig.FloodLost = r.floodLost.Load()
+	fig.FloodRefused = r.floodRefused.Load()
+	if fig.FloodRefused != 0 {
+		t.Errorf("%d forged events were answered with something other than 200", fig.FloodRefused)
+	}
 	for _, b := range w.balancers {
 		fig.BalancerStarts += b.starts
 		p, rm := b.totals()

@@ -3,7 +3,6 @@ package fault
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -148,7 +147,12 @@ func forward(ctx context.Context, c *http.Client, url string, body []byte) error
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return errors.New(resp.Status)
+		return &statusError{resp.StatusCode}
 	}
 	return nil
 }
+
+// statusError is an answer other than 200.
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return http.StatusText(e.code) }

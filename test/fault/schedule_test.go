@@ -2,6 +2,7 @@ package fault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -57,7 +58,10 @@ type runner struct {
 	floods    sync.WaitGroup
 	floodMu   sync.Mutex
 	floodRate []float64
-	floodErrs atomic.Int64
+	// floodLost counts forged events posted to a balancer killed during
+	// the flood; floodRefused those a running balancer answered with
+	// anything but 200.
+	floodLost, floodRefused atomic.Int64
 }
 
 // schedule draws the steps of a round of faults lasting d.
@@ -394,7 +398,11 @@ func (r *runner) flood() {
 						k, tag, k, ips[k%len(ips)])
 					for _, u := range urls {
 						if err := forwardString(r.hc, u, body); err != nil {
-							r.floodErrs.Add(1)
+							if _, ok := errors.AsType[*statusError](err); ok {
+								r.floodRefused.Add(1)
+							} else {
+								r.floodLost.Add(1)
+							}
 							continue
 						}
 						sent.Add(1)

@@ -332,13 +332,15 @@ func (w *world) checkRemovals(since time.Time) []string {
 			}
 			spans = append(spans, interval{f.start, end})
 		}
-		lag := 200 * time.Millisecond
+		// The call itself is quick unless the member is slow; a second
+		// covers a loaded machine.
+		lag := time.Second
 		if i := w.memberIndex(r.member); i >= 0 && overlaps(w.faults[i], r.at.Add(-callTimeout-lag), r.at) {
 			lag += callTimeout
 		}
 		if !justified(spans, r.at, lag) {
 			problems = append(problems, fmt.Sprintf("%s: balancer %s removed %s on %s while its source was there or before it was gone for %v (off: %s; origin trouble: %s)",
-				r.at.Format(tsFormat), r.balancer, r.stream, r.member, teardownGrace, spansString(s.off), spansString(w.faults[s.origin])))
+				r.at.Format(tsFormat), r.balancer, r.stream, r.member, teardownGrace, spansString(recent(s.off, r.at)), spansString(recent(w.faults[s.origin], r.at))))
 		}
 	}
 	return problems
@@ -381,6 +383,17 @@ func overlaps(spans []interval, from, to time.Time) bool {
 		}
 	}
 	return false
+}
+
+// recent returns the spans that meet the half minute before t.
+func recent(spans []interval, t time.Time) []interval {
+	var out []interval
+	for _, s := range spans {
+		if s.end.IsZero() || s.end.After(t.Add(-30*time.Second)) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func spansString(spans []interval) string {
