@@ -63,8 +63,11 @@ func (p *profiler) cpu(name string, addrs map[string]string) {
 			continue
 		}
 		p.wg.Go(func() {
-			// A short execution trace from the middle of the window.
+			// A heap profile and a short execution trace from the
+			// middle of the window.
 			time.Sleep(time.Duration(p.seconds) * time.Second / 2)
+			p.note(p.fetch("http://"+addr+"/debug/pprof/heap",
+				filepath.Join(p.dir, name+"-"+what+"-midheap.pprof"), 30*time.Second))
 			p.note(p.fetch(fmt.Sprintf("http://%s/debug/pprof/trace?seconds=1", addr),
 				filepath.Join(p.dir, name+"-"+what+".trace"), 30*time.Second))
 		})

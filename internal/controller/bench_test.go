@@ -124,3 +124,20 @@ func BenchmarkSnapshot(b *testing.B) {
 	}
 	reportPerReplica(b, streams, members)
 }
+
+// BenchmarkCounts measures what a metrics scrape computes of the same
+// group.
+func BenchmarkCounts(b *testing.B) {
+	const streams, members = 10000, 16
+	c := convergedGroup(b, streams, members)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.mu.Lock()
+		n := c.countsLocked(time.Now())
+		c.mu.Unlock()
+		if !n.converged || n.present != streams*(members-1) {
+			b.Fatalf("counts = %+v", n)
+		}
+	}
+	reportPerReplica(b, streams, members)
+}

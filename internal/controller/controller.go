@@ -302,7 +302,7 @@ func (c *Controller) resyncLoop(ctx context.Context) {
 	}
 }
 
-// Resync lists every member that is up (two calls each, concurrently),
+// Resync lists every member that is up (two calls each, a few members at a time),
 // updates the sources, and queues every replica that needs work. It returns
 // when the listings are done, not when the work is.
 func (c *Controller) Resync(ctx context.Context) {
@@ -316,10 +316,18 @@ func (c *Controller) Resync(ctx context.Context) {
 	}
 	c.mu.Unlock()
 
+	// A few members are listed at a time: the work is decoding, which a
+	// few goroutines keep the CPUs busy with, and each listing in flight
+	// holds a member's whole new listing beside its last one.
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, resyncListings)
 	calls := make([]int, len(ms))
 	for i, m := range ms {
-		wg.Go(func() { calls[i] = c.listMember(ctx, m, true, nil) })
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			calls[i] = c.listMember(ctx, m, true, nil)
+		})
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -341,6 +349,9 @@ func (c *Controller) Resync(ctx context.Context) {
 	c.resync = ResyncStatus{At: start, DurationMS: ms64(d), Calls: total}
 	c.met.resyncDuration.Observe(d.Seconds())
 }
+
+// resyncListings is how many members a resync lists at the same time.
+const resyncListings = 4
 
 // TriggerResync asks for a resync soon, without waiting for it.
 func (c *Controller) TriggerResync() {

@@ -109,7 +109,7 @@ var (
 	descLag      = prometheus.NewDesc("streamlb_convergence_lag_seconds", "How long the oldest desired replica that is not present has been so; 0 when converged.", nil, nil)
 )
 
-// groupCollector reports the group's state from one snapshot per scrape.
+// groupCollector reports the group's state, counted once per scrape.
 type groupCollector struct{ c *Controller }
 
 func (g *groupCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -119,31 +119,22 @@ func (g *groupCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (g *groupCollector) Collect(ch chan<- prometheus.Metric) {
-	st := g.c.Snapshot()
-	for _, m := range st.Members {
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, b2f(m.State == MemberUp), m.Name)
-		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, b2f(m.Paused), m.Name)
-	}
-	g.c.mu.Lock()
-	for _, m := range g.c.members {
+	c := g.c
+	c.mu.Lock()
+	for _, m := range c.members {
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, b2f(m.state == MemberUp), m.spec.Name)
+		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, b2f(m.paused), m.spec.Name)
 		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(m.queue.Len()), m.spec.Name)
 	}
-	lag := g.c.lagLocked(time.Now())
-	g.c.mu.Unlock()
-	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, lag.Seconds())
-	desired, present := 0, 0
-	for _, s := range st.Streams {
-		for _, r := range s.Replicas {
-			desired++
-			if r.State == StatePresent {
-				present++
-			}
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(descDesired, prometheus.GaugeValue, float64(desired))
-	ch <- prometheus.MustNewConstMetric(descActual, prometheus.GaugeValue, float64(present))
-	ch <- prometheus.MustNewConstMetric(descConflict, prometheus.GaugeValue, float64(len(st.Conflicts)))
-	ch <- prometheus.MustNewConstMetric(descConv, prometheus.GaugeValue, b2f(st.Converged))
+	// Counted in one pass, without a Status: a scrape of a large group
+	// should cost neither memory nor a long hold of the lock.
+	n := c.countsLocked(time.Now())
+	c.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, n.lag.Seconds())
+	ch <- prometheus.MustNewConstMetric(descDesired, prometheus.GaugeValue, float64(n.desired))
+	ch <- prometheus.MustNewConstMetric(descActual, prometheus.GaugeValue, float64(n.present))
+	ch <- prometheus.MustNewConstMetric(descConflict, prometheus.GaugeValue, float64(n.conflicts))
+	ch <- prometheus.MustNewConstMetric(descConv, prometheus.GaugeValue, b2f(n.converged))
 }
 
 func b2f(b bool) float64 {

@@ -54,10 +54,10 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 		case rec == nil:
 			recs[m] = &source{firstSeen: now}
 			c.met.sourcesSeen.Inc()
-			c.enqueueAllLocked(name, 0)
+			c.enqueueNeededLocked(name, now)
 		case !rec.absentSince.IsZero():
 			rec.absentSince = time.Time{}
-			c.enqueueAllLocked(name, 0)
+			c.enqueueNeededLocked(name, now)
 		}
 	}
 	absent := func(name string, recs map[*member]*source) {
@@ -128,6 +128,20 @@ func (c *Controller) diffLocked(m *member, now time.Time) {
 			continue
 		}
 		if a := c.planLocked(m, name, now); a.kind != actNone {
+			m.queue.Add(name)
+		}
+	}
+}
+
+// enqueueNeededLocked queues name on the members that need work for it. A
+// member not listed yet is left to the diff that follows its first
+// listing: planning for it would queue every stream, for nothing.
+func (c *Controller) enqueueNeededLocked(name string, now time.Time) {
+	for _, m := range c.members {
+		if !m.obs.listed {
+			continue
+		}
+		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist {
 			m.queue.Add(name)
 		}
 	}

@@ -82,40 +82,19 @@ func (c *Controller) snapshotLocked(now time.Time) Status {
 	if !c.isReady {
 		st.Converged = false
 	}
-	for name := range c.sources {
-		w := c.winnerLocked(name)
-		if w == nil {
-			continue
+	c.eachReplicaLocked(now, func(name string, w, m *member, rs ReplicaStatus, reason string) {
+		if m == nil {
+			st.Streams = append(st.Streams, StreamStatus{Name: name, Origin: w.spec.Name, Replicas: map[string]ReplicaStatus{}})
+			return
 		}
-		ss := StreamStatus{Name: name, Origin: w.spec.Name, Replicas: map[string]ReplicaStatus{}}
-		for _, m := range c.members {
-			if m == w {
-				continue
-			}
-			a := c.planLocked(m, name, now)
-			if !a.desired {
-				continue
-			}
-			rs := ReplicaStatus{State: a.state}
-			if o := m.ops[name]; o != nil {
-				rs.Attempts, rs.LastError = o.attempts, o.lastErr
-				if o.state == a.state {
-					rs.Since = o.since
-				}
-			}
-			if a.kind == actPull && rs.Attempts > 0 {
-				rs.State = StatePending
-			}
-			if rs.State == StateConflict {
-				st.Conflicts = append(st.Conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name, Reason: a.reason})
-			}
-			if rs.State != StatePresent && m.state == MemberUp && !m.paused {
-				st.Converged = false
-			}
-			ss.Replicas[m.spec.Name] = rs
+		if rs.State == StateConflict {
+			st.Conflicts = append(st.Conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name, Reason: reason})
 		}
-		st.Streams = append(st.Streams, ss)
-	}
+		if rs.State != StatePresent && m.state == MemberUp && !m.paused {
+			st.Converged = false
+		}
+		st.Streams[len(st.Streams)-1].Replicas[m.spec.Name] = rs
+	})
 	// The same name as a source on two origins: the later one is reported.
 	for name, recs := range c.sources {
 		w := c.winnerLocked(name)
@@ -137,30 +116,97 @@ func (c *Controller) snapshotLocked(now time.Time) Status {
 	return st
 }
 
-// lagLocked returns how long the oldest desired replica that is not present
-// (on a member that is up and not paused) has been so: since its work
-// record last changed state, or since its source was first seen.
-func (c *Controller) lagLocked(now time.Time) time.Duration {
-	var lag time.Duration
-	for name, recs := range c.sources {
+// eachReplicaLocked calls fn for each stream that has a winning origin w:
+// once with m nil (and rs zero) for the stream itself, then for each
+// desired replica on a member m, with its state as reported and, for a
+// conflict, the reason.
+func (c *Controller) eachReplicaLocked(now time.Time, fn func(name string, w, m *member, rs ReplicaStatus, reason string)) {
+	for name := range c.sources {
 		w := c.winnerLocked(name)
 		if w == nil {
 			continue
 		}
+		fn(name, w, nil, ReplicaStatus{State: StatePresent}, "")
 		for _, m := range c.members {
-			if m == w || m.state != MemberUp || m.paused {
+			if m == w {
 				continue
 			}
 			a := c.planLocked(m, name, now)
-			if !a.desired || a.state == StatePresent {
+			if !a.desired {
 				continue
 			}
-			since := recs[w].firstSeen
-			if o := m.ops[name]; o != nil && o.since.After(since) {
-				since = o.since
+			rs := ReplicaStatus{State: a.state}
+			if o := m.ops[name]; o != nil {
+				rs.Attempts, rs.LastError = o.attempts, o.lastErr
+				if o.state == a.state {
+					rs.Since = o.since
+				}
 			}
-			lag = max(lag, now.Sub(since))
+			if a.kind == actPull && rs.Attempts > 0 {
+				rs.State = StatePending
+			}
+			fn(name, w, m, rs, a.reason)
 		}
 	}
-	return lag
 }
+
+// sourceConflictsLocked counts the names that are a source on an origin
+// other than their winning one, as snapshotLocked reports them.
+func (c *Controller) sourceConflictsLocked() int {
+	n := 0
+	for name, recs := range c.sources {
+		w := c.winnerLocked(name)
+		for m, rec := range recs {
+			if m != w && w != nil && rec.absentSince.IsZero() && m.state == MemberUp {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// groupCounts are the figures of the group's gauges, counted without
+// building a Status: a scrape of a large group then costs no memory.
+type groupCounts struct {
+	desired, present, conflicts int
+	converged                   bool
+	lag                         time.Duration
+}
+
+// countsLocked returns, in one pass, the figures snapshotLocked reports
+// and the convergence lag: how long the oldest desired replica that is not
+// present (on a member that is up and not paused) has been so, since its
+// work record last changed state or its source was first seen.
+func (c *Controller) countsLocked(now time.Time) groupCounts {
+	g := groupCounts{converged: c.isReady}
+	for _, m := range c.members {
+		if m.state != MemberUp {
+			g.converged = false
+		}
+	}
+	c.eachReplicaLocked(now, func(name string, w, m *member, rs ReplicaStatus, _ string) {
+		if m == nil {
+			return
+		}
+		g.desired++
+		switch rs.State {
+		case StatePresent:
+			g.present++
+			return
+		case StateConflict:
+			g.conflicts++
+		}
+		if m.state != MemberUp || m.paused {
+			return
+		}
+		g.converged = false
+		since := c.sources[name][w].firstSeen
+		if o := m.ops[name]; o != nil && o.since.After(since) {
+			since = o.since
+		}
+		g.lag = max(g.lag, now.Sub(since))
+	})
+	g.conflicts += c.sourceConflictsLocked()
+	return g
+}
+

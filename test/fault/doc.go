@@ -19,7 +19,7 @@
 // By default the schedule is short (CI); -fault.duration sets how long
 // faults are injected in all, e.g. a long run of ten minutes:
 //
-//	go test ./test/fault -run TestFaults -fault.duration=10m -timeout=30m -v \
+//	go test -race ./test/fault -run TestFaults -fault.duration=10m -timeout=40m -v \
 //	    -fault.report=fault-report.json
 //
 // The figures of a run (faults injected by kind, time to converge after
