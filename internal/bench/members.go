@@ -57,8 +57,8 @@ func startEmsim(ctx context.Context, exe string, n int, separate, keepAlive bool
 	}
 	g := &emsimGroup{
 		debug: debug,
-		ips: emsim.RandomLoopbackIPs(n),
-		ctl: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}},
+		ips:   emsim.RandomLoopbackIPs(n),
+		ctl:   &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}},
 	}
 	args := func(ip string, members int) []string {
 		a := []string{"emsim"}

@@ -118,6 +118,8 @@ func (r *runner) recovery(ctx context.Context, l *liveGroup) error {
 	if err != nil {
 		return err
 	}
+	r.prof.heap("recovery-balancer", l.b.debug)
+	r.prof.metrics("recovery", l.b.listen)
 	r.res.RecoverySeconds = Seconds(float64(after[victim].LastPullNS-start.UnixNano()) / 1e9)
 	r.progress("recovery: %.3f s", float64(r.res.RecoverySeconds))
 	return nil

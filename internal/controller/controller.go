@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
@@ -386,6 +387,11 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	calls++
 	err = c.call(ctx, m, "listInboundStreamNames", func(ctx context.Context) error {
 		inbound, err = m.spec.Client.ListInboundStreamNames(ctx)
+		// Every member lists the replicas it holds: one copy of each name
+		// serves them all.
+		for i, n := range inbound {
+			inbound[i] = unique.Make(n).Value()
+		}
 		return err
 	})
 	var listed *configListing

@@ -46,7 +46,7 @@ type observed struct {
 	listed  bool
 	at      uint64               // the generation at which the listing started
 	configs map[string][]pullCfg // pull configs by localStreamName
-	inbound map[string]struct{}  // inbound stream names
+	inbound map[string]struct{}  // inbound stream names, but for streamlb's tagged replicas
 	// inboundAt is when the listing that gave inbound started, fullAt
 	// when the last full one (configs too) did.
 	inboundAt, fullAt time.Time
@@ -101,10 +101,7 @@ func (l *configListing) add(c *ems.PullConfig) {
 // that a change and a listing at the same instant are still ordered).
 func (o *observed) replace(start uint64, now time.Time, listed *configListing, inbound []string) {
 	byName := listed.byName
-	in := make(map[string]struct{}, len(inbound))
-	for _, n := range inbound {
-		in[n] = struct{}{}
-	}
+	var removed map[string]bool
 	for name, at := range o.changed {
 		if at <= start {
 			continue // the listing shows it
@@ -115,11 +112,15 @@ func (o *observed) replace(start uint64, now time.Time, listed *configListing, i
 			byName[name] = cs
 		} else {
 			delete(byName, name)
-			delete(in, name)
+			if removed == nil {
+				removed = make(map[string]bool)
+			}
+			removed[name] = true
 		}
 	}
 	// Every later listing starts after these changes: they are in it.
 	clear(o.changed)
+	in := inboundSet(inbound, byName, removed)
 	failing := make(map[uint64]time.Time, len(listed.failing))
 	for _, id := range listed.failing {
 		since, ok := o.failing[id]
@@ -134,10 +135,9 @@ func (o *observed) replace(start uint64, now time.Time, listed *configListing, i
 // replaceInbound installs an inbound-only listing taken at start, and
 // returns the names the listing before showed and this one does not.
 func (o *observed) replaceInbound(inbound []string) (gone []string) {
-	in := make(map[string]struct{}, len(inbound))
+	in := inboundSet(inbound, o.configs, nil)
 	kept := 0
-	for _, n := range inbound {
-		in[n] = struct{}{}
+	for n := range in {
 		if _, ok := o.inbound[n]; ok {
 			kept++
 		}
@@ -151,6 +151,35 @@ func (o *observed) replaceInbound(inbound []string) (gone []string) {
 	}
 	o.inbound = in
 	return gone
+}
+
+// inboundSet returns the inbound names worth keeping: all but those
+// removed, and those whose config is tagged by streamlb. Such a stream is a
+// replica whatever the listing says (isSourceLocked looks at its configs
+// first), and every destination holds thousands of them.
+func inboundSet(inbound []string, configs map[string][]pullCfg, removed map[string]bool) map[string]struct{} {
+	n := 0
+	for _, name := range inbound {
+		if !removed[name] && !anyTagged(configs[name]) {
+			n++
+		}
+	}
+	in := make(map[string]struct{}, n)
+	for _, name := range inbound {
+		if !removed[name] && !anyTagged(configs[name]) {
+			in[name] = struct{}{}
+		}
+	}
+	return in
+}
+
+func anyTagged(cfgs []pullCfg) bool {
+	for _, c := range cfgs {
+		if c.tagged {
+			return true
+		}
+	}
+	return false
 }
 
 // pullCfg is the part of a member's pull config the controller keeps: a

@@ -13,17 +13,20 @@ import (
 //
 // Safe for concurrent use. The zero value is not usable; call newQueue.
 type queue[K comparable] struct {
-	mu         sync.Mutex
-	cond       *sync.Cond
-	items      []K
-	dirty      map[K]struct{}
+	mu    sync.Mutex
+	cond  *sync.Cond
+	items []K
+	// dirty holds the keys needing work, each with when it was queued
+	// (nanoseconds after base): one map, for a queue may hold every
+	// stream of a large group after a burst.
+	dirty      map[K]int64
+	base       time.Time
 	processing map[K]struct{}
 	delayed    delayHeap[K]
 	waiting    map[K]time.Time // the earliest pending delayed add of each key
 	timer      *time.Timer
 	shutdown   bool
 	now        func() time.Time
-	queuedAt   map[K]time.Time // when each waiting key was queued
 	// peak is the most keys waiting since the maps were last made: maps
 	// never shrink, so after a burst drains they are made anew.
 	peak int
@@ -35,10 +38,10 @@ type queue[K comparable] struct {
 
 func newQueue[K comparable]() *queue[K] {
 	q := &queue[K]{
-		dirty:      make(map[K]struct{}),
+		dirty:      make(map[K]int64),
+		base:       time.Now(),
 		processing: make(map[K]struct{}),
 		waiting:    make(map[K]time.Time),
-		queuedAt:   make(map[K]time.Time),
 		now:        time.Now,
 	}
 	q.cond = sync.NewCond(&q.mu)
@@ -66,9 +69,8 @@ func (q *queue[K]) addLocked(k K) {
 	if _, ok := q.dirty[k]; ok {
 		return
 	}
-	q.dirty[k] = struct{}{}
+	q.dirty[k] = int64(q.now().Sub(q.base))
 	q.peak = max(q.peak, len(q.dirty))
-	q.queuedAt[k] = q.now()
 	if q.onAdd != nil {
 		q.onAdd()
 	}
@@ -146,15 +148,12 @@ func (q *queue[K]) Get() (k K, ok bool) {
 	q.items[0] = zero
 	q.items = q.items[1:]
 	q.processing[k] = struct{}{}
-	delete(q.dirty, k)
-	if at, ok := q.queuedAt[k]; ok {
-		if q.onGet != nil {
-			q.onGet(q.now().Sub(at))
-		}
-		delete(q.queuedAt, k)
+	if at, ok := q.dirty[k]; ok && q.onGet != nil {
+		q.onGet(q.now().Sub(q.base) - time.Duration(at))
 	}
+	delete(q.dirty, k)
 	if len(q.dirty) == 0 && q.peak > shrinkAfter {
-		q.dirty, q.queuedAt, q.items, q.peak = make(map[K]struct{}), make(map[K]time.Time), nil, 0
+		q.dirty, q.items, q.peak = make(map[K]int64), nil, 0
 	}
 	return k, true
 }
@@ -197,7 +196,6 @@ func (q *queue[K]) ShutDown() {
 	q.items = nil
 	q.delayed = nil
 	clear(q.waiting)
-	clear(q.queuedAt)
 	if q.timer != nil {
 		q.timer.Stop()
 	}

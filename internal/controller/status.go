@@ -209,4 +209,3 @@ func (c *Controller) countsLocked(now time.Time) groupCounts {
 	g.conflicts += c.sourceConflictsLocked()
 	return g
 }
-
