@@ -1,6 +1,7 @@
 package ems
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -61,6 +63,7 @@ type Client struct {
 	user    string
 	pass    string
 	hc      *http.Client
+	bufs    sync.Pool     // *bytes.Buffer for answers read whole
 	timeout time.Duration // bounds every call, when hc's own was moved here
 	maxBody int64
 }
@@ -86,6 +89,7 @@ func New(ep Endpoint, hc *http.Client) *Client {
 		hc = &cp
 	}
 	c := &Client{ep: ep, hc: hc, timeout: timeout, maxBody: MaxResponseBytes, user: ep.User, pass: ep.Password.Reveal()}
+	c.bufs.New = func() any { return new(bytes.Buffer) }
 	c.base, c.baseErr = parseBaseURL(ep.BaseURL)
 	if c.base != nil && c.base.User != nil {
 		if c.user == "" {
@@ -131,62 +135,91 @@ func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 // envelope, nil when it is null. A FAIL envelope gives an *Error of
 // KindFail with EMS's description.
 func (c *Client) Call(ctx context.Context, command string, params Params) (json.RawMessage, error) {
-	return c.call(ctx, command, params, nil)
+	var out json.RawMessage
+	err := c.call(ctx, command, params, nil, func(data []byte) error {
+		out = bytes.Clone(data)
+		return nil
+	})
+	return out, err
 }
 
-// call runs one command. With stream nil it reads the whole body and
-// returns the envelope's data; otherwise it decodes the body as it arrives,
-// handing the data value to stream, which must consume it.
-func (c *Client) call(ctx context.Context, command string, params Params, stream func(*jsonStream) error) (json.RawMessage, error) {
-	if _, ok := ctx.Deadline(); !ok {
+// call runs one command. With stream set it decodes the body as it arrives,
+// handing the data value to stream, which must consume it; otherwise it
+// reads the whole body into a pooled buffer and hands the data of a SUCCESS
+// envelope (nil when null) to whole, which must not keep it. An error from
+// stream or whole is a KindDecode error.
+func (c *Client) call(ctx context.Context, command string, params Params, stream func(*jsonStream) error, whole func(data []byte) error) error {
+	d, hasDeadline := ctx.Deadline()
+	if !hasDeadline {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
+		d = time.Now().Add(DefaultTimeout)
 	}
-	if c.timeout > 0 {
+	if c.timeout > 0 && time.Until(d) > c.timeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
 	req, err := c.newRequest(ctx, command, params)
 	if err != nil {
-		return nil, c.errorf(command, KindRequest, err)
+		return c.errorf(command, KindRequest, err)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, c.transportError(command, err)
+		return c.transportError(command, err)
 	}
 	defer drainClose(resp.Body)
 
 	if resp.StatusCode == http.StatusUnauthorized && c.ep.Proxy {
-		return nil, &Error{Member: c.member, Command: command, Kind: KindUnauthorized, StatusCode: resp.StatusCode}
+		return &Error{Member: c.member, Command: command, Kind: KindUnauthorized, StatusCode: resp.StatusCode}
 	}
 	body := newCappedReader(resp.Body, c.maxBody)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		head, _ := io.ReadAll(io.LimitReader(body, excerptLen))
-		return nil, &Error{Member: c.member, Command: command, Kind: KindHTTP, StatusCode: resp.StatusCode, Description: excerpt(head)}
+		return &Error{Member: c.member, Command: command, Kind: KindHTTP, StatusCode: resp.StatusCode, Description: excerpt(head)}
 	}
 
-	var env envelope
 	if stream != nil {
 		meta, err := walkStream(newJSONStream(body), stream)
 		if err != nil {
-			return nil, c.bodyError(command, resp.StatusCode, body, err)
+			return c.bodyError(command, resp.StatusCode, body, err)
 		}
-		env = envelope{Status: meta.Status, Description: meta.Description}
-	} else {
-		b, err := io.ReadAll(body)
-		if err != nil {
-			return nil, c.bodyError(command, resp.StatusCode, body, err)
-		}
-		if env, err = decodeEnvelope(b); err != nil {
-			return nil, &Error{Member: c.member, Command: command, Kind: KindDecode, StatusCode: resp.StatusCode, Description: excerpt(b), Err: err}
-		}
+		return c.checkStatus(command, resp.StatusCode, meta.Status, meta.Description)
 	}
-	if !strings.EqualFold(env.Status, statusSuccess) {
-		return nil, &Error{Member: c.member, Command: command, Kind: KindFail, StatusCode: resp.StatusCode, Description: env.Description}
+	buf := c.bufs.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledBody {
+			buf.Reset()
+			c.bufs.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(body); err != nil {
+		return c.bodyError(command, resp.StatusCode, body, err)
 	}
-	return env.Data, nil
+	b := buf.Bytes()
+	env, err := decodeEnvelope(b)
+	if err != nil {
+		return &Error{Member: c.member, Command: command, Kind: KindDecode, StatusCode: resp.StatusCode, Description: excerpt(b), Err: err}
+	}
+	if err := c.checkStatus(command, resp.StatusCode, env.Status, env.Description); err != nil {
+		return err
+	}
+	if err := whole(env.Data); err != nil {
+		return &Error{Member: c.member, Command: command, Kind: KindDecode, StatusCode: resp.StatusCode, Description: excerpt(env.Data), Err: err}
+	}
+	return nil
+}
+
+// maxPooledBody is the largest answer buffer kept for reuse.
+const maxPooledBody = 64 << 10
+
+// checkStatus turns an envelope that is not SUCCESS into a KindFail error.
+func (c *Client) checkStatus(command string, code int, status, description string) error {
+	if !strings.EqualFold(status, statusSuccess) {
+		return &Error{Member: c.member, Command: command, Kind: KindFail, StatusCode: code, Description: description}
+	}
+	return nil
 }
 
 // newRequest builds the GET request for command: BASE/COMMAND, with

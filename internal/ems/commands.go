@@ -59,13 +59,14 @@ func (c *Client) PullStream(ctx context.Context, req PullRequest) (PullResult, e
 	if err != nil {
 		return PullResult{}, c.errorf(cmdPullStream, KindRequest, err)
 	}
-	data, err := c.Call(ctx, cmdPullStream, params)
+	var res PullResult
+	err = c.call(ctx, cmdPullStream, params, nil, func(data []byte) error {
+		var err error
+		res, err = decodePullResult(data)
+		return err
+	})
 	if err != nil {
 		return PullResult{}, err
-	}
-	res, err := decodePullResult(data)
-	if err != nil {
-		return PullResult{}, &Error{Member: c.member, Command: cmdPullStream, Kind: KindDecode, StatusCode: 200, Description: excerpt(data), Err: err}
 	}
 	return res, nil
 }
@@ -127,10 +128,9 @@ func (c *Client) ListConfig(ctx context.Context) ([]PullConfig, error) {
 // the next: fn must copy what it keeps. An error from fn stops the listing
 // and is returned as a KindDecode error.
 func (c *Client) EachPullConfig(ctx context.Context, fn func(pc *PullConfig) error) error {
-	_, err := c.call(ctx, cmdListConfig, nil, func(s *jsonStream) error {
+	return c.call(ctx, cmdListConfig, nil, func(s *jsonStream) error {
 		return streamPullConfigs(s, fn)
-	})
-	return err
+	}, nil)
 }
 
 // ListInboundStreamNames returns the names of the member's inbound streams,
@@ -151,10 +151,9 @@ func (c *Client) ListInboundStreamNames(ctx context.Context) ([]string, error) {
 // name as it is decoded. name is valid only during the call. An error from
 // fn stops the listing and is returned as a KindDecode error.
 func (c *Client) EachInboundStreamName(ctx context.Context, fn func(name []byte) error) error {
-	_, err := c.call(ctx, cmdListInboundStreamNames, nil, func(s *jsonStream) error {
+	return c.call(ctx, cmdListInboundStreamNames, nil, func(s *jsonStream) error {
 		return streamNames(s, fn)
-	})
-	return err
+	}, nil)
 }
 
 // ListStreams returns the member's active streams, empty when there are
@@ -251,17 +250,12 @@ func (c *Client) GetConfigInfo(ctx context.Context, configID uint64) (PullConfig
 // callInto runs command and decodes the SUCCESS data into v; null data
 // leaves v unchanged.
 func (c *Client) callInto(ctx context.Context, command string, params Params, v any) error {
-	data, err := c.Call(ctx, command, params)
-	if err != nil {
-		return err
-	}
-	if data == nil {
-		return nil
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return &Error{Member: c.member, Command: command, Kind: KindDecode, StatusCode: 200, Description: excerpt(data), Err: err}
-	}
-	return nil
+	return c.call(ctx, command, params, nil, func(data []byte) error {
+		if data == nil {
+			return nil
+		}
+		return json.Unmarshal(data, v)
+	})
 }
 
 // wireStream is the part of a stream-info object StreamInfo keeps.

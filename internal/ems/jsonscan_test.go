@@ -251,3 +251,25 @@ func TestDecodePullResultAgreesWithEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeOptStringAgreesWithEncodingJSON checks the fast paths of
+// decodeOptString on valid JSON strings.
+func TestDecodeOptStringAgreesWithEncodingJSON(t *testing.T) {
+	check := func(t interface{ Fatalf(string, ...any) }, value string) {
+		got, gotOK, gotErr := decodeOptString([]byte(value))
+		var want string
+		wantErr := json.Unmarshal([]byte(value), &want)
+		if !json.Valid([]byte(value)) || value[0] != '"' {
+			return // decodeOptString reads scanned JSON only
+		}
+		if (gotErr == nil) != (wantErr == nil) || gotErr == nil && (got != want || !gotOK) {
+			t.Fatalf("decodeOptString(%q) = %q, %v, %v; encoding/json: %q, %v", value, got, gotOK, gotErr, want, wantErr)
+		}
+	}
+	for _, v := range []string{`"a"`, `"a\/b"`, `"\"\\\/\b\f\n\r\t"`, `"\u00e9\/"`, `"\q"`, "\"\xff\\/\"", `"a\"`, "\"a\x01\\/\""} {
+		check(t, v)
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		check(t, `"`+rapid.StringMatching(`([a-z/é\x01]|\\[\\"/bfnrtuq]|\\u[0-9a-fA-F]{4}){0,8}`).Draw(t, "inner")+`"`)
+	})
+}

@@ -84,14 +84,59 @@ func decodeOptString(value []byte) (string, bool, error) {
 	if len(value) < 2 || value[0] != '"' {
 		return "", false, nil
 	}
-	if inner := value[1 : len(value)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return string(inner), true, nil
+	if inner := value[1 : len(value)-1]; utf8.Valid(inner) {
+		if bytes.IndexByte(inner, '\\') < 0 {
+			return string(inner), true, nil
+		}
+		if s, ok := unescapeSimple(inner); ok {
+			return s, true, nil
+		}
 	}
 	var s string
 	if err := json.Unmarshal(value, &s); err != nil {
 		return "", false, err
 	}
 	return s, true, nil
+}
+
+// unescapeSimple returns the text of a JSON string's inside that uses only
+// the one-character escapes (EMS writes every '/' as \/); it reports false
+// for anything else (\u escapes, a malformed escape), left to
+// encoding/json.
+func unescapeSimple(inner []byte) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(inner))
+	for i := 0; i < len(inner); i++ {
+		c := inner[i]
+		if c == '"' || c < 0x20 {
+			return "", false
+		}
+		if c != '\\' {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		if i >= len(inner) {
+			return "", false
+		}
+		switch inner[i] {
+		case '"', '\\', '/':
+			b.WriteByte(inner[i])
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
 }
 
 // eachMember calls fn with the unescaped key and the raw value of every
