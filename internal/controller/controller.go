@@ -54,8 +54,8 @@ type Options struct {
 	// CallTimeout bounds every EMS call; default 10s.
 	CallTimeout time.Duration
 	// ConfirmInterval spaces the listings that confirm events on one
-	// origin: the next waits at least this long, and at least twice as
-	// long as the last took; events arriving meanwhile share it. Default
+	// origin: the next waits at least this long, and at least three times
+	// as long as the last took; events arriving meanwhile share it. Default
 	// 2ms.
 	ConfirmInterval time.Duration
 	// RetryBase and RetryMax bound the backoff of a failing replica;
@@ -387,17 +387,21 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	calls++
 	err = c.call(ctx, m, "listInboundStreamNames", func(ctx context.Context) error {
 		inbound, err = m.spec.Client.ListInboundStreamNames(ctx)
-		// Every member lists the replicas it holds: one copy of each name
-		// serves them all.
-		for i, n := range inbound {
-			inbound[i] = unique.Make(n).Value()
+		if full {
+			// Every member lists the replicas it holds: one copy of each
+			// name serves them all. (A confirming listing keeps only the
+			// names it confirms; interning its thousands would cost more
+			// than it saves.)
+			for i, n := range inbound {
+				inbound[i] = unique.Make(n).Value()
+			}
 		}
 		return err
 	})
 	var listed *configListing
 	if err == nil && full {
 		calls++
-		listed = newConfigListing(intern)
+		listed = newConfigListing(intern, c.opts.Group)
 		err = c.call(ctx, m, "listConfig", func(ctx context.Context) error {
 			return listConfigs(ctx, m.spec.Client, listed)
 		})
@@ -457,10 +461,9 @@ func listConfigs(ctx context.Context, client EMS, listed *configListing) error {
 }
 
 // internLocked returns the strings a listing's configs share with the
-// controller: the group and the members' addresses.
+// controller: the members' addresses.
 func (c *Controller) internLocked() map[string]string {
-	in := make(map[string]string, len(c.members)+1)
-	in[c.opts.Group] = c.opts.Group
+	in := make(map[string]string, len(c.members))
 	for _, m := range c.members {
 		in[m.spec.Address] = m.spec.Address
 	}

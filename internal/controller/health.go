@@ -152,9 +152,9 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			continue
 		}
 		// Events arriving meanwhile share the next listing, which waits
-		// twice as long as this one took: a member listing thousands of
-		// streams spends at most a third of its time answering them.
-		pause := time.NewTimer(max(c.opts.ConfirmInterval, 2*time.Since(listed)))
+		// three times as long as this one took: a member listing thousands
+		// of streams spends at most a quarter of its time answering them.
+		pause := time.NewTimer(max(c.opts.ConfirmInterval, 3*time.Since(listed)))
 		select {
 		case <-ctx.Done():
 			pause.Stop()

@@ -68,21 +68,19 @@ func newObserved() observed {
 type configListing struct {
 	byName  map[string][]pullCfg
 	failing []uint64 // configIds in status 4 or 5
-	// intern maps strings many configs share (the group, the members'
-	// addresses) to one copy.
+	// intern maps strings many configs share (the members' addresses) to
+	// one copy.
 	intern map[string]string
+	group  string // this controller's group
 }
 
-func newConfigListing(intern map[string]string) *configListing {
-	return &configListing{byName: make(map[string][]pullCfg), intern: intern}
+func newConfigListing(intern map[string]string, group string) *configListing {
+	return &configListing{byName: make(map[string][]pullCfg), intern: intern, group: group}
 }
 
 // add keeps what the controller needs of c.
 func (l *configListing) add(c *ems.PullConfig) {
-	pc := compact(c)
-	if s, ok := l.intern[pc.tagGroup]; ok {
-		pc.tagGroup = s
-	}
+	pc := compact(c, l.group)
 	if s, ok := l.intern[pc.tagOrigin]; ok {
 		pc.tagOrigin = s
 	}
@@ -187,14 +185,16 @@ func anyTagged(cfgs []pullCfg) bool {
 type pullCfg struct {
 	id        uint64
 	uri       string
-	tagGroup  string // "" when untagged
 	tagOrigin string
-	tagged    bool
+	tagged    bool // carries streamlb's provenance tag
+	ours      bool // tagged with this controller's group
 }
 
-func compact(c *ems.PullConfig) pullCfg {
+// compact returns what the controller keeps of c, for the controller of
+// group.
+func compact(c *ems.PullConfig, group string) pullCfg {
 	g, ok := c.Vars[tagGroup]
-	return pullCfg{id: c.ConfigID, uri: c.URI, tagGroup: g, tagOrigin: c.Vars[tagOrigin], tagged: ok}
+	return pullCfg{id: c.ConfigID, uri: c.URI, tagOrigin: c.Vars[tagOrigin], tagged: ok, ours: ok && g == group}
 }
 
 // pullURI is the URI a replica of name from origin pulls.

@@ -113,7 +113,7 @@ func (c *Controller) Prune(ctx context.Context, dryRun bool, report func(Action)
 		}
 		for name, cfgs := range m.obs.configs {
 			for _, cfg := range cfgs {
-				if cfg.tagged && cfg.tagGroup == c.opts.Group && c.originOfLocked(cfg) == nil {
+				if cfg.ours && c.originOfLocked(cfg) == nil {
 					jobs = append(jobs, job{m, name, cfg})
 				}
 			}

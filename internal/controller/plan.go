@@ -175,7 +175,7 @@ func (c *Controller) winnerLocked(name string) *member {
 // rtmp://ADDRESS/APP/NAME, as the original plugin leaves them).
 func (c *Controller) ownsLocked(m *member, name string, cfg pullCfg) bool {
 	if cfg.tagged {
-		return cfg.tagGroup == c.opts.Group
+		return cfg.ours
 	}
 	o := c.byAddr[uriHost(cfg.uri)]
 	return o != nil && o != m && isAdoptable(cfg, name, o.spec.Address, c.opts.AppName)

@@ -121,7 +121,7 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 	switch {
 	case err == nil:
 		m.obs.configs[name] = append(m.obs.configs[name], pullCfg{
-			id: res.ConfigID, uri: uri, tagGroup: c.opts.Group, tagOrigin: origin.spec.Address, tagged: true,
+			id: res.ConfigID, uri: uri, tagOrigin: origin.spec.Address, tagged: true, ours: true,
 		})
 		c.gen++
 		if m.listingFull {
