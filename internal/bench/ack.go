@@ -1,12 +1,15 @@
 package bench
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -65,7 +68,10 @@ func (r *runner) ack(ctx context.Context) error {
 
 	total := int(float64(o.Rate) * o.Duration.Seconds())
 	r.progress("ack: %d events of the recorded mix at %d/s to a balancer of %d members", total, o.Rate, o.Members)
-	gen := newGenerator(g, b.sinkURL(), mix)
+	gen, err := newGenerator(g, b.sinkURL(), mix)
+	if err != nil {
+		return err
+	}
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	collector := newPullCollector(g)
 	phaseStart := time.Now()
@@ -115,6 +121,10 @@ func (r *runner) ack(ctx context.Context) error {
 
 	slices.Sort(lat)
 	r.res.EventsSent, r.res.EventsLost, r.res.AckRateAchieved = sent, lost, Rate(rate)
+	r.res.EventMix = map[string]Rate{}
+	for typ, share := range mixShares(mix) {
+		r.res.EventMix[typ] = Rate(share)
+	}
 	r.res.AckP50MS, r.res.AckP99MS = Millis(percentile(lat, 50)), Millis(percentile(lat, 99))
 	if len(lat) > 0 {
 		r.res.AckMaxMS = Millis(lat[len(lat)-1])
@@ -141,10 +151,12 @@ func loadMixFile(path string) ([]mixEvent, error) {
 // generator posts the mix, one new connection per event as EMS does, at a
 // fixed rate whatever the answers take (an open loop).
 type generator struct {
-	g      *emsimGroup
-	sink   string
-	mix    []mixEvent
-	client *http.Client
+	g       *emsimGroup
+	mix     []mixEvent
+	addr    string // the sink's host:port
+	path    string
+	dialer  net.Dialer
+	readers sync.Pool // *bufio.Reader
 
 	mu       sync.Mutex
 	live     []created // published and not yet closed, oldest first
@@ -159,14 +171,14 @@ type generator struct {
 	setupFails int
 }
 
-func newGenerator(g *emsimGroup, sink string, mix []mixEvent) *generator {
-	return &generator{
-		g: g, sink: sink, mix: mix,
-		client: &http.Client{
-			Timeout:   5 * time.Second,
-			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
-		},
+func newGenerator(g *emsimGroup, sink string, mix []mixEvent) (*generator, error) {
+	u, err := url.Parse(sink)
+	if err != nil {
+		return nil, fmt.Errorf("event sink URL: %w", err)
 	}
+	gen := &generator{g: g, mix: mix, addr: u.Host, path: u.RequestURI()}
+	gen.readers.New = func() any { return bufio.NewReaderSize(nil, 1024) }
+	return gen, nil
 }
 
 // run sends total events at rate per second and waits for every answer.
@@ -191,7 +203,6 @@ func (gen *generator) run(ctx context.Context, total, rate int) {
 		wg.Go(func() { gen.send(ctx, i, ev) })
 	}
 	wg.Wait()
-	gen.client.CloseIdleConnections()
 }
 
 // send makes the world match one event (a stream published or ended on a
@@ -252,19 +263,38 @@ func (gen *generator) send(ctx context.Context, i int, ev mixEvent) {
 	}
 }
 
+// post sends one event on a new connection, as EMS does, and reports
+// whether the sink answered 200. It speaks HTTP/1.1 itself, with no
+// goroutine of its own, so that the load generator disturbs the machine it
+// measures as little as it can.
 func (gen *generator) post(ctx context.Context, body []byte) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, gen.sink, bytes.NewReader(body))
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := gen.dialer.DialContext(ctx, "tcp", gen.addr)
 	if err != nil {
 		return false
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := gen.client.Do(req)
+	defer conn.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(d)
+	}
+	req := make([]byte, 0, 160+len(body))
+	req = append(req, "POST "+gen.path+" HTTP/1.1\r\nHost: "+gen.addr+"\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "...)
+	req = strconv.AppendInt(req, int64(len(body)), 10)
+	req = append(req, "\r\n\r\n"...)
+	req = append(req, body...)
+	if _, err := conn.Write(req); err != nil {
+		return false
+	}
+	br := gen.readers.Get().(*bufio.Reader)
+	defer gen.readers.Put(br)
+	br.Reset(conn)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		return false
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err == nil && resp.StatusCode == http.StatusOK
 }
 
 // results returns the events posted, those without a 200 answer (or not
@@ -318,7 +348,11 @@ func (c *pullCollector) run(ctx context.Context, since time.Time) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = c.collect(ctx, since)
+			// Only what is new since the last round, with a margin.
+			next := time.Now().Add(-2 * time.Second)
+			if c.collect(ctx, since) == nil && next.After(since) {
+				since = next
+			}
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -148,5 +147,3 @@ func (p *profiler) wait() {
 		p.wg.Wait()
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -70,6 +70,8 @@ type Result struct {
 	EventsLost      int64  `json:"events_lost"`
 	AckRateAchieved Rate   `json:"ack_rate_achieved"`
 	AckMaxInflight  int    `json:"ack_max_inflight"`
+	// EventMix is the share of each event type in the recorded mix.
+	EventMix map[string]Rate `json:"event_mix,omitempty"`
 
 	// From an event's answer to the last destination's pullStream answer.
 	PropagationP50MS   Millis `json:"propagation_p50_ms"`
