@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 
 	"streamlb/internal/app"
@@ -82,11 +83,23 @@ func runCmd(ctx context.Context, env Env, args []string) int {
 	}
 }
 
-// serveDebug serves pprof on addr when it is set.
+// Sampling of the mutex and block profiles while pprof is served: cheap
+// enough to leave on in a running daemon.
+const (
+	mutexProfileFraction = 100
+	blockProfileRate     = int(time.Millisecond)
+)
+
+// serveDebug serves pprof on addr when it is set, with the mutex and block
+// profiles on.
 func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
+	// The mutex and block profiles sample one contention event in
+	// mutexProfileFraction and blocking of about blockProfileRate ns.
+	runtime.SetMutexProfileFraction(mutexProfileFraction)
+	runtime.SetBlockProfileRate(blockProfileRate)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -121,6 +121,7 @@ type Controller struct {
 	runCtx   context.Context // set by Run; member goroutines derive from it
 	wg       sync.WaitGroup
 	resyncCh chan struct{}
+	inbox    *inbox // stream events on their way from the sink
 }
 
 // source is one stream seen as a source on one origin.
@@ -160,8 +161,8 @@ type member struct {
 	changed  chan struct{} // closed and replaced on every state change
 	wake     chan struct{} // wakes the member's lister
 	needList bool
-	confirm  map[string]struct{}
-	listMu   sync.Mutex // one listing of this member at a time
+	confirm  map[string]time.Time // names to confirm on this origin, since when
+	listMu   sync.Mutex           // one listing of this member at a time
 	// listingFull is set while a full listing of the member is in flight:
 	// the changes this controller makes meanwhile are noted in obs.changed.
 	listingFull bool
@@ -181,6 +182,7 @@ func New(opts Options) (*Controller, error) {
 		unknown:  make(map[string]struct{}),
 		ready:    make(chan struct{}),
 		resyncCh: make(chan struct{}, 1),
+		inbox:    newInbox(),
 	}
 	for i, s := range opts.Members {
 		if err := c.addMemberLocked(s, i); err != nil {
@@ -224,7 +226,7 @@ func (c *Controller) newMember(s MemberSpec, idx int) *member {
 		limiter: lim,
 		changed: make(chan struct{}),
 		wake:    make(chan struct{}, 1),
-		confirm: make(map[string]struct{}),
+		confirm: make(map[string]time.Time),
 	}
 }
 
@@ -244,6 +246,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.startMemberLocked(ctx, m)
 	}
 	c.mu.Unlock()
+	c.wg.Go(func() { c.eventLoop(ctx) })
 
 	c.resyncLoop(ctx)
 
@@ -368,7 +371,7 @@ func (c *Controller) TriggerResync() {
 // follows, even one made meanwhile by another balancer of the group. An
 // inbound-only listing confirms the announced names; other names it shows
 // for the first time wait for a full listing to tell sources from pulls.
-func (c *Controller) listMember(ctx context.Context, m *member, full bool, announced map[string]struct{}) int {
+func (c *Controller) listMember(ctx context.Context, m *member, full bool, announced map[string]time.Time) int {
 	m.listMu.Lock()
 	defer m.listMu.Unlock()
 	c.mu.Lock()

@@ -1,16 +1,88 @@
 package controller
 
 import (
+	"context"
+	"sync"
+	"time"
+
 	"streamlb/internal/receiver"
 )
 
 // HandleStreamEvent takes an inStreamCreated or inStreamClosed event as a
 // hint: the stream is confirmed on its origin (one listing per origin
 // serves every event that arrived meanwhile) before anything is pulled. It
-// never blocks.
+// never blocks: the event waits in an inbox of its own, so the sink answers
+// EMS without waiting for the controller's lock.
 func (c *Controller) HandleStreamEvent(ev receiver.StreamEvent) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if !c.inbox.put(ev) {
+		c.met.events.WithLabelValues("dropped").Inc()
+		c.TriggerResync()
+	}
+}
+
+// eventLoop hands the inbox's events to the controller, a batch at a time.
+func (c *Controller) eventLoop(ctx context.Context) {
+	var batch []receiver.StreamEvent
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.inbox.wake:
+		}
+		batch = c.inbox.take(batch[:0])
+		c.mu.Lock()
+		for _, ev := range batch {
+			c.handleEventLocked(ev)
+		}
+		c.mu.Unlock()
+		clear(batch) // keep no event's strings alive
+	}
+}
+
+// inbox holds stream events between the sink and eventLoop.
+type inbox struct {
+	mu   sync.Mutex
+	evs  []receiver.StreamEvent
+	wake chan struct{}
+}
+
+// inboxSize bounds the events waiting in the inbox. It fills only if the
+// controller stalls; the events beyond it are dropped and a resync, which
+// repairs whatever events missed, is asked for.
+const inboxSize = 1 << 16
+
+func newInbox() *inbox { return &inbox{wake: make(chan struct{}, 1)} }
+
+// put adds ev and reports false if the inbox was full.
+func (in *inbox) put(ev receiver.StreamEvent) bool {
+	in.mu.Lock()
+	full := len(in.evs) >= inboxSize
+	if !full {
+		in.evs = append(in.evs, ev)
+	}
+	in.mu.Unlock()
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+	return !full
+}
+
+// take moves the waiting events to the end of buf and returns it.
+func (in *inbox) take(buf []receiver.StreamEvent) []receiver.StreamEvent {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	buf = append(buf, in.evs...)
+	clear(in.evs)
+	in.evs = in.evs[:0]
+	if cap(in.evs) > 4096 {
+		in.evs = nil // a burst is over: give its memory back
+	}
+	return buf
+}
+
+// handleEventLocked acts on one stream event.
+func (c *Controller) handleEventLocked(ev receiver.StreamEvent) {
 	o := c.byAddr[ev.IP]
 	if o == nil && ev.Peer.IsValid() {
 		o = c.byAddr[ev.Peer.Unmap().String()]
@@ -47,7 +119,9 @@ func (c *Controller) HandleStreamEvent(ev receiver.StreamEvent) {
 		return
 	}
 	c.met.events.WithLabelValues("confirm").Inc()
-	o.confirm[ev.Name] = struct{}{}
+	if _, ok := o.confirm[ev.Name]; !ok {
+		o.confirm[ev.Name] = time.Now()
+	}
 	c.wakeLocked(o)
 }
 

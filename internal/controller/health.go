@@ -98,12 +98,12 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		}
 		state := m.state
 		needList, confirm := m.needList, len(m.confirm) > 0
-		var announced map[string]struct{}
+		var announced map[string]time.Time
 		if state == MemberUp {
 			m.needList = false
 			if confirm {
 				announced = m.confirm
-				m.confirm = make(map[string]struct{})
+				m.confirm = make(map[string]time.Time)
 			}
 		}
 		c.mu.Unlock()

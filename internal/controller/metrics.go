@@ -23,6 +23,7 @@ type metrics struct {
 	queueDuration  prometheus.Histogram
 	adds           prometheus.Counter
 	resyncDuration prometheus.Histogram
+	confirmWait    prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
@@ -39,7 +40,7 @@ func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
 		}, []string{"member", "command"}),
 		events: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamlb_stream_events_total",
-			Help: "Stream events handled by the controller, by outcome (confirm, replica, unknown_origin).",
+			Help: "Stream events handled by the controller, by outcome (confirm, replica, unknown_origin, dropped).",
 		}, []string{"outcome"}),
 		pulls: f.NewCounter(prometheus.CounterOpts{
 			Name: "streamlb_replica_pulls_total", Help: "Replica pulls that EMS accepted.",
@@ -70,6 +71,11 @@ func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
 			Name:    "streamlb_resync_duration_seconds",
 			Help:    "Duration of a full resync (listing every member).",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+		confirmWait: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "streamlb_confirm_duration_seconds",
+			Help:    "From a stream's announcement on its origin (an event, or a teardown's last look) to the end of the origin's listing that answers it.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 	}
 	if reg != nil {

@@ -42,7 +42,7 @@ func (c *Controller) anyReplicaLocked(cfgs []pullCfg) bool {
 // calls would look like one. An inbound-only listing looks only at the
 // names it confirms and those it no longer shows (gone): the others are as
 // the listing before left them, and an origin may list thousands.
-func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, announced map[string]struct{}, wasPull map[string][]pullCfg, gone []string) {
+func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, announced map[string]time.Time, wasPull map[string][]pullCfg, gone []string) {
 	present := func(name string) {
 		recs := c.sources[name]
 		if recs == nil {
@@ -70,6 +70,9 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 		c.enqueueAllLocked(name, c.opts.TeardownGrace)
 	}
 	if !full {
+		for _, at := range announced {
+			c.met.confirmWait.Observe(now.Sub(at).Seconds())
+		}
 		for name := range announced {
 			if c.isSourceLocked(m, name) {
 				present(name)

@@ -4,6 +4,7 @@ package controller
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"time"
 	"unique"
@@ -79,7 +80,9 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		c.mu.Lock()
 		latency := time.Duration(m.latency.Load())
 		if a.origin != nil {
-			a.origin.confirm[name] = struct{}{}
+			if _, ok := a.origin.confirm[name]; !ok {
+				a.origin.confirm[name] = time.Now()
+			}
 			c.wakeLocked(a.origin)
 			latency = max(latency, time.Duration(a.origin.latency.Load()))
 		}
@@ -115,11 +118,7 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		return
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	o := c.opLocked(m, name, now)
-	switch {
-	case err == nil:
+	if err == nil {
 		m.obs.configs[name] = append(m.obs.configs[name], pullCfg{
 			id: res.ConfigID, uri: uri, tagOrigin: origin.spec.Address, tagged: true, ours: true,
 		})
@@ -130,8 +129,16 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		// The replica is present: records are kept for replicas in
 		// trouble only.
 		delete(m.ops, name)
+		c.mu.Unlock()
 		c.met.pulls.Inc()
-		m.log(c.log).Debug("replica pulled", "stream", name, "origin", origin.spec.Name, "config_id", res.ConfigID)
+		if c.log.Enabled(ctx, slog.LevelDebug) {
+			m.log(c.log).Debug("replica pulled", "stream", name, "origin", origin.spec.Name, "config_id", res.ConfigID)
+		}
+		return
+	}
+	defer c.mu.Unlock()
+	o := c.opLocked(m, name, time.Now())
+	switch {
 	case ems.IsAlreadyTaken(err):
 		// Someone holds the name: look at the member's configs, then
 		// decide (ours: done; someone else's: conflict).

@@ -1,0 +1,76 @@
+package controller
+
+import (
+	"net/netip"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"streamlb/internal/receiver"
+)
+
+// TestEventSinkNeverWaitsForTheController holds the controller's lock (as
+// a long resync does) and checks that an event is still taken at once.
+// (Outside a synctest bubble: a goroutine waiting for a mutex is not
+// durably blocked.)
+func TestEventSinkNeverWaitsForTheController(t *testing.T) {
+	g := newFakeGroup(addrA, addrB)
+	c, err := New(Options{Group: "g1", Members: g.specs("a", "b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	taken := make(chan struct{})
+	go func() {
+		c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamCreated", Name: "s", IP: addrB, Peer: netip.MustParseAddr(addrB)})
+		close(taken)
+	}()
+	select {
+	case <-taken:
+	case <-time.After(10 * time.Second):
+		t.Fatal("HandleStreamEvent waited for the controller's lock")
+	}
+	c.mu.Unlock()
+	if got := c.inbox.take(nil); len(got) != 1 || got[0].Name != "s" {
+		t.Errorf("inbox holds %+v, want the event", got)
+	}
+}
+
+// TestFullInboxDropsAndAsksForResync fills the inbox of a controller that
+// is not running: the event beyond it is dropped, counted, and a resync is
+// asked for.
+func TestFullInboxDropsAndAsksForResync(t *testing.T) {
+	g := newFakeGroup(addrA, addrB)
+	c, err := New(Options{Group: "g1", Members: g.specs("a", "b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(i int) receiver.StreamEvent {
+		return receiver.StreamEvent{Type: "inStreamCreated", Name: "s" + strconv.Itoa(i), IP: addrA, Peer: netip.MustParseAddr(addrA)}
+	}
+	for i := range inboxSize {
+		c.HandleStreamEvent(ev(i))
+	}
+	if n := testutil.ToFloat64(c.met.events.WithLabelValues("dropped")); n != 0 {
+		t.Fatalf("%v events dropped before the inbox was full", n)
+	}
+	select {
+	case <-c.resyncCh:
+		t.Fatal("resync asked for before the inbox was full")
+	default:
+	}
+	c.HandleStreamEvent(ev(inboxSize))
+	if n := testutil.ToFloat64(c.met.events.WithLabelValues("dropped")); n != 1 {
+		t.Errorf("dropped events = %v, want 1", n)
+	}
+	select {
+	case <-c.resyncCh:
+	default:
+		t.Error("a dropped event did not ask for a resync")
+	}
+	if got := len(c.inbox.take(nil)); got != inboxSize {
+		t.Errorf("inbox holds %d events, want %d", got, inboxSize)
+	}
+}
