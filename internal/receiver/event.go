@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"streamlb/internal/ems"
 )
 
 // Event types the balancer acts on.
@@ -72,37 +74,6 @@ func malformed(format string, args ...any) error {
 	return &malformedError{msg: fmt.Sprintf(format, args...)}
 }
 
-// wireEnvelope is the part of the EMS event envelope streamlb reads; id,
-// processId and timestamp are left undecoded (older builds lack some).
-type wireEnvelope struct {
-	Type    json.RawMessage `json:"type"`
-	Payload json.RawMessage `json:"payload"`
-}
-
-// wirePayload is the part of a stream event payload streamlb reads. Every
-// field is raw so that types are checked here and no number goes through
-// float64.
-type wirePayload struct {
-	Name           json.RawMessage `json:"name"`
-	IP             json.RawMessage `json:"ip"`
-	ConnectionType json.RawMessage `json:"connectionType"`
-	PullSettings   json.RawMessage `json:"pullSettings"`
-}
-
-// wirePullSettings is the part of pullSettings read by name; the "_" user
-// variables are picked from a map when the raw object may hold any.
-type wirePullSettings struct {
-	URI json.RawMessage `json:"uri"`
-}
-
-// mayHaveVars reports whether a raw pullSettings object may hold a key
-// beginning with "_" (written plainly or escaped), so the common case of
-// none skips decoding every setting.
-func mayHaveVars(raw []byte) bool {
-	return bytes.Contains(raw, []byte(`"_`)) ||
-		bytes.Contains(raw, []byte(`"\u005f`)) || bytes.Contains(raw, []byte(`"\u005F`))
-}
-
 // DecodeEvent decodes one EMS RPC event body (the JSON serializer's
 // envelope: type, payload and, depending on the EMS build, id, processId
 // and timestamp). Only type and payload are required; for inStreamCreated
@@ -115,10 +86,13 @@ func DecodeEvent(body []byte) (Event, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return Event{}, malformed("empty body")
 	}
-	var env wireEnvelope
-	err := json.Unmarshal(body, &env)
-	if serr, ok := errors.AsType[*json.SyntaxError](err); ok {
-		msg := fmt.Sprintf("invalid JSON at offset %d: %s", serr.Offset, serr.Error())
+	if !ems.ValidJSON(body) {
+		// encoding/json says where and what is wrong.
+		err := json.Unmarshal(body, new(json.RawMessage))
+		msg := "invalid JSON"
+		if serr, ok := errors.AsType[*json.SyntaxError](err); ok {
+			msg = fmt.Sprintf("invalid JSON at offset %d: %s", serr.Offset, serr.Error())
+		}
 		if firstByte(body) == '<' {
 			msg += " (the body looks like XML: the EMS sink needs serializerType=\"JSON\")"
 		}
@@ -127,26 +101,35 @@ func DecodeEvent(body []byte) (Event, error) {
 	if c := firstByte(body); c != '{' {
 		return Event{}, malformed("body is a JSON %s, not an object", jsonKind(c))
 	}
-	if err != nil {
-		// The envelope fields are raw, so any other error is unexpected.
-		return Event{}, malformed("decode envelope: %s", err.Error())
-	}
+	// Keys match as encoding/json matches a struct's fields: the last of
+	// equal keys wins, and case does not matter. id, processId and
+	// timestamp are left alone (older builds lack some).
+	var rawType, payload []byte
+	_ = ems.EachMember(body, func(key, value []byte) error {
+		switch {
+		case fieldIs(key, "type"):
+			rawType = value
+		case fieldIs(key, "payload"):
+			payload = value
+		}
+		return nil
+	})
 
-	typ, err := requiredString(env.Type, "type")
+	typ, err := requiredString(rawType, "type")
 	if err != nil {
 		return Event{}, err
 	}
 	ev := Event{Type: typ}
-	if isNull(env.Payload) {
+	if isNull(payload) {
 		return ev, malformed(`missing "payload"`)
 	}
-	if c := firstByte(env.Payload); c != '{' {
+	if c := firstByte(payload); c != '{' {
 		return ev, malformed(`"payload" is a JSON %s, not an object`, jsonKind(c))
 	}
 	if typ != TypeInStreamCreated && typ != TypeInStreamClosed {
 		return ev, nil
 	}
-	s, err := decodeStream(typ, env.Payload)
+	s, err := decodeStream(typ, payload)
 	if err != nil {
 		return ev, err
 	}
@@ -154,67 +137,84 @@ func DecodeEvent(body []byte) (Event, error) {
 	return ev, nil
 }
 
-func decodeStream(typ string, payload json.RawMessage) (*StreamEvent, error) {
-	var p wirePayload
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return nil, malformed(`decode "payload": %s`, err.Error())
-	}
-	name, err := requiredString(p.Name, "payload.name")
+// fieldIs reports whether an object's key names field, as encoding/json
+// matches keys to struct fields (without regard to case).
+func fieldIs(key []byte, field string) bool {
+	return len(key) == len(field) && string(key) == field || bytes.EqualFold(key, []byte(field))
+}
+
+// decodeStream reads a stream event's payload, a valid JSON object. Every
+// value is kept raw until its type is checked, so no number goes through
+// float64.
+func decodeStream(typ string, payload []byte) (*StreamEvent, error) {
+	var rawName, rawIP, rawCT, pullSettings []byte
+	_ = ems.EachMember(payload, func(key, value []byte) error {
+		switch {
+		case fieldIs(key, "name"):
+			rawName = value
+		case fieldIs(key, "ip"):
+			rawIP = value
+		case fieldIs(key, "connectionType"):
+			rawCT = value
+		case fieldIs(key, "pullSettings"):
+			pullSettings = value
+		}
+		return nil
+	})
+	name, err := requiredString(rawName, "payload.name")
 	if err != nil {
 		return nil, err
 	}
-	ip, err := optionalString(p.IP, "payload.ip")
+	ip, err := optionalString(rawIP, "payload.ip")
 	if err != nil {
 		return nil, err
 	}
 	ct := ConnectionTypeUnknown
-	if !isNull(p.ConnectionType) {
-		n, err := strconv.Atoi(string(p.ConnectionType))
+	if !isNull(rawCT) {
+		n, err := strconv.Atoi(string(rawCT))
 		if err != nil {
-			return nil, malformed(`"payload.connectionType" is not an integer: %s`, excerpt(p.ConnectionType, 40))
+			return nil, malformed(`"payload.connectionType" is not an integer: %s`, excerpt(rawCT, 40))
 		}
 		ct = n
 	}
 	s := &StreamEvent{Type: typ, Name: name, IP: ip, ConnectionType: ct}
-	if isNull(p.PullSettings) {
+	if isNull(pullSettings) {
 		return s, nil
 	}
-	if c := firstByte(p.PullSettings); c != '{' {
+	if c := firstByte(pullSettings); c != '{' {
 		return nil, malformed(`"payload.pullSettings" is a JSON %s, not an object`, jsonKind(c))
 	}
-	var ps wirePullSettings
-	if err := json.Unmarshal(p.PullSettings, &ps); err != nil {
-		return nil, malformed(`decode "payload.pullSettings": %s`, err.Error())
-	}
-	if s.PullURI, err = optionalString(ps.URI, "payload.pullSettings.uri"); err != nil {
-		return nil, err
-	}
-	if !mayHaveVars(p.PullSettings) {
-		return s, nil
-	}
-	var settings map[string]json.RawMessage
-	if err := json.Unmarshal(p.PullSettings, &settings); err != nil {
-		return nil, malformed(`decode "payload.pullSettings": %s`, err.Error())
-	}
-	for k, raw := range settings {
-		if !strings.HasPrefix(k, "_") || firstByte(raw) != '"' {
-			continue
+	// The "_" user variables match exactly, as a map's keys do.
+	var rawURI []byte
+	err = ems.EachMember(pullSettings, func(key, value []byte) error {
+		if fieldIs(key, "uri") {
+			rawURI = value
 		}
-		var v string
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, malformed("decode %q: %s", "payload.pullSettings."+k, err.Error())
+		if len(key) == 0 || key[0] != '_' || firstByte(value) != '"' {
+			return nil
+		}
+		v, err := ems.UnquoteString(value)
+		if err != nil {
+			return malformed("decode %q: %s", "payload.pullSettings."+string(key), err.Error())
 		}
 		if s.Vars == nil {
 			s.Vars = make(map[string]string)
 		}
-		s.Vars[k] = v
+		s.Vars[string(key)] = v
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if s.PullURI, err = optionalString(rawURI, "payload.pullSettings.uri"); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
 // requiredString decodes raw as a JSON string that must be present,
 // non-null and non-empty.
-func requiredString(raw json.RawMessage, field string) (string, error) {
+func requiredString(raw []byte, field string) (string, error) {
 	if isNull(raw) {
 		return "", malformed("missing %q", field)
 	}
@@ -229,22 +229,22 @@ func requiredString(raw json.RawMessage, field string) (string, error) {
 }
 
 // optionalString decodes raw as a JSON string; absent or null is "".
-func optionalString(raw json.RawMessage, field string) (string, error) {
+func optionalString(raw []byte, field string) (string, error) {
 	if isNull(raw) {
 		return "", nil
 	}
 	if c := firstByte(raw); c != '"' {
 		return "", malformed("%q is a JSON %s, not a string", field, jsonKind(c))
 	}
-	var v string
-	if err := json.Unmarshal(raw, &v); err != nil {
+	v, err := ems.UnquoteString(raw)
+	if err != nil {
 		return "", malformed("decode %q: %s", field, err.Error())
 	}
 	return v, nil
 }
 
 // isNull reports whether raw is absent or the JSON null literal.
-func isNull(raw json.RawMessage) bool {
+func isNull(raw []byte) bool {
 	return len(raw) == 0 || string(raw) == "null"
 }
 

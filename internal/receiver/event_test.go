@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 const (
@@ -360,11 +361,24 @@ func FuzzDecodeEvent(f *testing.F) {
 		``, `null`, `[]`, `{}`, `{"type":"inStreamCreated"}`,
 		`{"type":"inStreamCreated","payload":{"name":"a","pullSettings":{"_x":"y","uri":"rtmp://h/live/a"}}}`,
 		`{"type":"inStreamClosed","payload":{"name":"a","connectionType":-1e99}}`,
+		// Keys as encoding/json matches struct fields: any case (Unicode
+		// folding included), the last of equal keys winning; "_" user
+		// variables exactly.
+		`{"TYPE":"x","type":"inStreamCreated","Payload":{"NAME":"a","name":"b","pullſettings":{"URI":"u","_v":"1","_v":"2","_V":"3"}}}`,
+		`{"type":"inStreamCreated","payload":{"name":"a","IP":null,"ip":"1.2.3.4","pullSettings":{"uri":1}}}`,
+		`{"type":"inStreamCreated","payload":{"name":"a\u0000","pullSettings":{"\u005fx":"\ud800","uri":"\/a"}}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		ev, err := DecodeEvent(body)
+		want, ok := referenceDecode(body)
+		if ok != (err == nil) {
+			t.Fatalf("DecodeEvent(%q) error %v; encoding/json decodes it: %v", body, err, ok)
+		}
+		if ok && !cmp.Equal(ev, want, cmpopts.EquateComparable(netip.Addr{})) {
+			t.Fatalf("DecodeEvent(%q) differs from encoding/json:\n%s", body, cmp.Diff(want, ev, cmpopts.EquateComparable(netip.Addr{})))
+		}
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Errorf("error %v does not match ErrMalformed", err)
