@@ -392,9 +392,10 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		inbound, err = m.spec.Client.ListInboundStreamNames(ctx)
 		if full {
 			// Every member lists the replicas it holds: one copy of each
-			// name serves them all. (A confirming listing keeps only the
-			// names it confirms; interning its thousands would cost more
-			// than it saves.)
+			// name serves them all. (A confirming listing's names, of
+			// which the member keeps its sources only until its next
+			// listing, are not interned: that would cost more than it
+			// saves.)
 			for i, n := range inbound {
 				inbound[i] = unique.Make(n).Value()
 			}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,7 +21,9 @@ func (c *Controller) HandleStreamEvent(ev receiver.StreamEvent) {
 	}
 }
 
-// eventLoop hands the inbox's events to the controller, a batch at a time.
+// eventLoop hands the inbox's events to the controller. An event's origin
+// is looked up when it is handled: one queued just before a reload that
+// removes its member is then from an unknown origin.
 func (c *Controller) eventLoop(ctx context.Context) {
 	var batch []receiver.StreamEvent
 	for {
@@ -29,15 +32,26 @@ func (c *Controller) eventLoop(ctx context.Context) {
 			return
 		case <-c.inbox.wake:
 		}
-		batch = c.inbox.take(batch[:0])
-		c.mu.Lock()
-		for _, ev := range batch {
-			c.handleEventLocked(ev)
+		batch = c.inbox.take(batch)
+		// A backlog is handled a chunk at a time, so that workers and
+		// status readers get the lock in between.
+		for chunk := range slices.Chunk(batch, eventChunk) {
+			c.mu.Lock()
+			for _, ev := range chunk {
+				c.handleEventLocked(ev)
+			}
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
 		clear(batch) // keep no event's strings alive
+		if cap(batch) > inboxKeep {
+			batch = nil // a burst is over: give its memory back
+		}
 	}
 }
+
+// eventChunk is how many events eventLoop handles under one hold of the
+// controller's lock.
+const eventChunk = 1024
 
 // inbox holds stream events between the sink and eventLoop.
 type inbox struct {
@@ -68,17 +82,18 @@ func (in *inbox) put(ev receiver.StreamEvent) bool {
 	return !full
 }
 
-// take moves the waiting events to the end of buf and returns it.
-func (in *inbox) take(buf []receiver.StreamEvent) []receiver.StreamEvent {
+// inboxKeep is the most events' room the inbox and eventLoop keep between
+// bursts.
+const inboxKeep = 4096
+
+// take returns the waiting events and leaves spare, emptied, to hold the
+// next ones: the two swap, so the sink never waits for a copy.
+func (in *inbox) take(spare []receiver.StreamEvent) []receiver.StreamEvent {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	buf = append(buf, in.evs...)
-	clear(in.evs)
-	in.evs = in.evs[:0]
-	if cap(in.evs) > 4096 {
-		in.evs = nil // a burst is over: give its memory back
-	}
-	return buf
+	evs := in.evs
+	in.evs = spare[:0]
+	return evs
 }
 
 // handleEventLocked acts on one stream event.
@@ -120,7 +135,11 @@ func (c *Controller) handleEventLocked(ev receiver.StreamEvent) {
 	}
 	c.met.events.WithLabelValues("confirm").Inc()
 	if _, ok := o.confirm[ev.Name]; !ok {
-		o.confirm[ev.Name] = time.Now()
+		at := ev.Received // the wait in the inbox counts
+		if at.IsZero() {
+			at = time.Now()
+		}
+		o.confirm[ev.Name] = at
 	}
 	c.wakeLocked(o)
 }

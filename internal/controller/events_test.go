@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strconv"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -73,4 +74,28 @@ func TestFullInboxDropsAndAsksForResync(t *testing.T) {
 	if got := len(c.inbox.take(nil)); got != inboxSize {
 		t.Errorf("inbox holds %d events, want %d", got, inboxSize)
 	}
+}
+
+// TestEventBacklogIsHandledWhole sends more events at once than eventLoop
+// handles under one hold of the lock: every one of them is acted on.
+func TestEventBacklogIsHandledWhole(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		n := 2*eventChunk + 7
+		for i := range n {
+			h.g.m(addrB).publish("s" + strconv.Itoa(i))
+		}
+		for i := range n {
+			h.event("inStreamCreated", addrB, "s"+strconv.Itoa(i))
+		}
+		h.settle(5 * time.Second)
+		got := h.g.m(addrA).replicas()
+		for i := range n {
+			name := "s" + strconv.Itoa(i)
+			if got[name] != "rtmp://127.0.0.2/live/"+name {
+				t.Fatalf("replica %s on member a: %q (of %d replicas)", name, got[name], len(got))
+			}
+		}
+	})
 }

@@ -134,7 +134,8 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		listed := time.Now()
 		switch {
 		case needList:
-			c.listMember(ctx, m, true, nil)
+			// A full listing answers the announced names too.
+			c.listMember(ctx, m, true, announced)
 			c.mu.Lock()
 			c.diffLocked(m, time.Now())
 			c.mu.Unlock()

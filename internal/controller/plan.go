@@ -69,10 +69,10 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 		c.enqueueAllLocked(name, 0)
 		c.enqueueAllLocked(name, c.opts.TeardownGrace)
 	}
+	for _, at := range announced {
+		c.met.confirmWait.Observe(now.Sub(at).Seconds())
+	}
 	if !full {
-		for _, at := range announced {
-			c.met.confirmWait.Observe(now.Sub(at).Seconds())
-		}
 		for name := range announced {
 			if c.isSourceLocked(m, name) {
 				present(name)

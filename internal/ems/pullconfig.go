@@ -102,7 +102,8 @@ func decodeOptString(value []byte) (string, bool, error) {
 // unescapeSimple returns the text of a JSON string's inside that uses only
 // the one-character escapes (EMS writes every '/' as \/); it reports false
 // for anything else (\u escapes, a malformed escape), left to
-// encoding/json.
+// encoding/json. inner must be valid UTF-8 (the caller checks): invalid
+// bytes are copied as they are, where encoding/json would write U+FFFD.
 func unescapeSimple(inner []byte) (string, bool) {
 	var b strings.Builder
 	b.Grow(len(inner))
