@@ -306,7 +306,7 @@ func (c *Controller) resyncLoop(ctx context.Context) {
 	}
 }
 
-// Resync lists every member that is up (two calls each, a few members at a time),
+// Resync lists every member that is up (two calls each, two members at a time),
 // updates the sources, and queues every replica that needs work. It returns
 // when the listings are done, not when the work is.
 func (c *Controller) Resync(ctx context.Context) {
@@ -320,9 +320,11 @@ func (c *Controller) Resync(ctx context.Context) {
 	}
 	c.mu.Unlock()
 
-	// A few members are listed at a time: the work is decoding, which a
-	// few goroutines keep the CPUs busy with, and each listing in flight
-	// holds a member's whole new listing beside its last one.
+	// Two members are listed at a time: the work is decoding, which two
+	// goroutines keep the CPUs busy with, and each listing in flight holds
+	// a member's whole new listing beside its last one (at 10,000 streams
+	// × 16 members, four at a time cost 7 MiB more peak RSS and were no
+	// faster).
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, resyncListings)
 	calls := make([]int, len(ms))
@@ -355,7 +357,7 @@ func (c *Controller) Resync(ctx context.Context) {
 }
 
 // resyncListings is how many members a resync lists at the same time.
-const resyncListings = 4
+const resyncListings = 2
 
 // TriggerResync asks for a resync soon, without waiting for it.
 func (c *Controller) TriggerResync() {
