@@ -105,7 +105,7 @@ func DecodeEvent(body []byte) (Event, error) {
 	// equal keys wins, and case does not matter. id, processId and
 	// timestamp are left alone (older builds lack some).
 	var rawType, payload []byte
-	_ = ems.EachMember(body, func(key, value []byte) error {
+	_ = ems.EachMember(body, func(key, value []byte) error { // body is valid: no error
 		switch {
 		case fieldIs(key, "type"):
 			rawType = value
@@ -140,7 +140,7 @@ func DecodeEvent(body []byte) (Event, error) {
 // fieldIs reports whether an object's key names field, as encoding/json
 // matches keys to struct fields (without regard to case).
 func fieldIs(key []byte, field string) bool {
-	return len(key) == len(field) && string(key) == field || bytes.EqualFold(key, []byte(field))
+	return bytes.EqualFold(key, []byte(field))
 }
 
 // decodeStream reads a stream event's payload, a valid JSON object. Every
@@ -148,7 +148,7 @@ func fieldIs(key []byte, field string) bool {
 // float64.
 func decodeStream(typ string, payload []byte) (*StreamEvent, error) {
 	var rawName, rawIP, rawCT, pullSettings []byte
-	_ = ems.EachMember(payload, func(key, value []byte) error {
+	_ = ems.EachMember(payload, func(key, value []byte) error { // payload is valid: no error
 		switch {
 		case fieldIs(key, "name"):
 			rawName = value

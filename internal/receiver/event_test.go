@@ -407,15 +407,3 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
-
-func BenchmarkDecodeEvent(b *testing.B) {
-	body := readFile(b, recordedDir+"/ems-event-inStreamCreated-webuilogs-INR.json")
-	b.ReportAllocs()
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
-		ev, err := DecodeEvent(body)
-		if err != nil || ev.Stream == nil {
-			b.Fatalf("DecodeEvent = %+v, %v", ev, err)
-		}
-	}
-}
