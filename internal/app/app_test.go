@@ -19,30 +19,13 @@ import (
 	"time"
 
 	"streamlb/internal/config"
+	"streamlb/internal/testkit"
 )
-
-// lockedBuffer is a log sink safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // newSinkApp starts an App whose event sink is on ln (a fresh loopback
 // listener when nil), with listen and the extra parameters in its config.
 // Its one member cannot be reached; the sink does not need it.
-func newSinkApp(t *testing.T, listen, params string, ln net.Listener) (*App, *lockedBuffer) {
+func newSinkApp(t *testing.T, listen, params string, ln net.Listener) (*App, *testkit.Buffer) {
 	t.Helper()
 	cfg, err := config.Parse("app.json", []byte(`{"StreamLoadBalancer": {"plugin_switch": "enabled", "parameters": {
 		"listen": "`+listen+`", `+params+`
@@ -55,7 +38,7 @@ func newSinkApp(t *testing.T, listen, params string, ln net.Listener) (*App, *lo
 			t.Fatal(err)
 		}
 	}
-	logs := &lockedBuffer{}
+	logs := &testkit.Buffer{}
 	a, err := New(Options{Config: cfg, SinkListener: ln, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		ln.Close()

@@ -1,37 +1,18 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"streamlb/internal/controller"
 	"streamlb/internal/emsim"
+	"streamlb/internal/testkit"
 )
-
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestDemoReplicatesAndStopsCleanly(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -44,7 +25,7 @@ func TestDemoReplicatesAndStopsCleanly(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut lockedBuffer
+	var out, errOut testkit.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(ctx, []string{"demo", "-listen", listen, "-ip", ip}, Env{Stdout: &out, Stderr: &errOut})

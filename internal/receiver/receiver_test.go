@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+
+	"streamlb/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -43,24 +45,6 @@ func (s *fakeSink) Events() []StreamEvent {
 	return append([]StreamEvent(nil), s.events...)
 }
 
-// syncBuffer is a bytes.Buffer safe for a log handler and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 var testNow = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
 // fixture is a Receiver under test with its fakes.
@@ -68,14 +52,14 @@ type fixture struct {
 	r    *Receiver
 	sink *fakeSink
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *testkit.Buffer
 }
 
 // newFixture builds a Receiver from opts, filling in a fake Sink, a fresh
 // registry, a debug-level text logger and a fixed clock where unset.
 func newFixture(t *testing.T, opts Options) *fixture {
 	t.Helper()
-	f := &fixture{sink: &fakeSink{}, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	f := &fixture{sink: &fakeSink{}, reg: prometheus.NewRegistry(), logs: &testkit.Buffer{}}
 	if opts.Sink == nil {
 		opts.Sink = f.sink
 	}
@@ -643,7 +627,7 @@ func TestSinkFunc(t *testing.T) {
 func TestMalformedWarningsRateLimited(t *testing.T) {
 	var mu sync.Mutex
 	now := testNow
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	f := newFixture(t, Options{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Now: func() time.Time {

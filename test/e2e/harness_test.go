@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +23,7 @@ import (
 	"streamlb/internal/controller"
 	"streamlb/internal/ems"
 	"streamlb/internal/emsim"
+	"streamlb/internal/testkit"
 )
 
 // Binaries built once for the tests that run streamlb and emsim as
@@ -87,7 +86,7 @@ type groupOpts struct {
 	keepAlive   *bool
 	noEvents    bool // the members post their events nowhere
 	extraParams string
-	logs        *syncBuffer
+	logs        *testkit.Buffer
 }
 
 // group is a running balancer and its in-process emulated members.
@@ -310,24 +309,6 @@ func (g *group) checkNoReplicaOfReplica(origins map[string]int) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes (a log sink).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func ptr[T any](v T) *T { return &v }
 
 type controllerConflict = controller.Conflict
@@ -359,28 +340,9 @@ func postEvent(t *testing.T, url, body string, want int) {
 // include every pair in match.
 func counterSum(t *testing.T, reg prometheus.Gatherer, family string, match map[string]string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
+	sum, err := testkit.CounterSum(reg, family, match)
 	if err != nil {
 		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != family {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range match {
-				if labels[k] != v {
-					continue metrics
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
 	}
 	return sum
 }

@@ -15,6 +15,7 @@ import (
 
 	"streamlb/internal/ems"
 	"streamlb/internal/emsim"
+	"streamlb/internal/testkit"
 )
 
 // proc is a program started by a test and killed at its end.
@@ -22,13 +23,13 @@ type proc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	args []string
-	out  *syncBuffer
+	out  *testkit.Buffer
 	done chan error
 }
 
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, args: args, out: &syncBuffer{}}
+	p := &proc{t: t, args: args, out: &testkit.Buffer{}}
 	p.start(bin)
 	t.Cleanup(func() { p.kill() })
 	return p

@@ -9,6 +9,7 @@ import (
 
 	"streamlb/internal/config"
 	"streamlb/internal/ems"
+	"streamlb/internal/testkit"
 )
 
 func TestStreamOnAnyMemberIsPulledByEveryOtherWithinOneSecond(t *testing.T) {
@@ -256,7 +257,7 @@ func TestTwoGroupsSharingAMemberKeepTheirReplicas(t *testing.T) {
 }
 
 func TestWrongCredentialsForOneMember(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	g := newGroup(t, groupOpts{members: []memberConf{{proxy: true, password: "wrong-password-xyz"}, {}, {}}, logs: logs, resync: 2 * time.Second})
 	if err := g.member(1).Publish("cam"); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"streamlb/internal/app"
 	"streamlb/internal/config"
 	"streamlb/internal/emsim"
+	"streamlb/internal/testkit"
 )
 
 // guarded is a balancer whose event sink is guarded by events_token or
@@ -26,7 +27,7 @@ type guarded struct {
 	app  *app.App
 	ips  []string
 	base string // http://HOST:PORT
-	logs *syncBuffer
+	logs *testkit.Buffer
 }
 
 func newGuarded(t *testing.T, params func(ips []string) string, eventsPath string) *guarded {
@@ -52,7 +53,7 @@ func newGuarded(t *testing.T, params func(ips []string) string, eventsPath strin
 		ln.Close()
 		t.Fatalf("config: %v\n%s", err, text)
 	}
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	a, err := app.New(app.Options{Config: cfg, SinkListener: ln,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {

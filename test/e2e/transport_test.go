@@ -25,6 +25,7 @@ import (
 	"streamlb/internal/app"
 	"streamlb/internal/config"
 	"streamlb/internal/emsim"
+	"streamlb/internal/testkit"
 )
 
 // testCA is a certificate authority made for one test.
@@ -134,7 +135,7 @@ func TestHTTPSAPIProxy(t *testing.T) {
 			if err != nil {
 				t.Fatalf("config: %v\n%s", err, text)
 			}
-			logs := &syncBuffer{}
+			logs := &testkit.Buffer{}
 			a, err := app.New(app.Options{Config: cfg, Logger: newTextLogger(logs)})
 			if err != nil {
 				t.Fatal(err)
@@ -192,6 +193,6 @@ func prefixComma(s string) string {
 	return ", " + s
 }
 
-func newTextLogger(w *syncBuffer) *slog.Logger {
+func newTextLogger(w *testkit.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

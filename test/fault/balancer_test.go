@@ -15,6 +15,7 @@ import (
 
 	"streamlb/internal/app"
 	"streamlb/internal/config"
+	"streamlb/internal/testkit"
 )
 
 // Timings of the balancers under test: short, so that a round of faults
@@ -221,29 +222,7 @@ func (b *balancer) callsByLabel() map[string]float64 {
 // counterSum adds up the counters of family in reg whose labels include
 // every pair in match.
 func counterSum(reg prometheus.Gatherer, family string, match map[string]string) float64 {
-	mfs, err := reg.Gather()
-	if err != nil {
-		return 0
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != family {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range match {
-				if labels[k] != v {
-					continue next
-				}
-			}
-			sum += m.GetCounter().GetValue()
-		}
-	}
+	sum, _ := testkit.CounterSum(reg, family, match)
 	return sum
 }
 
