@@ -114,6 +114,8 @@ type Controller struct {
 	sources map[string]map[*member]*source
 	unknown map[string]struct{} // event origins already logged
 	resync  ResyncStatus
+	// lastReload is the result of the last config reload, nil before one.
+	lastReload *ReloadStatus
 	gen     uint64        // orders listings and this controller's changes
 	ready   chan struct{} // closed once the first resync finished
 	isReady bool

@@ -16,6 +16,7 @@ type Status struct {
 	Conflicts  []Conflict     `json:"conflicts"`
 	QueueDepth int            `json:"queue_depth"`
 	LastResync *ResyncStatus  `json:"last_resync"`
+	LastReload *ReloadStatus  `json:"last_reload,omitempty"`
 }
 
 // MemberStatus is one member's health.
@@ -112,6 +113,10 @@ func (c *Controller) snapshotLocked(now time.Time) Status {
 	if !c.resync.At.IsZero() {
 		r := c.resync
 		st.LastResync = &r
+	}
+	if c.lastReload != nil {
+		r := *c.lastReload
+		st.LastReload = &r
 	}
 	return st
 }

@@ -1,0 +1,46 @@
+package controller
+
+import "time"
+
+// Tunables are the settings a running controller applies at once on a
+// config reload (SIGHUP), without a restart.
+type Tunables struct {
+	Include, Exclude  []string
+	ResyncInterval    time.Duration
+	TeardownGrace     time.Duration
+	MaxInflight       int
+	MaxPullsPerSecond float64 // 0: no cap
+}
+
+// ReloadStatus describes the last config reload, for the status document.
+type ReloadStatus struct {
+	At    time.Time `json:"at"`
+	OK    bool      `json:"ok"`
+	Error string    `json:"error,omitempty"`
+}
+
+// SetTunables applies t to the running controller: the scope patterns and
+// timings from the next decision on, the caps from the next call on. Zero
+// durations and counts take the defaults, as in Options.
+func (c *Controller) SetTunables(t Tunables) {
+	o := Options{ResyncInterval: t.ResyncInterval, TeardownGrace: t.TeardownGrace, MaxInflight: t.MaxInflight}
+	o.setDefaults()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opts.Include, c.opts.Exclude = t.Include, t.Exclude
+	c.opts.ResyncInterval, c.opts.TeardownGrace = o.ResyncInterval, o.TeardownGrace
+	c.opts.MaxInflight = o.MaxInflight
+	c.opts.MaxPullsPerSecond = t.MaxPullsPerSecond
+	now := time.Now()
+	for _, m := range c.members {
+		c.diffLocked(m, now)
+	}
+}
+
+// SetLastReload records the result of the last config reload; the status
+// document carries it as last_reload.
+func (c *Controller) SetLastReload(r ReloadStatus) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastReload = &r
+}
