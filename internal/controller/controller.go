@@ -116,9 +116,9 @@ type Controller struct {
 	resync  ResyncStatus
 	// lastReload is the result of the last config reload, nil before one.
 	lastReload *ReloadStatus
-	gen     uint64        // orders listings and this controller's changes
-	ready   chan struct{} // closed once the first resync finished
-	isReady bool
+	gen        uint64        // orders listings and this controller's changes
+	ready      chan struct{} // closed once the first resync finished
+	isReady    bool
 
 	runCtx   context.Context // set by Run; member goroutines derive from it
 	wg       sync.WaitGroup

@@ -17,6 +17,11 @@ const (
 	tagOrigin = "_streamlb_origin"
 )
 
+// UserAgent is the emulateUserAgent of every replica pull: the origin
+// lists the pull as an outbound stream with this userAgent, which tells it
+// apart from a player. Anything beginning with "streamlb" is a replica.
+const UserAgent = "streamlb"
+
 // Replica states, as reported in status.
 const (
 	StatePresent  = "present"

@@ -106,7 +106,9 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		URI:             uri,
 		LocalStreamName: name,
 		KeepAlive:       &keep,
-		Vars:            map[string]string{tagGroup: c.opts.Group, tagOrigin: origin.spec.Address},
+		// Players and replica pulls are told apart by it (DESIGN §6).
+		EmulateUserAgent: UserAgent,
+		Vars:             map[string]string{tagGroup: c.opts.Group, tagOrigin: origin.spec.Address},
 	}
 	var res ems.PullResult
 	err := c.call(ctx, m, "pullStream", func(ctx context.Context) error {
