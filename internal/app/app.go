@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"streamlb/internal/buildinfo"
 	"streamlb/internal/config"
 	"streamlb/internal/controller"
 	"streamlb/internal/ems"
@@ -35,7 +36,7 @@ type Options struct {
 	Config *config.Config
 	Logger *slog.Logger // nil: discard
 	// Registry receives every metric; nil: a new one with the Go and
-	// process collectors.
+	// process collectors and streamlb_build_info.
 	Registry *prometheus.Registry
 	// CallTimeout bounds every EMS call; 0: 10s.
 	CallTimeout time.Duration
@@ -74,7 +75,7 @@ func New(opts Options) (*App, error) {
 	reg := opts.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.NewCollector())
 	}
 	specs, err := MemberSpecs(opts.Config)
 	if err != nil {
