@@ -174,6 +174,7 @@ func refStream(m map[string]any) StreamInfo {
 	s.UniqueID, _ = strconv.ParseUint(num(m["uniqueId"]), 10, 64)
 	s.TypeNumeric, _ = strconv.ParseUint(num(m["typeNumeric"]), 10, 64)
 	s.ConnectionType, _ = strconv.Atoi(num(m["connectionType"]))
+	s.Created, _ = strconv.ParseFloat(num(m["creationTimestamp"]), 64)
 	if ps, ok := m["pullSettings"].(map[string]any); ok {
 		pc := refPull(ps)
 		s.PullSettings = &pc

@@ -267,6 +267,9 @@ type wireStream struct {
 	TypeNumeric    uint64          `json:"typeNumeric"`
 	ConnectionType int             `json:"connectionType"`
 	PullSettings   *wirePullConfig `json:"pullSettings"`
+	// CreationTimestamp is in milliseconds since the Unix epoch, printed
+	// with four decimals by EMS.
+	CreationTimestamp float64 `json:"creationTimestamp"`
 }
 
 func (w wireStream) info() StreamInfo {
@@ -277,6 +280,7 @@ func (w wireStream) info() StreamInfo {
 		IP:             w.IP.s,
 		TypeNumeric:    w.TypeNumeric,
 		ConnectionType: w.ConnectionType,
+		Created:        w.CreationTimestamp,
 	}
 	if w.PullSettings != nil {
 		pc := w.PullSettings.pc

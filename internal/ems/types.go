@@ -92,6 +92,9 @@ type StreamInfo struct {
 	ConnectionType int
 	// PullSettings is the pull configuration of a pulled stream, else nil.
 	PullSettings *PullConfig
+	// Created is the stream's creationTimestamp as its EMS reports it:
+	// milliseconds since the Unix epoch, 0 when not reported.
+	Created float64
 }
 
 // Connection types of StreamInfo.ConnectionType.
