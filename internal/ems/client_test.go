@@ -321,7 +321,7 @@ func TestSpotChecks(t *testing.T) {
 		}
 		want := []StreamInfo{{
 			UniqueID: 2, Name: "mystream", Type: "INR", IP: "192.168.2.121",
-			TypeNumeric: 5282249572905648128, ConnectionType: 1,
+			TypeNumeric: 5282249572905648128, ConnectionType: 1, Created: 1460353344514.988,
 			PullSettings: &PullConfig{ConfigID: 1, LocalStreamName: "mystream", URI: "rtmp://streaming.cityofboston.gov/live/cable", KeepAlive: true},
 		}}
 		if diff := cmp.Diff(want, got); diff != "" {
