@@ -82,6 +82,8 @@ type Config struct {
 	// Members are the destinations in file order, then Host (if any) last.
 	// No two share an address or a name.
 	Members []Member
+	// Play is the viewer placement block, or nil when it is absent.
+	Play *Play
 }
 
 // Member is one EMS of the group.
@@ -111,6 +113,9 @@ type Member struct {
 	// IsHost reports whether the member is the config's host (the local EMS
 	// of a sidecar deployment).
 	IsHost bool
+	// Placement is how players reach the member; filled only when Play is
+	// set (see play.go).
+	Placement Placement
 }
 
 // Load reads and parses the config file at path. Relative paths in it

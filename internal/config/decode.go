@@ -103,7 +103,7 @@ func parameterKeys() []string {
 		"listen", "admin_listen", "admin_password",
 		"group", "resync_interval", "teardown_grace", "keep_alive", "app_name",
 		"include", "exclude", "max_inflight", "max_pulls_per_second",
-		"events_token", "allowed_sources",
+		"events_token", "allowed_sources", playKey,
 	}
 }
 
@@ -191,6 +191,7 @@ func (d *decoder) parameters(cfg *Config, v *hujson.Value) {
 	if n := len(cfg.Members); n > 0 && cfg.Members[n-1].IsHost {
 		cfg.Host = &cfg.Members[n-1]
 	}
+	d.play(p, cfg)
 }
 
 // patterns decodes a list of glob patterns.

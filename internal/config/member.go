@@ -23,6 +23,7 @@ func memberKeys(host bool) []string {
 	if host {
 		keys = append(keys, "api")
 	}
+	keys = append(keys, placementKeys()...)
 	return keys
 }
 
@@ -83,6 +84,7 @@ func (d *decoder) member(path string, v *hujson.Value, host bool) *decl {
 	apiPort := o.port("apiPort", DefaultAPIPort)
 	style := o.oneOf("proxyStyle", "query", "query", "encoded")
 	scheme := o.oneOf("scheme", "http", "http", "https")
+	m.Placement = placement(o, m.Address, ewsPort)
 
 	var base string
 	if api, ok := o.str("api"); ok {
