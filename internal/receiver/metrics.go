@@ -13,6 +13,7 @@ const (
 	resultUnauthorized = "unauthorized" // 401
 	resultForbidden    = "forbidden"    // 403
 	resultTooLarge     = "too_large"    // 413
+	resultTimeout      = "timeout"      // 408: the body did not arrive in time
 )
 
 // typeUnknown is the type label of a request whose body was not decoded
@@ -24,6 +25,9 @@ const typeOther = "other"
 
 type metrics struct {
 	events *prometheus.CounterVec
+	// badIP counts stream events whose payload.ip is no IP address; they
+	// are handed on as if it were absent.
+	badIP prometheus.Counter
 }
 
 // newMetrics registers the receiver's metrics on reg; a nil reg registers
@@ -33,10 +37,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		events: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "streamlb_events_received_total",
 			Help: "EMS event POSTs received, by event type and result " +
-				"(accepted, ignored, malformed, unauthorized, forbidden, too_large). " +
+				"(accepted, ignored, malformed, unauthorized, forbidden, too_large, timeout; " +
+				"name_too_long, uri_too_long, too_many_vars, var_too_long: acknowledged, not acted on). " +
 				"Types outside the known EMS list are \"other\"; requests rejected before " +
 				"their type was read are \"unknown\".",
 		}, []string{"type", "result"}),
+		badIP: promauto.With(reg).NewCounter(prometheus.CounterOpts{
+			Name: "streamlb_events_invalid_ip_total",
+			Help: "Stream events whose payload.ip is not an IP address; they are handled as if it were absent.",
+		}),
 	}
 	// Create the series a dashboard looks for first, so they read 0
 	// rather than being absent.
@@ -44,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.events.WithLabelValues(t, resultAccepted)
 		m.events.WithLabelValues(t, resultMalformed)
 	}
-	for _, r := range []string{resultMalformed, resultUnauthorized, resultForbidden, resultTooLarge} {
+	for _, r := range []string{resultMalformed, resultUnauthorized, resultForbidden, resultTooLarge, resultTimeout} {
 		m.events.WithLabelValues(typeUnknown, r)
 	}
 	return m

@@ -2,11 +2,14 @@
 // event sinks POST their JSON notifications to (POST /evowebservices/).
 //
 // It checks the sender (allowed source addresses, optional events token),
-// reads a bounded body, decodes the EMS event envelope, answers at once
-// (200 for every well-formed event, 400/401/403/413 otherwise) and hands
-// inStreamCreated and inStreamClosed events to a Sink. Every other event type
-// is acknowledged and counted, nothing more. The receiver keeps no state and
-// starts no goroutines.
+// reads a bounded body within a deadline, decodes the EMS event envelope,
+// answers at once (200 for every well-formed event, 400/401/403/408/413
+// otherwise) and hands inStreamCreated and inStreamClosed events to a Sink.
+// Every other event type is acknowledged and counted, nothing more. What it
+// hands on is bounded (see MaxNameBytes and the constants beside it): an
+// event past a bound is acknowledged, counted and dropped, and every string
+// from a request is cut short before it reaches a log line. The receiver
+// keeps no state beyond its settings and starts no goroutines.
 package receiver
 
 import (
@@ -18,10 +21,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +36,13 @@ import (
 
 // DefaultMaxBodyBytes is the body size limit when Options.MaxBodyBytes is 0.
 const DefaultMaxBodyBytes = 1 << 20
+
+// DefaultBodyTimeout is how long a request's body may take to arrive when
+// Options.BodyTimeout is 0. EMS posts a few hundred bytes at once.
+const DefaultBodyTimeout = 5 * time.Second
+
+// logBytes is the most of any string from a request a log line shows.
+const logBytes = 200
 
 // routePrefix is the path EMS sinks post to, as the original web services
 // used it.
@@ -73,6 +86,10 @@ type Options struct {
 	// MaxBodyBytes bounds the body; a larger one is answered 413. Zero or
 	// less means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BodyTimeout bounds how long the body may take to arrive, from when
+	// the handler starts reading it; a slower one is answered 408. Zero or
+	// less means DefaultBodyTimeout.
+	BodyTimeout time.Duration
 	// Now returns the current time, for StreamEvent.Received; nil means
 	// time.Now.
 	Now func() time.Time
@@ -96,15 +113,29 @@ func (o Options) LogValue() slog.Value { return slog.StringValue(o.String()) }
 // Receiver is the event sink's HTTP handler. Create it with New. It is safe
 // for concurrent use and holds no goroutines, so it needs no closing.
 type Receiver struct {
-	sink       Sink
-	logger     *slog.Logger
-	metrics    *metrics
-	hasToken   bool
-	tokenHash  [sha256.Size]byte
-	allowed    []netip.Prefix
-	maxBody    int64
-	now        func() time.Time
-	complaints map[string]*rate.Limiter // by result; read-only after New
+	sink        Sink
+	logger      *slog.Logger
+	metrics     *metrics
+	access      atomic.Pointer[access]
+	maxBody     int64
+	bodyTimeout time.Duration
+	now         func() time.Time
+	complaints  map[string]*rate.Limiter // by result; read-only after New
+}
+
+// access is who may post: replaced as a whole by SetAccess.
+type access struct {
+	hasToken  bool
+	tokenHash [sha256.Size]byte
+	allowed   []netip.Prefix
+}
+
+func newAccess(token string, allowed []netip.Prefix) *access {
+	a := &access{hasToken: token != "", allowed: append([]netip.Prefix(nil), allowed...)}
+	if a.hasToken {
+		a.tokenHash = sha256.Sum256([]byte(token))
+	}
+	return a
 }
 
 // New returns a Receiver configured by opts. It registers its metrics on
@@ -115,28 +146,27 @@ func New(opts Options) *Receiver {
 		panic("receiver: New called with a nil Options.Sink")
 	}
 	r := &Receiver{
-		sink:     opts.Sink,
-		logger:   opts.Logger,
-		metrics:  newMetrics(opts.Registerer),
-		hasToken: opts.Token != "",
-		allowed:  append([]netip.Prefix(nil), opts.AllowedSources...),
-		maxBody:  opts.MaxBodyBytes,
-		now:      opts.Now,
-		complaints: map[string]*rate.Limiter{
-			resultMalformed:    rate.NewLimiter(rate.Every(complaintInterval), 1),
-			resultUnauthorized: rate.NewLimiter(rate.Every(complaintInterval), 1),
-			resultForbidden:    rate.NewLimiter(rate.Every(complaintInterval), 1),
-			resultTooLarge:     rate.NewLimiter(rate.Every(complaintInterval), 1),
-		},
+		sink:        opts.Sink,
+		logger:      opts.Logger,
+		metrics:     newMetrics(opts.Registerer),
+		maxBody:     opts.MaxBodyBytes,
+		bodyTimeout: opts.BodyTimeout,
+		now:         opts.Now,
+		complaints:  map[string]*rate.Limiter{},
 	}
-	if r.hasToken {
-		r.tokenHash = sha256.Sum256([]byte(opts.Token))
+	for _, result := range []string{resultMalformed, resultUnauthorized, resultForbidden, resultTooLarge, resultTimeout,
+		resultNameTooLong, resultURITooLong, resultTooManyVars, resultVarTooLong, resultBadIP} {
+		r.complaints[result] = rate.NewLimiter(rate.Every(complaintInterval), 1)
 	}
+	r.access.Store(newAccess(opts.Token, opts.AllowedSources))
 	if r.logger == nil {
 		r.logger = slog.New(slog.DiscardHandler)
 	}
 	if r.maxBody <= 0 {
 		r.maxBody = DefaultMaxBodyBytes
+	}
+	if r.bodyTimeout <= 0 {
+		r.bodyTimeout = DefaultBodyTimeout
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -144,17 +174,23 @@ func New(opts Options) *Receiver {
 	return r
 }
 
-// Register adds the event sink's routes to mux: "POST /evowebservices" and
-// "POST /evowebservices/", and with a token also
-// "POST /evowebservices/{token}" and "POST /evowebservices/{token}/".
-// Other methods on those paths get 405 from the mux.
+// SetAccess replaces the events token and the allowed sources (config
+// keys events_token and allowed_sources) for every request from now on;
+// requests already past their checks are not affected. It is safe to call
+// while the Receiver serves.
+func (r *Receiver) SetAccess(token string, allowed []netip.Prefix) {
+	r.access.Store(newAccess(token, allowed))
+}
+
+// Register adds the event sink's routes to mux: "POST /evowebservices",
+// "POST /evowebservices/", "POST /evowebservices/{token}" and
+// "POST /evowebservices/{token}/" (the last two answer 404 while no token
+// is set). Other methods on those paths get 405 from the mux.
 func (r *Receiver) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+routePrefix, r)
 	mux.Handle("POST "+routePrefix+"/", r)
-	if r.hasToken {
-		mux.Handle("POST "+routePrefix+"/{token}", r)
-		mux.Handle("POST "+routePrefix+"/{token}/", r)
-	}
+	mux.Handle("POST "+routePrefix+"/{token}", r)
+	mux.Handle("POST "+routePrefix+"/{token}/", r)
 }
 
 // ServeHTTP handles one event POST, whatever route led to it: the path must
@@ -165,31 +201,38 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
+	acc := r.access.Load()
 	pathToken, trailingSlash, ok := splitPath(req.URL.Path)
-	if !ok || (pathToken != "" && !r.hasToken) {
+	if !ok || (pathToken != "" && !acc.hasToken) {
 		r.logger.Debug("event POST to an unknown path", "peer", req.RemoteAddr,
-			"path", redactedTarget(req, pathToken, trailingSlash))
+			"path", clip(redactedTarget(req, pathToken, trailingSlash), logBytes))
 		writeError(w, http.StatusNotFound, "not found")
 		return
 	}
 	peer := peerAddr(req.RemoteAddr)
 
-	if !r.sourceAllowed(peer) {
+	if !acc.sourceAllowed(peer) {
 		r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultForbidden,
 			http.StatusForbidden, "source address not allowed", nil)
 		return
 	}
-	if r.hasToken && !r.tokenOK(pathToken, req) {
+	if acc.hasToken && !acc.tokenOK(pathToken, req) {
 		r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultUnauthorized,
 			http.StatusUnauthorized, "missing or wrong events token", nil)
 		return
 	}
 
-	body, err := readBody(w, req, r.maxBody)
+	body, err := readBody(w, req, r.maxBody, r.bodyTimeout)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultTooLarge,
 				http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", r.maxBody), nil)
+			return
+		}
+		if isTimeout(err) {
+			w.Header().Set("Connection", "close")
+			r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultTimeout,
+				http.StatusRequestTimeout, fmt.Sprintf("body not received within %v", r.bodyTimeout), nil)
 			return
 		}
 		r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultMalformed,
@@ -203,25 +246,56 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if typ == "" {
 			typ = typeUnknown
 		}
+		// The message may quote a key of the body: bounded, as all else.
 		r.reject(w, req, pathToken, trailingSlash, typ, resultMalformed,
-			http.StatusBadRequest, err.Error(), body)
+			http.StatusBadRequest, clip(err.Error(), logBytes), body)
 		return
 	}
 
 	if ev.Stream == nil {
 		r.metrics.count(ev.Type, resultIgnored)
-		r.logger.Debug("event ignored", "type", ev.Type, "peer", peer)
+		if r.logger.Enabled(req.Context(), slog.LevelDebug) {
+			r.logger.Debug("event ignored", "type", clip(ev.Type, logBytes), "peer", peer)
+		}
 		writeOK(w)
 		return
 	}
 	s := *ev.Stream
+	if result, why := outOfBounds(&s); result != "" {
+		// Acknowledged, as every well-formed event is, but not acted on.
+		r.complain(req, result, "stream event out of bounds; acknowledged, not acted on", ev.Type,
+			"error", why, "stream", clip(s.Name, logBytes), "peer", peer)
+		r.metrics.count(ev.Type, result)
+		writeOK(w)
+		return
+	}
+	if s.IP != "" && !validIP(s.IP) {
+		r.metrics.badIP.Inc()
+		r.complain(req, resultBadIP, "payload.ip is not an IP address; handled as absent", ev.Type,
+			"ip", clip(s.IP, logBytes), "ip_bytes", len(s.IP), "stream", clip(s.Name, logBytes), "peer", peer)
+		s.IP = ""
+	}
 	s.Peer = peer
 	s.Received = r.now()
 	r.sink.HandleStreamEvent(s)
 	r.metrics.count(ev.Type, resultAccepted)
-	r.logger.Debug("stream event accepted", "type", s.Type, "stream", s.Name, "ip", s.IP,
-		"peer", peer, "connection_type", s.ConnectionType)
+	if r.logger.Enabled(req.Context(), slog.LevelDebug) {
+		r.logger.Debug("stream event accepted", "type", s.Type, "stream", clip(s.Name, logBytes), "ip", s.IP,
+			"peer", peer, "connection_type", s.ConnectionType)
+	}
 	writeOK(w)
+}
+
+// complain logs msg at warn level at most once per complaintInterval for
+// each result, else at debug level.
+func (r *Receiver) complain(req *http.Request, result, msg, typ string, attrs ...any) {
+	level := slog.LevelDebug
+	if lim := r.complaints[result]; lim != nil && lim.AllowN(r.now(), 1) {
+		level = slog.LevelWarn
+	}
+	if r.logger.Enabled(req.Context(), level) {
+		r.logger.Log(req.Context(), level, msg, append([]any{"result", result, "type", clip(typ, logBytes)}, attrs...)...)
+	}
 }
 
 // reject answers status with msg, counts it and logs it: at warn level at
@@ -236,21 +310,21 @@ func (r *Receiver) reject(w http.ResponseWriter, req *http.Request, pathToken st
 	if r.logger.Enabled(req.Context(), level) {
 		attrs := []any{
 			"result", result, "status", status, "error", msg,
-			"peer", req.RemoteAddr, "path", redactedTarget(req, pathToken, trailingSlash),
+			"peer", req.RemoteAddr, "path", clip(redactedTarget(req, pathToken, trailingSlash), logBytes),
 		}
 		if body != nil {
-			attrs = append(attrs, "body_bytes", len(body), "body_excerpt", excerpt(body, 200))
+			attrs = append(attrs, "body_bytes", len(body), "body_excerpt", excerpt(body, logBytes))
 		}
 		r.logger.Log(req.Context(), level, "event POST rejected", attrs...)
 	}
 	writeError(w, status, msg)
 }
 
-func (r *Receiver) sourceAllowed(peer netip.Addr) bool {
-	if len(r.allowed) == 0 {
+func (a *access) sourceAllowed(peer netip.Addr) bool {
+	if len(a.allowed) == 0 {
 		return true
 	}
-	for _, p := range r.allowed {
+	for _, p := range a.allowed {
 		if p.Contains(peer) {
 			return true
 		}
@@ -261,7 +335,7 @@ func (r *Receiver) sourceAllowed(peer netip.Addr) bool {
 // tokenOK reports whether the request carries the events token: in the
 // path when the path has one, else in the token query parameter. The
 // comparison takes the same time whatever the tokens' contents and lengths.
-func (r *Receiver) tokenOK(pathToken string, req *http.Request) bool {
+func (a *access) tokenOK(pathToken string, req *http.Request) bool {
 	got := pathToken
 	if got == "" {
 		got = req.URL.Query().Get("token")
@@ -270,7 +344,7 @@ func (r *Receiver) tokenOK(pathToken string, req *http.Request) bool {
 		return false
 	}
 	h := sha256.Sum256([]byte(got))
-	return subtle.ConstantTimeCompare(h[:], r.tokenHash[:]) == 1
+	return subtle.ConstantTimeCompare(h[:], a.tokenHash[:]) == 1
 }
 
 // splitPath checks that path is /evowebservices, /evowebservices/,
@@ -340,18 +414,29 @@ func peerAddr(remote string) netip.Addr {
 }
 
 // readBody reads the whole body, failing with *http.MaxBytesError past
-// limit bytes.
-func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, error) {
+// limit bytes and with a timeout error when it takes longer than timeout.
+// The buffer grows as the bytes arrive: a declared Content-Length reserves
+// nothing.
+func readBody(w http.ResponseWriter, req *http.Request, limit int64, timeout time.Duration) ([]byte, error) {
+	// Not every ResponseWriter supports deadlines (httptest's recorder
+	// does not); the server's ReadTimeout still applies then.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
 	rd := http.MaxBytesReader(w, req.Body, limit)
 	defer func() { _ = rd.Close() }()
 	var buf bytes.Buffer
-	if n := req.ContentLength; n > 0 && n <= limit {
-		buf.Grow(int(n) + bytes.MinRead)
-	}
 	if _, err := buf.ReadFrom(rd); err != nil {
 		return nil, fmt.Errorf("read event body: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// isTimeout reports whether err is a read deadline passing.
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }
 
 func writeOK(w http.ResponseWriter) {

@@ -588,9 +588,9 @@ func TestMetricCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Pre-created: 2 types x 2 results + 4 unknown; then timerTriggered and other.
-	if n != 10 {
-		t.Errorf("registry holds %d series of streamlb_events_received_total, want 10", n)
+	// Pre-created: 2 types x 2 results + 5 unknown; then timerTriggered and other.
+	if n != 11 {
+		t.Errorf("registry holds %d series of streamlb_events_received_total, want 11", n)
 	}
 }
 
