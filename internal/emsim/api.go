@@ -94,7 +94,7 @@ func (m *Member) serveEMS(w http.ResponseWriter, r *http.Request, command, rawQu
 		return
 	}
 	f := m.Faults()
-	if f.Down {
+	if f.Down || f.APIDown {
 		dropConnection(w)
 		return
 	}

@@ -424,6 +424,14 @@ func TestControlRoutes(t *testing.T) {
 			}
 			return ""
 		}},
+		{"/_emsim/faults?api_down=1", 200, func() string {
+			if f := m.Faults(); f != (Faults{APIDown: true}) {
+				return "api_down not set alone"
+			}
+			return ""
+		}},
+		{"/_emsim/faults?api_down=maybe", 400, nil},
+		{"/_emsim/faults", 200, nil},
 		{"/_emsim/faults?latency=soon", 400, nil},
 		{"/_emsim/faults?error_rate=2", 400, nil},
 		{"/_emsim/external?uri=rtmp://cam.example.org/live/z&available=0", 200, func() string {

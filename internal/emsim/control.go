@@ -14,20 +14,25 @@ import (
 //
 //	POST /_emsim/publish?name=X
 //	POST /_emsim/unpublish?name=X
-//	POST /_emsim/faults?latency=50ms&error_rate=0.1&down=1 (no parameters: clear)
+//	POST /_emsim/faults?latency=50ms&error_rate=0.1&api_down=1&down=1 (no parameters: clear)
 //	POST /_emsim/external?uri=U&available=0|1
 //	POST /_emsim/publish?prefix=P&count=N (P0 … PN-1 at once)
 //	POST /_emsim/restart (see Member.Restart)
 //	GET /_emsim/stats (see Member.Stats)
 //	GET /_emsim/pulls?since=UNIXNANO (see Member.PullTimes)
+//	GET /_emsim/media (the media plane: see serveMedia)
 //
-// The POST routes answer {"ok":true}, or 400 with {"ok":false,"error":"..."}.
+// The POST routes answer {"ok":true}, or 400 (409 for a name a pull holds,
+// 404 for an unknown stream) with {"ok":false,"error":"..."}.
 func (m *Member) serveControl(w http.ResponseWriter, r *http.Request) {
 	var err error
 	status := http.StatusBadRequest
 	switch r.URL.Path {
 	case "/_emsim/stats", "/_emsim/pulls":
 		m.serveObservation(w, r)
+		return
+	case "/_emsim/media":
+		m.serveMedia(w, r)
 		return
 	case "/_emsim/publish", "/_emsim/unpublish", "/_emsim/faults", "/_emsim/external", "/_emsim/restart":
 		if r.Method != http.MethodPost {
@@ -102,6 +107,41 @@ func (m *Member) serveObservation(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
+// serveMedia answers GET /_emsim/media with the names of the streams m
+// serves to pulls, {"streams":["a","b"]}: the media plane of a member, which
+// emulators in other processes check instead of the EMS API. API faults do
+// not touch it; while m is down its connection is closed unanswered.
+func (m *Member) serveMedia(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeControl(w, http.StatusMethodNotAllowed, errors.New("method not allowed: use GET"))
+		return
+	}
+	m.mu.Lock()
+	if m.faults.Down {
+		m.mu.Unlock()
+		dropConnection(w)
+		return
+	}
+	b := make([]byte, 0, 16+len(m.streams)*24)
+	b = append(b, `{"streams":[`...)
+	first := true
+	m.eachStreamLocked(func(st *stream) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendString(b, st.name)
+	})
+	m.mu.Unlock()
+	b = append(b, "]}\n"...)
+	m.mediaChecks.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
 func (m *Member) controlExternal(q url.Values) error {
 	uri := q.Get("uri")
 	if uri == "" {
@@ -118,8 +158,8 @@ func (m *Member) controlExternal(q url.Values) error {
 	return nil
 }
 
-// parseFaults reads latency (a Go duration), error_rate (0 to 1) and down
-// (0/1/true/false); parameters left out are zero, so no parameters clear
+// parseFaults reads latency (a Go duration), error_rate (0 to 1), api_down
+// and down (0/1/true/false); parameters left out are zero, so no parameters clear
 // every fault.
 func parseFaults(q url.Values) (Faults, error) {
 	var f Faults
@@ -136,6 +176,13 @@ func parseFaults(q url.Values) (Faults, error) {
 			return f, fmt.Errorf("faults: error_rate %q is not a number from 0 to 1", v)
 		}
 		f.ErrorRate = x
+	}
+	if v := q.Get("api_down"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return f, fmt.Errorf("faults: api_down %q is not a boolean", v)
+		}
+		f.APIDown = b
 	}
 	if v := q.Get("down"); v != "" {
 		b, err := strconv.ParseBool(v)

@@ -17,11 +17,13 @@
 // from any other host (an external camera) streams shortly after it is
 // requested unless it was made unavailable. Upstream members of the same
 // Cluster are checked in memory; members in other processes are checked over
-// HTTP with one listInboundStreamNames call per upstream member per second.
+// HTTP with one GET /_emsim/media per upstream member per second, a route of
+// the media plane that API faults do not touch.
 //
-// Faults (latency, a share of HTTP 500 answers, a member that is down) and
-// the emulated world (encoders publishing, external sources failing) are
-// driven through Member methods or, for the standalone program cmd/emsim,
+// Faults of the API (latency, a share of HTTP 500 answers, connections
+// closed unanswered), which pulls from the member outlive, a member that is
+// down, and the emulated world (encoders publishing, external sources
+// failing, players) are driven through Member methods or, for the standalone program cmd/emsim,
 // through control routes under /_emsim/ on the API port.
 //
 // The package is loopback-only: it refuses to bind any address outside

@@ -178,7 +178,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 }
 
 // TestPullFromOtherProcess pulls from a member of another Cluster, checked
-// over HTTP with batched listInboundStreamNames calls.
+// over HTTP with batched media-plane checks.
 func TestPullFromOtherProcess(t *testing.T) {
 	t.Parallel()
 	ca := newCluster(t, 1, Config{})
@@ -191,7 +191,7 @@ func TestPullFromOtherProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	start := a.CallCount("listInboundStreamNames")
+	start := a.Stats().MediaChecks
 	began := time.Now()
 	for i := range n {
 		mustSucceed(t, b, "pullStream", fmt.Sprintf("uri=rtmp://%s/live/s%d localStreamName=s%d keepAlive=1", a.IP(), i, i))
@@ -219,13 +219,16 @@ func TestPullFromOtherProcess(t *testing.T) {
 	if err := b.AwaitPullStatus(ctx, "s3", StatusDisconnected); err != nil {
 		t.Fatal(err)
 	}
-	calls := a.CallCount("listInboundStreamNames") - start
-	// One call per second (plus the first), never one per stream.
+	calls := a.Stats().MediaChecks - start
+	// One check per second (plus the first), never one per stream.
 	if limit := int64(time.Since(began).Seconds()) + 2; calls > limit {
-		t.Errorf("A answered %d listInboundStreamNames calls for %d pulls in %v, want at most %d",
+		t.Errorf("A answered %d media checks for %d pulls in %v, want at most %d",
 			calls, n, time.Since(began), limit)
 	}
 	if calls == 0 {
-		t.Errorf("A answered no listInboundStreamNames calls")
+		t.Errorf("A answered no media checks")
+	}
+	if api := a.CallCount("listInboundStreamNames"); api != 0 {
+		t.Errorf("A answered %d listInboundStreamNames calls, want none: upstream checks use the media plane", api)
 	}
 }

@@ -23,11 +23,18 @@ type Faults struct {
 	// ErrorRate is the share, from 0 to 1, of EMS API calls answered with
 	// HTTP 500.
 	ErrorRate float64
+	// APIDown makes every EMS API call (direct or proxied) have its
+	// connection closed without an answer.
+	APIDown bool
 	// Down makes every EMS API call have its connection closed without an
 	// answer, stops the member's events and makes pulls from it fail.
 	// Control routes keep answering.
 	Down bool
 }
+
+// Latency, ErrorRate and APIDown are API faults: they never touch the media
+// plane, so pulls from a member whose API fails keep streaming, as a real
+// EMS's RTMP port does while its HTTP API fails. Only Down stops the media.
 
 // PullConfigView is a snapshot of one pull configuration.
 type PullConfigView struct {
@@ -58,9 +65,11 @@ type Member struct {
 	apiLn, proxyLn   net.Listener
 	apiSrv, proxySrv *http.Server
 
-	calls callCounter
-	ev    *eventSender // nil when events are off
-	kick  chan struct{}
+	calls       callCounter
+	mediaChecks atomic.Int64 // GET /_emsim/media answered
+	fullChecks  atomic.Int64 // checks of every streaming pull done
+	ev          *eventSender // nil when events are off
+	kick        chan struct{}
 
 	pendMu   sync.Mutex // guards pendAll and pendGone; taken after mu, never before
 	pendAll  bool       // check every streaming pull

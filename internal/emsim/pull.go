@@ -497,6 +497,9 @@ func (m *Member) runDue(now time.Time) {
 // checkStreaming closes streaming pulls whose source went away: every
 // streaming pull when only is nil, else those pulling one of only.
 func (m *Member) checkStreaming(now time.Time, only []srcRef) {
+	if only == nil {
+		defer m.fullChecks.Add(1)
+	}
 	var batch []attempt
 	var refs []srcRef
 	m.mu.Lock()

@@ -22,6 +22,9 @@ type Stats struct {
 	// posted and answered, posted without an answer, and dropped because
 	// its queue was full.
 	EventsSent, EventsFailed, EventsDropped int64
+	// MediaChecks counts the media-plane checks (GET /_emsim/media) the
+	// member answered for emulators in other processes.
+	MediaChecks int64
 }
 
 // Stats returns m's counters.
@@ -30,6 +33,7 @@ func (m *Member) Stats() Stats {
 	s := Stats{Streams: len(m.streams), PullConfigs: len(m.configs), LastPull: m.lastPull}
 	m.mu.Unlock()
 	s.Calls = m.calls.all()
+	s.MediaChecks = m.mediaChecks.Load()
 	if m.ev != nil {
 		s.EventsSent, s.EventsFailed, s.EventsDropped = m.ev.sent.Load(), m.ev.failed.Load(), m.ev.dropped.Load()
 	}
@@ -122,6 +126,7 @@ func appendStatsJSON(b []byte, ip string, s Stats) []byte {
 		{"events_sent", s.EventsSent},
 		{"ip", ip},
 		{"last_pull_unix_nano", last},
+		{"media_checks", s.MediaChecks},
 		{"pull_configs", s.PullConfigs},
 		{"streams", s.Streams},
 	})

@@ -7,25 +7,25 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 )
 
 const (
 	// remoteFetchPeriod is how often a member in another process is asked
-	// for its inbound stream names while some pull depends on it.
+	// for the streams it serves while some pull depends on it.
 	remoteFetchPeriod = time.Second
 	// remoteIdle is how long a remote member stays watched after the last
 	// pull that needed it.
 	remoteIdle = 5 * time.Second
-	// remoteTimeout bounds one listInboundStreamNames call.
+	// remoteTimeout bounds one media-plane check.
 	remoteTimeout = 2 * time.Second
 )
 
 // remoteSet watches members in other processes: one watcher per address,
-// each calling listInboundStreamNames once per second while some pull of
-// this Cluster depends on it.
+// each asking the member's media plane (GET /_emsim/media, which API faults
+// do not touch) once per second while some pull of this Cluster depends on
+// it.
 type remoteSet struct {
 	c      *Cluster
 	client *http.Client
@@ -122,42 +122,32 @@ func (s *remoteSet) watch(ctx context.Context, host string, h *remoteHost) {
 	}
 }
 
-// fetch calls listInboundStreamNames on the member at host.
+// fetch asks the member at host which streams it serves.
 func (s *remoteSet) fetch(ctx context.Context, host string) (map[string]struct{}, error) {
 	ctx, cancel := context.WithTimeout(ctx, remoteTimeout)
 	defer cancel()
-	url := "http://" + net.JoinHostPort(host, itoa(s.c.cfg.APIPort)) + "/listInboundStreamNames"
+	url := "http://" + net.JoinHostPort(host, itoa(s.c.cfg.APIPort)) + "/_emsim/media"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, fmt.Errorf("list inbound stream names on %s: %w", host, err)
+		return nil, fmt.Errorf("check media of %s: %w", host, err)
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("list inbound stream names on %s: %w", host, err)
+		return nil, fmt.Errorf("check media of %s: %w", host, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("list inbound stream names on %s: %w", host, err)
-	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("list inbound stream names on %s: HTTP %d", host, resp.StatusCode)
+		return nil, fmt.Errorf("check media of %s: HTTP %d", host, resp.StatusCode)
 	}
-	var env struct {
-		Status string `json:"status"`
-		Data   []struct {
-			Name string `json:"name"`
-		} `json:"data"`
+	var body struct {
+		Streams []string `json:"streams"`
 	}
-	if err := json.Unmarshal([]byte(strings.TrimSpace(string(body))), &env); err != nil {
-		return nil, fmt.Errorf("list inbound stream names on %s: decode: %w", host, err)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&body); err != nil {
+		return nil, fmt.Errorf("check media of %s: decode: %w", host, err)
 	}
-	if env.Status != "SUCCESS" {
-		return nil, fmt.Errorf("list inbound stream names on %s: status %q", host, env.Status)
-	}
-	names := make(map[string]struct{}, len(env.Data))
-	for _, d := range env.Data {
-		names[d.Name] = struct{}{}
+	names := make(map[string]struct{}, len(body.Streams))
+	for _, n := range body.Streams {
+		names[n] = struct{}{}
 	}
 	return names, nil
 }
