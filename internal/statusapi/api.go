@@ -25,11 +25,13 @@ type API struct {
 	Logger     *slog.Logger
 }
 
-// Register adds the routes to mux.
+// Register adds the routes to mux. The state-changing ones (POST) refuse
+// cross-site browser requests (see CrossOriginProtection).
 func (a *API) Register(mux *http.ServeMux) {
+	protect := CrossOriginProtection()
 	mux.HandleFunc("GET /api/v1/status", a.status)
-	mux.HandleFunc("POST /api/v1/members/{name}/pause", a.pause)
-	mux.HandleFunc("POST /api/v1/members/{name}/resume", a.resume)
+	mux.Handle("POST /api/v1/members/{name}/pause", protect.Handler(http.HandlerFunc(a.pause)))
+	mux.Handle("POST /api/v1/members/{name}/resume", protect.Handler(http.HandlerFunc(a.resume)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -77,4 +79,17 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// CrossOriginProtection returns the guard of streamlb's state-changing
+// routes: a request that a browser marks as cross-site (Sec-Fetch-Site), or
+// whose Origin names another host than the one it was sent to, is answered
+// 403 with a JSON error. Safe methods (GET, HEAD, OPTIONS) and requests
+// without browser headers (curl, scripts, EMS event sinks) pass.
+func CrossOriginProtection() *http.CrossOriginProtection {
+	p := http.NewCrossOriginProtection()
+	p.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "cross-origin request refused: state-changing routes are not for web pages of other sites"})
+	}))
+	return p
 }

@@ -168,6 +168,70 @@ func TestPauseResume(t *testing.T) {
 	})
 }
 
+// TestPauseRefusesCrossSiteBrowsers sends pause and resume with the
+// headers a browser adds to a form or fetch from another site: 403, and the
+// member stays as it was; the same requests as curl sends them pass.
+func TestPauseRefusesCrossSiteBrowsers(t *testing.T) {
+	fake := newFake(fixedStatus())
+	srv, _ := newServer(t, fake, nil)
+	paused := func() bool {
+		i := slices.IndexFunc(fake.Snapshot().Members, func(m controller.MemberStatus) bool { return m.Name == "ems-2" })
+		return fake.Snapshot().Members[i].Paused
+	}
+	send := func(path string, header map[string]string) (int, []byte) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	crossSite := []map[string]string{
+		{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+		{"Sec-Fetch-Site": "same-site", "Origin": "https://sub.evil.example"},
+		{"Origin": "https://evil.example"}, // an older browser: no Sec-Fetch-Site
+	}
+	for _, h := range crossSite {
+		for _, path := range []string{"/api/v1/members/ems-2/pause", "/api/v1/members/ems-2/resume"} {
+			code, body := send(path, h)
+			if code != http.StatusForbidden || !strings.Contains(string(body), `"error"`) {
+				t.Errorf("POST %s with %v = %d %s, want 403 with a JSON error", path, h, code, body)
+			}
+			if paused() {
+				t.Fatalf("POST %s with %v paused the member", path, h)
+			}
+		}
+	}
+	for _, h := range []map[string]string{nil, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}} {
+		if code, body := send("/api/v1/members/ems-2/pause", h); code != http.StatusOK || !paused() {
+			t.Errorf("POST pause with %v = %d %s, paused %v; want 200 and paused", h, code, body, paused())
+		}
+		if code, body := send("/api/v1/members/ems-2/resume", h); code != http.StatusOK || paused() {
+			t.Errorf("POST resume with %v = %d %s, paused %v; want 200 and resumed", h, code, body, paused())
+		}
+	}
+	// Reading stays open to any page that can reach it, as before.
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/api/v1/status", nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("cross-site GET status = %d, want 200", resp.StatusCode)
+	}
+}
+
 func TestHealthz(t *testing.T) {
 	srv, _ := newServer(t, newFake(fixedStatus()), nil)
 	code, _, body := get(t, srv.URL+"/healthz")
