@@ -1,66 +1,92 @@
 package emsim
 
 import (
-	"bytes"
+	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 const (
-	// eventQueueSize bounds the events a member holds before dropping: EMS
-	// sends each event on its own connection without a queue limit, so a
-	// burst of thousands of streams must not lose events here.
-	eventQueueSize = 1 << 18
-	// eventTimeout bounds one event POST.
-	eventTimeout = 2 * time.Second
-	// eventPosters bounds the events of one member in flight at once, and
-	// eventBacklog is the queue length from which more than one is: EMS
-	// sends asynchronously, so a burst of events goes out together, while
-	// events that come one at a time arrive in order.
+	// eventQueueSize bounds the events a member holds before dropping (and
+	// counting) more: a burst of thousands of streams must not lose events,
+	// and a sink that cannot be reached must not grow a member without
+	// bound.
+	eventQueueSize = 1 << 16
+	// eventDialTimeout and eventWriteTimeout bound connecting to the sink
+	// and writing one event.
+	eventDialTimeout  = time.Second
+	eventWriteTimeout = time.Second
+	// eventAnswerTimeout is how long an event's connection stays open for
+	// the sink's answer, which is read and ignored.
+	eventAnswerTimeout = 2 * time.Second
+	// eventAwaiting bounds the connections a member keeps open for answers;
+	// beyond it an event's connection is closed once the event is written.
+	eventAwaiting = 256
+	// eventPosters bounds the events of one member being written at once,
+	// and eventBacklog is the queue length from which more than one is:
+	// events that come one at a time are written in order.
 	eventPosters = 8
 	eventBacklog = 64
 )
 
 // eventSender posts one member's events to the RPC sink as EMS does: one
-// new connection per event from the member's own address, Content-Type
-// application/json, no retry, the answer drained and ignored. Events go out
-// in order, one at a time, unless a backlog builds up.
+// new connection per event from the member's own address, POST with a Host
+// header and Content-Type application/json, no retry, and the answer read
+// and ignored by a goroutine of its own, so that a sink that never answers
+// slows nothing. Events are written in order, one at a time, unless a
+// backlog builds up.
 type eventSender struct {
 	m       *Member
-	url     string
-	client  *http.Client
+	addr    string // host:port of the sink
+	tls     *tls.Config
+	head    []byte // request line and headers up to Content-Length
+	dialer  *net.Dialer
 	dropped atomic.Int64
 	sent    atomic.Int64
 	failed  atomic.Int64
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	queue  [][]byte // events waiting, oldest first
-	closed bool
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   [][]byte // events waiting, oldest first
+	closed  bool
+	waiting map[net.Conn]struct{} // connections awaiting an answer
+	answers sync.WaitGroup
 }
 
-func newEventSender(m *Member, url string) *eventSender {
-	d := &net.Dialer{
-		LocalAddr: &net.TCPAddr{IP: net.ParseIP(m.ip)},
-		Timeout:   eventTimeout,
-	}
-	tr := &http.Transport{
-		Proxy:                  nil,
-		DialContext:            d.DialContext,
-		DisableKeepAlives:      true,
-		ResponseHeaderTimeout:  eventTimeout,
-		MaxResponseHeaderBytes: 64 << 10,
-	}
+func newEventSender(m *Member, sinkURL string) *eventSender {
+	u, _ := url.Parse(sinkURL) // validated by Config.validate
 	e := &eventSender{
-		m:      m,
-		url:    url,
-		client: &http.Client{Transport: tr, Timeout: eventTimeout},
+		m:       m,
+		addr:    u.Host,
+		dialer:  &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(m.ip)}, Timeout: eventDialTimeout},
+		waiting: make(map[net.Conn]struct{}),
 	}
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		e.addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	if u.Scheme == "https" {
+		e.tls = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	}
+	head := "POST " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host + "\r\n"
+	if u.User != nil {
+		pass, _ := u.User.Password()
+		head += "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pass)) + "\r\n"
+	}
+	head += "Content-Type: application/json\r\nConnection: close\r\nContent-Length: "
+	e.head = []byte(head)
 	e.cond = sync.NewCond(&e.mu)
 	return e
 }
@@ -72,8 +98,14 @@ func (m *Member) emitLocked(typ string, st *stream, now time.Time, view settings
 	if m.ev == nil || m.faults.Down {
 		return
 	}
-	m.eventID++
 	payload := st.info(m, now, infoOpts{event: true, fresh: typ == "inStreamCreated", settings: view})
+	m.emitPayloadLocked(typ, payload, now)
+}
+
+// emitPayloadLocked queues an event with payload; the caller holds m.mu and
+// has checked that events are on and m is up.
+func (m *Member) emitPayloadLocked(typ string, payload jobj, now time.Time) {
+	m.eventID++
 	env := jobj{
 		{"id", m.eventID},
 		{"payload", payload},
@@ -118,12 +150,15 @@ func (e *eventSender) take(backlog int) []byte {
 	return b
 }
 
-// run posts queued events until ctx is done.
+// run posts queued events until ctx is done, then closes the connections
+// still awaiting answers and waits for their readers.
 func (e *eventSender) run(ctx context.Context) {
-	defer e.client.CloseIdleConnections()
 	stop := context.AfterFunc(ctx, func() {
 		e.mu.Lock()
 		e.closed = true
+		for c := range e.waiting {
+			_ = c.Close()
+		}
 		e.mu.Unlock()
 		e.cond.Broadcast()
 	})
@@ -148,25 +183,75 @@ func (e *eventSender) run(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+	e.answers.Wait()
 }
 
+// post writes one event on a new connection and leaves its answer to a
+// reader of its own.
 func (e *eventSender) post(ctx context.Context, body []byte) {
-	ctx, cancel := context.WithTimeout(ctx, eventTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.url, bytes.NewReader(body))
+	conn, err := e.dialer.DialContext(ctx, "tcp", e.addr)
 	if err != nil {
 		e.failed.Add(1)
 		e.m.log.Debug("event not sent", "err", err)
 		return
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := e.client.Do(req)
-	if err != nil {
+	deadline := time.Now().Add(eventWriteTimeout)
+	_ = conn.SetDeadline(deadline)
+	if e.tls != nil {
+		tc := tls.Client(conn, e.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = conn.Close()
+			e.failed.Add(1)
+			e.m.log.Debug("event not sent", "err", err)
+			return
+		}
+		conn = tc
+	}
+	req := make([]byte, 0, len(e.head)+len(body)+16)
+	req = append(req, e.head...)
+	req = strconv.AppendInt(req, int64(len(body)), 10)
+	req = append(req, "\r\n\r\n"...)
+	req = append(req, body...)
+	if _, err := conn.Write(req); err != nil {
+		_ = conn.Close()
 		e.failed.Add(1)
 		e.m.log.Debug("event not sent", "err", err)
 		return
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	_ = resp.Body.Close()
-	e.sent.Add(1)
+	e.mu.Lock()
+	if e.closed || len(e.waiting) >= eventAwaiting {
+		e.mu.Unlock()
+		_ = conn.Close()
+		e.failed.Add(1)
+		return
+	}
+	e.waiting[conn] = struct{}{}
+	e.answers.Add(1)
+	e.mu.Unlock()
+	go e.awaitAnswer(conn)
+}
+
+// awaitAnswer reads and ignores the sink's answer on conn, then closes it.
+func (e *eventSender) awaitAnswer(conn net.Conn) {
+	defer e.answers.Done()
+	_ = conn.SetDeadline(time.Now().Add(eventAnswerTimeout))
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 1024), nil)
+	if err == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		_ = resp.Body.Close()
+		e.sent.Add(1)
+	} else {
+		e.failed.Add(1)
+	}
+	e.mu.Lock()
+	delete(e.waiting, conn)
+	e.mu.Unlock()
+	_ = conn.Close()
+}
+
+// awaitingAnswers returns how many connections wait for an answer.
+func (e *eventSender) awaitingAnswers() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.waiting)
 }
