@@ -477,6 +477,38 @@ func TestControlRoutes(t *testing.T) {
 	}
 }
 
+func TestPublishRefusesNameHeldByPull(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 1, Config{})
+	m := c.Members()[0]
+	ctx := testCtx(t, 10*time.Second)
+	const uri = "rtmp://cam.example.org/live/held"
+	m.SetExternalAvailable(uri, false)
+	// A pull that is not streaming still holds its name.
+	mustSucceed(t, m, "pullStream", "uri="+uri+" localStreamName=held keepAlive=1")
+	if err := m.AwaitPullStatus(ctx, "held", StatusConnectionFailed); err != nil {
+		t.Fatal(err)
+	}
+	postControl(t, m, "/_emsim/publish?name=held", http.StatusConflict)
+	if err := m.Publish("held"); !errors.Is(err, ErrNameHeldByPull) {
+		t.Errorf("Publish(held) = %v, want ErrNameHeldByPull", err)
+	}
+	if n := m.InboundNames(); len(n) != 0 {
+		t.Errorf("inbound streams after a refused publish: %v, want none", n)
+	}
+	m.SetExternalAvailable(uri, true)
+	if err := m.AwaitPullStatus(ctx, "held", StatusStreaming); err != nil {
+		t.Fatal(err)
+	}
+	postControl(t, m, "/_emsim/publish?name=held", http.StatusConflict)
+	if got := m.PullConfigs(); len(got) != 1 || got[0].StatusCode != StatusStreaming {
+		t.Errorf("pull after a refused publish: %+v, want it streaming", got)
+	}
+	// Once the configuration is gone, the name is free.
+	mustSucceed(t, m, "removeConfig", "id=1")
+	postControl(t, m, "/_emsim/publish?name=held", http.StatusOK)
+}
+
 func TestExternalSourceAvailability(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 1, Config{})

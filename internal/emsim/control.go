@@ -52,8 +52,8 @@ func (m *Member) serveControl(w http.ResponseWriter, r *http.Request) {
 				if n, err = parseCount(q.Get("count")); err == nil {
 					_, err = m.PublishMany(q.Get("prefix"), n)
 				}
-			} else {
-				err = m.Publish(q.Get("name"))
+			} else if err = m.Publish(q.Get("name")); errors.Is(err, ErrNameHeldByPull) {
+				status = http.StatusConflict
 			}
 		case "/_emsim/restart":
 			m.Restart()

@@ -134,9 +134,14 @@ func (m *Member) APIURL() string { return m.apiURL }
 // "http://IP:EWSPort/PSEUDODOMAIN", or "" when the proxy is off.
 func (m *Member) ProxyURL() string { return m.proxyURL }
 
+// ErrNameHeldByPull is returned by Publish for a name that a pull
+// configuration of the member holds: EMS refuses such a publisher.
+var ErrNameHeldByPull = errors.New("a pull configuration holds that stream name")
+
 // Publish makes an encoder start publishing name on m: an inbound stream
 // with connectionType 0 and no pullSettings. It fails when an inbound stream
-// of that name exists.
+// of that name exists, and with ErrNameHeldByPull (nothing changed) when a
+// pull configuration of m holds the name.
 func (m *Member) Publish(name string) error {
 	if name == "" {
 		return errors.New("publish: empty stream name")
@@ -148,6 +153,9 @@ func (m *Member) Publish(name string) error {
 }
 
 func (m *Member) publishLocked(name string, now time.Time) error {
+	if _, held := m.configByName[name]; held {
+		return fmt.Errorf("publish %q: %w", name, ErrNameHeldByPull)
+	}
 	if _, taken := m.streams[name]; taken {
 		return fmt.Errorf("publish %q: stream name already taken", name)
 	}
