@@ -9,10 +9,8 @@ import (
 	"streamlb/internal/bench"
 )
 
-const benchUsage = "bench [-members N] [-streams N] [-rate N] [-duration D] [-separate] [-keep-alive] [-max-inflight N] [-json]"
-
 func benchCmd(ctx context.Context, env Env, args []string) int {
-	fs := newFlags(env, "bench", benchUsage)
+	fs := newFlags(env, "bench")
 	var o bench.Options
 	fs.IntVar(&o.Members, "members", 16, "emulated EMS members (2 to 254)")
 	fs.IntVar(&o.Streams, "streams", 10000, "streams of the burst, appearing at once on one member")
@@ -22,13 +20,13 @@ func benchCmd(ctx context.Context, env Env, args []string) int {
 	fs.BoolVar(&o.KeepAlive, "keep-alive", false, "let the members keep connections open (EMS answers Connection: close)")
 	fs.IntVar(&o.MaxInflight, "max-inflight", 0, "max_inflight of the burst (0: try 4, 8 and 16 and keep the fastest)")
 	fs.DurationVar(&o.RecoveryResync, "recovery-resync", 0, "resync_interval of the recovery scenario (default 10s)")
-	fs.StringVar(&o.EventsFile, "events-file", "", "recorded event mix (default: testdata/ems/recorded/ems-events-webuilogs.jsonl of this clone)")
-	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU and heap profiles of each scenario into this `directory`")
+	fs.StringVar(&o.EventsFile, "events-file", "", "recorded event mix `FILE` (default: testdata/ems/recorded/ems-events-webuilogs.jsonl of this clone)")
+	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU and heap profiles of each scenario into this `DIR`")
 	fs.DurationVar(&o.ProfileWindow, "profile-window", 0, "length of each CPU profile (default 10s)")
-	scenarios := fs.String("scenarios", "ack,burst,resync,recovery", "scenarios to run, comma-separated")
+	scenarios := fs.String("scenarios", "ack,burst,resync,recovery", "scenarios to run, a comma-separated `LIST`")
 	asJSON := fs.Bool("json", false, "print one JSON object on one line instead of a table")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
-	if rc := parse(fs, args); rc >= 0 {
+	if rc := fs.parse(args); rc >= 0 {
 		return rc
 	}
 	for _, s := range strings.Split(*scenarios, ",") {

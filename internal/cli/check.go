@@ -8,14 +8,13 @@ import (
 )
 
 func checkCmd(_ context.Context, env Env, args []string) int {
-	fs := newFlags(env, "check", "check -config FILE")
-	cfgPath := fs.String("config", "", "config `file` to validate")
-	if rc := parse(fs, args); rc >= 0 {
+	fs := newFlags(env, "check")
+	cfgPath := fs.String("config", "", "config `FILE` to validate")
+	if rc := fs.parse(args); rc >= 0 {
 		return rc
 	}
 	if *cfgPath == "" {
-		fmt.Fprintln(env.Stderr, "streamlb check: -config is required")
-		return exitUsage
+		return fs.usageError("-config is required")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

@@ -86,7 +86,16 @@ func TestCheck(t *testing.T) {
 // file for them.
 func newCluster(t *testing.T) (*emsim.Cluster, string) {
 	t.Helper()
-	ips := emsim.RandomLoopbackIPs(3)
+	cl, path, _ := newClusterWithUnreachable(t, 0)
+	return cl, path
+}
+
+// newClusterWithUnreachable starts three emulated members and returns them
+// with a config file that also lists n addresses where nothing listens
+// (returned as unreachable).
+func newClusterWithUnreachable(t *testing.T, n int) (cl *emsim.Cluster, path string, unreachable []string) {
+	t.Helper()
+	ips := emsim.RandomLoopbackIPs(3 + n)
 	cl, err := emsim.Start(emsim.Config{IP: ips[0], Members: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -96,9 +105,9 @@ func newCluster(t *testing.T) (*emsim.Cluster, string) {
 	for _, ip := range ips {
 		dests = append(dests, fmt.Sprintf(`{"enable": false, "address": %q}`, ip))
 	}
-	path := writeFile(t, "plugins.json", fmt.Sprintf(`{"StreamLoadBalancer": {"plugin_switch": "enabled",
+	path = writeFile(t, "plugins.json", fmt.Sprintf(`{"StreamLoadBalancer": {"plugin_switch": "enabled",
 	  "parameters": {"destination_ems_apiproxies": [%s]}}}`, strings.Join(dests, ",")))
-	return cl, path
+	return cl, path, ips[3:]
 }
 
 func TestStatusSyncAndPrune(t *testing.T) {
@@ -175,9 +184,52 @@ func TestStatusOfUnreachableMembersIsNotConverged(t *testing.T) {
 	}
 }
 
-func TestVersion(t *testing.T) {
-	code, out, _ := runMain(t, "version")
-	if code != 0 || !strings.HasPrefix(out, "streamlb ") {
-		t.Errorf("version: exit %d, %q", code, out)
+func TestSyncAndPruneFailWhenAMemberCannotBeListed(t *testing.T) {
+	cl, cfg, unreachable := newClusterWithUnreachable(t, 1)
+	ms := cl.Members()
+	if err := ms[0].Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr := "member " + unreachable[0] + " could not be listed: down"
+	for _, args := range [][]string{{"sync", "-dry-run"}, {"sync"}, {"prune", "-dry-run"}, {"prune"}} {
+		code, out, errOut := runMain(t, append(args, "-config", cfg)...)
+		if code != 1 || !strings.Contains(errOut, wantErr) {
+			t.Errorf("%v with %s unreachable: exit %d, stderr:\n%s\nwant exit 1 and %q", args, unreachable[0], code, errOut, wantErr)
+		}
+		if args[0] == "sync" && strings.Count(out, "pull cam on") != 2 {
+			t.Errorf("%v: the members that answer are not synced:\n%s", args, out)
+		}
+	}
+	// The members that answer got their replicas all the same.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, m := range ms[1:] {
+		if err := m.AwaitInbound(ctx, "cam"); err != nil {
+			t.Errorf("%s: %v", m.IP(), err)
+		}
+	}
+}
+
+func TestStatusTextEscapesNamesJSONKeepsThem(t *testing.T) {
+	cl, cfg := newCluster(t)
+	const name = "cam\x1b[31m"
+	if err := cl.Members()[0].Publish(name); err != nil {
+		t.Fatal(err)
+	}
+	_, out, errOut := runMain(t, "status", "-config", cfg)
+	if strings.ContainsRune(out+errOut, 0x1b) {
+		t.Errorf("status prints a raw escape character:\n%q", out+errOut)
+	}
+	if want := `"cam\x1b[31m"`; !strings.Contains(out, want) {
+		t.Errorf("status does not show the name as %s:\n%s", want, out)
+	}
+
+	_, out, _ = runMain(t, "status", "-config", cfg, "-json")
+	var st controller.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status -json: %v\n%s", err, out)
+	}
+	if len(st.Streams) != 1 || st.Streams[0].Name != name {
+		t.Errorf("status -json streams = %+v, want the one named %q exactly", st.Streams, name)
 	}
 }

@@ -26,26 +26,23 @@ const (
 )
 
 func demoCmd(ctx context.Context, env Env, args []string) int {
-	fs := newFlags(env, "demo", "demo [-members N] [-listen ADDR]")
+	fs := newFlags(env, "demo")
 	members := fs.Int("members", 3, "emulated EMS members (2 to 50)")
-	listen := fs.String("listen", "127.0.0.1:4000", "address of the dashboard, status API and event sink (loopback)")
-	firstIP := fs.String("ip", demoFirstIP, "address of the first emulated member; the others follow it")
-	logLevel := fs.String("log-level", "warn", "log level of the balancer: debug, info, warn or error")
-	if rc := parse(fs, args); rc >= 0 {
+	listen := fs.String("listen", "127.0.0.1:4000", "`ADDR` of the dashboard, status API and event sink (a loopback host:port)")
+	firstIP := fs.String("ip", demoFirstIP, "the first emulated member's `IP` address; the others follow it")
+	logLevel := fs.String("log-level", "warn", "log `LEVEL` of the balancer: debug, info, warn or error")
+	if rc := fs.parse(args); rc >= 0 {
 		return rc
 	}
 	if *members < 2 || *members > 50 {
-		fmt.Fprintln(env.Stderr, "streamlb demo: -members must be between 2 and 50")
-		return exitUsage
+		return fs.usageError("-members must be between 2 and 50")
 	}
 	if host, _, err := net.SplitHostPort(*listen); err != nil || !isLoopbackHost(host) {
-		fmt.Fprintf(env.Stderr, "streamlb demo: -listen %q: want a loopback host:port such as 127.0.0.1:4000\n", *listen)
-		return exitUsage
+		return fs.usageError("-listen %q: want a loopback host:port such as 127.0.0.1:4000", *listen)
 	}
 	log, err := newLogger(env.Stderr, "text", *logLevel)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "streamlb demo: %v\n", err)
-		return exitUsage
+		return fs.usageError("%v", err)
 	}
 	d, err := startDemo(demoOptions{members: *members, listen: *listen, firstIP: *firstIP, log: log})
 	if err != nil {

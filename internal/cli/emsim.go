@@ -14,7 +14,7 @@ func hiddenCommands() []command {
 	return []command{
 		// emsim runs emulated EMS members, as cmd/emsim does, for bench;
 		// -debug-addr ADDR, given first, also serves pprof.
-		{"emsim", "emsim [-debug-addr ADDR] [emsim flags]", "run emulated EMS members", emsimCmd},
+		{"emsim", "emsim [-debug-addr ADDR] [emsim flags]", "run emulated EMS members", "", emsimCmd},
 	}
 }
 

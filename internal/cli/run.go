@@ -19,22 +19,20 @@ import (
 const drainTimeout = 10 * time.Second
 
 func runCmd(ctx context.Context, env Env, args []string) int {
-	fs := newFlags(env, "run", "run -config FILE [-log-format text|json] [-log-level LEVEL] [-debug-addr ADDR]")
-	cfgPath := fs.String("config", "", "config `file`: plugins.json, webconfig.json or the StreamLoadBalancer block")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	debugAddr := fs.String("debug-addr", "", "serve pprof on this `address` (keep it on loopback)")
-	if rc := parse(fs, args); rc >= 0 {
+	fs := newFlags(env, "run")
+	cfgPath := fs.String("config", "", "config `FILE`: plugins.json, webconfig.json or the StreamLoadBalancer block")
+	logFormat := fs.String("log-format", "text", "log `FORMAT`: text or json")
+	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	debugAddr := fs.String("debug-addr", "", "serve pprof on this `ADDR` (keep it on loopback)")
+	if rc := fs.parse(args); rc >= 0 {
 		return rc
 	}
 	if *cfgPath == "" {
-		fmt.Fprintln(env.Stderr, "streamlb run: -config is required")
-		return exitUsage
+		return fs.usageError("-config is required")
 	}
 	log, err := newLogger(env.Stderr, *logFormat, *logLevel)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "streamlb run: %v\n", err)
-		return exitUsage
+		return fs.usageError("%v", err)
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

@@ -17,16 +17,15 @@ import (
 )
 
 func statusCmd(ctx context.Context, env Env, args []string) int {
-	fs := newFlags(env, "status", "status (-config FILE | -server URL) [-json]")
-	cfgPath := fs.String("config", "", "ask every member of this config `file` directly")
+	fs := newFlags(env, "status")
+	cfgPath := fs.String("config", "", "ask every member of this config `FILE` directly")
 	server := fs.String("server", "", "ask a running daemon at this `URL` (e.g. http://127.0.0.1:4000)")
 	asJSON := fs.Bool("json", false, "print the status JSON on stdout")
-	if rc := parse(fs, args); rc >= 0 {
+	if rc := fs.parse(args); rc >= 0 {
 		return rc
 	}
 	if (*cfgPath == "") == (*server == "") {
-		fmt.Fprintln(env.Stderr, "streamlb status: give exactly one of -config and -server")
-		return exitUsage
+		return fs.usageError("give exactly one of -config and -server")
 	}
 	var st controller.Status
 	var err error
@@ -120,33 +119,40 @@ func statusFromServer(ctx context.Context, server string) (controller.Status, er
 	return st, nil
 }
 
-// printStatus prints members, then the streams × members matrix.
+// printStatus prints members, then the streams × members matrix. Every
+// string of st goes through printable: a stream name is whatever an encoder
+// published, and a daemon asked with -server is another process.
 func printStatus(w io.Writer, st controller.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MEMBER\tADDRESS\tAPI\tSTATE\tLATENCY\tLAST ERROR")
 	for _, m := range st.Members {
-		state := m.State
+		state := printable(m.State)
 		if m.Paused {
 			state += " (paused)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fms\t%s\n", m.Name, m.Address, m.API, state, m.LatencyMS, m.LastError)
+		lastErr := ""
+		if m.LastError != "" {
+			lastErr = printable(m.LastError)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fms\t%s\n",
+			printable(m.Name), printable(m.Address), printable(m.API), state, m.LatencyMS, lastErr)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprint(tw, "STREAM\tORIGIN")
 	for _, m := range st.Members {
-		fmt.Fprintf(tw, "\t%s", m.Name)
+		fmt.Fprintf(tw, "\t%s", printable(m.Name))
 	}
 	fmt.Fprintln(tw)
 	for _, s := range st.Streams {
-		fmt.Fprintf(tw, "%s\t%s", s.Name, s.Origin)
+		fmt.Fprintf(tw, "%s\t%s", printable(s.Name), printable(s.Origin))
 		for _, m := range st.Members {
 			cell := "-"
 			if m.Name == s.Origin {
 				cell = "origin"
 			} else if r, ok := s.Replicas[m.Name]; ok {
-				cell = r.State
+				cell = printable(r.State)
 			}
 			fmt.Fprintf(tw, "\t%s", cell)
 		}
@@ -154,7 +160,7 @@ func printStatus(w io.Writer, st controller.Status) {
 	}
 	tw.Flush()
 	for _, c := range st.Conflicts {
-		fmt.Fprintf(w, "conflict: %s on %s: %s\n", c.Stream, c.Member, c.Reason)
+		fmt.Fprintf(w, "conflict: %s on %s: %s\n", printable(c.Stream), printable(c.Member), printable(c.Reason))
 	}
 	fmt.Fprintf(w, "\n%d streams, queue depth %d, converged: %v\n", len(st.Streams), st.QueueDepth, st.Converged)
 }

@@ -23,18 +23,20 @@ func pruneCmd(ctx context.Context, env Env, args []string) int {
 }
 
 // passCmd runs one sync or prune pass and prints each action, with a
-// progress line every second on large groups.
+// progress line every second on large groups. It exits 0 only when every
+// member was listed (its state after the pass is up) and every action
+// succeeded; otherwise it names on stderr each member that could not be
+// listed, with why, and exits 1.
 func passCmd(ctx context.Context, env Env, args []string, name string,
 	pass func(*controller.Controller, context.Context, bool, func(controller.Action)) []controller.Action) int {
-	fs := newFlags(env, name, name+" -config FILE [-dry-run]")
-	cfgPath := fs.String("config", "", "config `file`")
+	fs := newFlags(env, name)
+	cfgPath := fs.String("config", "", "config `FILE`")
 	dry := fs.Bool("dry-run", false, "print what would be done, change nothing")
-	if rc := parse(fs, args); rc >= 0 {
+	if rc := fs.parse(args); rc >= 0 {
 		return rc
 	}
 	if *cfgPath == "" {
-		fmt.Fprintf(env.Stderr, "streamlb %s: -config is required\n", name)
-		return exitUsage
+		return fs.usageError("-config is required")
 	}
 	ctl, _, err := newOneShot(*cfgPath)
 	if err != nil {
@@ -51,10 +53,15 @@ func passCmd(ctx context.Context, env Env, args []string, name string,
 		printAction(env.Stdout, a, *dry)
 	})
 	stop()
-	st := ctl.Snapshot()
-	for _, m := range st.Members {
+	unlisted := 0
+	for _, m := range ctl.Snapshot().Members {
 		if m.State != controller.MemberUp {
-			fmt.Fprintf(env.Stderr, "member %s is %s: %s\n", m.Name, m.State, m.LastError)
+			unlisted++
+			why := m.State
+			if m.LastError != "" {
+				why += ": " + m.LastError
+			}
+			fmt.Fprintf(env.Stderr, "streamlb %s: member %s could not be listed: %s\n", name, printable(m.Name), printable(why))
 		}
 	}
 	verb := "done"
@@ -62,10 +69,24 @@ func passCmd(ctx context.Context, env Env, args []string, name string,
 		verb = "would be done"
 	}
 	fmt.Fprintf(env.Stdout, "%d actions %s, %d failed\n", len(actions), verb, failed.Load())
-	if failed.Load() > 0 || ctx.Err() != nil {
-		return exitError
+	rc := exitOK
+	if unlisted > 0 {
+		fmt.Fprintf(env.Stderr, "streamlb %s: the streams and replicas of members that could not be listed were left as they are\n", name)
+		rc = exitError
 	}
-	return exitOK
+	if n := failed.Load(); n > 0 {
+		fmt.Fprintf(env.Stderr, "streamlb %s: %d actions failed\n", name, n)
+		rc = exitError
+	}
+	if reported := done.Load(); reported < int64(len(actions)) {
+		fmt.Fprintf(env.Stderr, "streamlb %s: %d actions were not finished\n", name, int64(len(actions))-reported)
+		rc = exitError
+	}
+	if err := ctx.Err(); err != nil {
+		fmt.Fprintf(env.Stderr, "streamlb %s: stopped: %v\n", name, err)
+		rc = exitError
+	}
+	return rc
 }
 
 func printAction(w io.Writer, a controller.Action, dry bool) {
@@ -73,18 +94,18 @@ func printAction(w io.Writer, a controller.Action, dry bool) {
 	if dry {
 		prefix = "would "
 	}
-	line := fmt.Sprintf("%s%s %s on %s", prefix, a.Kind, a.Stream, a.Member)
+	line := fmt.Sprintf("%s%s %s on %s", prefix, a.Kind, printable(a.Stream), printable(a.Member))
 	if a.Origin != "" {
-		line += " from " + a.Origin
+		line += " from " + printable(a.Origin)
 	}
 	if a.ConfigID != 0 {
 		line += fmt.Sprintf(" (config %d)", a.ConfigID)
 	}
 	if a.Reason != "" {
-		line += ": " + a.Reason
+		line += ": " + printable(a.Reason)
 	}
 	if a.Err != "" {
-		line += ": FAILED: " + a.Err
+		line += ": FAILED: " + printable(a.Err)
 	}
 	fmt.Fprintln(w, line)
 }
