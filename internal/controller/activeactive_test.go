@@ -176,7 +176,7 @@ func (f *apiDownEMS) ListInboundStreamNames(ctx context.Context) ([]string, erro
 // A replica removed by another balancer between the two calls of a listing
 // is not taken for a source of its member either (its stream was listed,
 // its config not), not even while its origin's API is down and its
-// sources count as absent.
+// sources are unknown.
 func TestReplicaRemovedDuringAListingIsNotASource(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newFakeGroup(addrA, addrB, addrC)
@@ -213,8 +213,17 @@ func TestReplicaRemovedDuringAListingIsNotASource(t *testing.T) {
 		if n := g.m(addrC).count("removeConfig"); n != 0 {
 			t.Errorf("c's replica removed within the grace (%d removeConfig calls)", n)
 		}
-		for _, s := range h.c.Snapshot().Streams {
-			t.Errorf("a source is listed while its origin is down: %+v", s)
+		st := h.c.Snapshot()
+		for _, s := range st.Streams {
+			if s.Origin != "a" {
+				t.Errorf("stream %q listed with origin %s, want a (b holds a replica, not a source)", s.Name, s.Origin)
+			}
+			if rs := s.Replicas["b"]; rs.State != StateUnknown {
+				t.Errorf("b's cell is %q while the origin's API is down, want unknown", rs.State)
+			}
+		}
+		if len(st.Conflicts) != 0 {
+			t.Errorf("conflicts %+v, want none", st.Conflicts)
 		}
 	})
 }

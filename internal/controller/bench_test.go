@@ -25,6 +25,9 @@ func (s *staticEMS) ListInboundStreamNames(context.Context) ([]string, error) {
 	return s.inbound, nil
 }
 func (s *staticEMS) RemoveConfig(context.Context, uint64) error { return nil }
+func (s *staticEMS) GetStreamInfo(context.Context, string) (ems.StreamInfo, error) {
+	return ems.StreamInfo{}, nil
+}
 
 // convergedGroup returns a controller of members members whose first holds
 // streams sources, every other one a replica of each: a converged group,

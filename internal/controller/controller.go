@@ -25,6 +25,7 @@ type EMS interface {
 	PullStream(ctx context.Context, req ems.PullRequest) (ems.PullResult, error)
 	ListConfig(ctx context.Context) ([]ems.PullConfig, error)
 	ListInboundStreamNames(ctx context.Context) ([]string, error)
+	GetStreamInfo(ctx context.Context, localStreamName string) (ems.StreamInfo, error)
 	RemoveConfig(ctx context.Context, configID uint64) error
 }
 
@@ -130,6 +131,10 @@ type Controller struct {
 type source struct {
 	firstSeen   time.Time
 	absentSince time.Time // zero while present
+	// created is the stream's creationTimestamp as its EMS reports it
+	// (milliseconds), looked up only for a name that is a source on
+	// several members; 0 while unknown.
+	created float64
 }
 
 // op records the work on one replica (member, stream).
@@ -146,8 +151,9 @@ type member struct {
 	idx   int
 	state string
 	// paused members get no new work; their replicas stay.
-	paused  bool
-	lastErr string
+	paused    bool
+	lastErr   string
+	lastErrAt time.Time
 	// latency (nanoseconds, a moving average of its calls) and failStreak
 	// are updated after every call without the controller's lock.
 	latency    atomic.Int64
@@ -164,7 +170,13 @@ type member struct {
 	wake     chan struct{} // wakes the member's lister
 	needList bool
 	confirm  map[string]time.Time // names to confirm on this origin, since when
-	listMu   sync.Mutex           // one listing of this member at a time
+	// lookup holds names whose creation time is wanted from this origin
+	// (a conflict's tie-break).
+	lookup map[string]struct{}
+	// removals holds, per stream, when a removal was decided: it is made
+	// with a configId from a listing of the member started after that.
+	removals map[string]time.Time
+	listMu   sync.Mutex // one listing of this member at a time
 	// listingFull is set while a full listing of the member is in flight:
 	// the changes this controller makes meanwhile are noted in obs.changed.
 	listingFull bool
@@ -219,16 +231,18 @@ func (c *Controller) newMember(s MemberSpec, idx int) *member {
 		lim = rate.NewLimiter(rate.Limit(c.opts.MaxPullsPerSecond), max(1, int(c.opts.MaxPullsPerSecond)))
 	}
 	return &member{
-		spec:    s,
-		idx:     idx,
-		state:   MemberUp,
-		obs:     newObserved(),
-		ops:     make(map[string]*op),
-		queue:   newQueue[string](),
-		limiter: lim,
-		changed: make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		confirm: make(map[string]time.Time),
+		spec:     s,
+		idx:      idx,
+		state:    MemberUp,
+		obs:      newObserved(),
+		ops:      make(map[string]*op),
+		queue:    newQueue[string](),
+		limiter:  lim,
+		changed:  make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		confirm:  make(map[string]time.Time),
+		lookup:   make(map[string]struct{}),
+		removals: make(map[string]time.Time),
 	}
 }
 
@@ -346,6 +360,11 @@ func (c *Controller) Resync(ctx context.Context) {
 	defer c.mu.Unlock()
 	now := time.Now()
 	c.gcSourcesLocked(now)
+	for name, recs := range c.sources {
+		if len(recs) > 1 {
+			c.needCreatedLocked(name)
+		}
+	}
 	for _, m := range c.members {
 		c.diffLocked(m, now)
 	}
@@ -434,6 +453,9 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		gone = m.obs.replaceInbound(inbound)
 	}
 	m.obs.inboundAt = started
+	if m.obs.runStart.IsZero() {
+		m.obs.runStart = started
+	}
 	if full {
 		m.obs.fullAt = started
 	}

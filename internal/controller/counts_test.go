@@ -14,7 +14,7 @@ import (
 func (c *Controller) referenceLag(now time.Time) time.Duration {
 	var lag time.Duration
 	for name, recs := range c.sources {
-		w := c.winnerLocked(name)
+		w, _ := c.winnerLocked(name)
 		if w == nil {
 			continue
 		}
@@ -23,7 +23,7 @@ func (c *Controller) referenceLag(now time.Time) time.Duration {
 				continue
 			}
 			a := c.planLocked(m, name, now)
-			if !a.desired || a.state == StatePresent {
+			if !a.desired || !blocksConvergence(a.state) {
 				continue
 			}
 			since := recs[w].firstSeen

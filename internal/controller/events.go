@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,10 +109,12 @@ func (c *Controller) handleEventLocked(ev receiver.StreamEvent) {
 	}
 	if o == nil {
 		c.met.events.WithLabelValues("unknown_origin").Inc()
-		key := ev.IP + "|" + ev.Peer.String()
-		if _, seen := c.unknown[key]; !seen && len(c.unknown) < 1024 {
+		// What an outsider sends is kept and logged only bounded.
+		key := clip(ev.IP, 64) + "|" + ev.Peer.String()
+		if _, seen := c.unknown[key]; !seen && len(c.unknown) < maxUnknownOrigins {
 			c.unknown[key] = struct{}{}
-			c.log.Warn("event from an unknown origin; acknowledged, not acted on", "payload_ip", ev.IP, "peer", ev.Peer.String(), "stream", ev.Name)
+			c.log.Warn("event from an unknown origin; acknowledged, not acted on",
+				"payload_ip", clip(ev.IP, 64), "peer", ev.Peer.String(), "stream", clip(ev.Name, 128))
 		}
 		return
 	}
@@ -120,14 +124,16 @@ func (c *Controller) handleEventLocked(ev receiver.StreamEvent) {
 	} else if _, ok := c.byAddr[uriHost(ev.PullURI)]; ok && ev.PullURI != "" {
 		replica = true
 	}
-	if replica && ev.Type == "inStreamCreated" {
+	if replica {
 		c.met.events.WithLabelValues("replica").Inc()
+		c.replicaEventLocked(o, ev)
 		return
 	}
-	if replica {
-		// A replica ended on o; with keepAlive=0 its config is gone.
-		c.met.events.WithLabelValues("replica").Inc()
-		if !c.opts.KeepAlive {
+	if o.state != MemberUp || len(o.confirm) >= maxConfirm {
+		// A down member is listed in full when it returns, and a full
+		// listing answers every name: nothing needs keeping meanwhile.
+		c.met.events.WithLabelValues("dropped").Inc()
+		if o.state == MemberUp {
 			o.needList = true
 			c.wakeLocked(o)
 		}
@@ -142,6 +148,48 @@ func (c *Controller) handleEventLocked(ev receiver.StreamEvent) {
 		o.confirm[ev.Name] = at
 	}
 	c.wakeLocked(o)
+}
+
+// maxConfirm bounds the names waiting for confirmation on one origin;
+// past it, one full listing answers them all. maxUnknownOrigins bounds the
+// unknown event origins remembered (each is logged once).
+const (
+	maxConfirm        = 4096
+	maxUnknownOrigins = 1024
+)
+
+// replicaEventLocked takes a replica's event on member m as a hint about
+// its pull: inStreamCreated says it streams, inStreamClosed that it does
+// not (and, with keepAlive=0, that EMS deleted its config). A hint changes
+// only what is shown until the next listing of m, which is asked for when
+// the event says the replica stopped: nothing is removed on an event's
+// word.
+func (c *Controller) replicaEventLocked(m *member, ev receiver.StreamEvent) {
+	for i := range m.obs.configs[ev.Name] {
+		cfg := &m.obs.configs[ev.Name][i]
+		if cfg.uri != ev.PullURI {
+			continue
+		}
+		if ev.Type == "inStreamCreated" {
+			cfg.pulledAt = 0
+			delete(m.obs.stalled, cfg.id)
+		} else if _, ok := m.obs.stalled[cfg.id]; !ok {
+			m.obs.stalled[cfg.id] = time.Now()
+		}
+	}
+	if ev.Type != "inStreamCreated" {
+		m.needList = true
+		c.wakeLocked(m)
+	}
+}
+
+// clip returns s cut to at most n bytes, with a marker saying how much was
+// cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…(+" + strconv.Itoa(len(s)-n) + " bytes)"
 }
 
 // hostLocked returns the sidecar's local member, or nil.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"streamlb/internal/ems"
 )
@@ -24,6 +25,7 @@ type fakeEMS struct {
 	g       *fakeGroup
 	addr    string
 	sources map[string]bool // published or externally pulled streams
+	created map[string]float64 // creationTimestamp of each source, ms
 	configs map[uint64]ems.PullConfig
 	down    bool
 	unauth  bool
@@ -34,7 +36,7 @@ type fakeEMS struct {
 func newFakeGroup(addrs ...string) *fakeGroup {
 	g := &fakeGroup{members: make(map[string]*fakeEMS)}
 	for _, a := range addrs {
-		g.members[a] = &fakeEMS{g: g, addr: a, sources: map[string]bool{}, configs: map[uint64]ems.PullConfig{}, calls: map[string]int{}}
+		g.members[a] = &fakeEMS{g: g, addr: a, sources: map[string]bool{}, created: map[string]float64{}, configs: map[uint64]ems.PullConfig{}, calls: map[string]int{}}
 	}
 	return g
 }
@@ -54,6 +56,7 @@ func (f *fakeEMS) publish(name string) {
 	f.g.mu.Lock()
 	defer f.g.mu.Unlock()
 	f.sources[name] = true
+	f.created[name] = float64(time.Now().UnixNano()) / 1e6
 }
 
 func (f *fakeEMS) unpublish(name string) {
@@ -189,6 +192,18 @@ func (f *fakeEMS) ListInboundStreamNames(context.Context) ([]string, error) {
 		return nil, err
 	}
 	return slices.Sorted(maps.Keys(f.inboundLocked())), nil
+}
+
+func (f *fakeEMS) GetStreamInfo(_ context.Context, name string) (ems.StreamInfo, error) {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	if err := f.enter("getStreamInfo"); err != nil {
+		return ems.StreamInfo{}, err
+	}
+	if !f.inboundLocked()[name] {
+		return ems.StreamInfo{}, &ems.Error{Member: f.addr, Command: "getStreamInfo", Kind: ems.KindFail, Description: "Stream " + name + " not found"}
+	}
+	return ems.StreamInfo{Name: name, Type: "INR", Created: f.created[name]}, nil
 }
 
 func (f *fakeEMS) RemoveConfig(_ context.Context, id uint64) error {

@@ -30,7 +30,7 @@ func (c *Controller) memberFailedLocked(m *member, err error, listing bool) {
 
 func (c *Controller) setStateLocked(m *member, state string, err error) {
 	if err != nil {
-		m.lastErr = trimErr(err)
+		m.setErrLocked(err)
 	}
 	if m.state == state {
 		return
@@ -40,21 +40,16 @@ func (c *Controller) setStateLocked(m *member, state string, err error) {
 	c.setUsableLocked(m)
 	close(m.changed)
 	m.changed = make(chan struct{})
-	now := time.Now()
 	switch state {
 	case MemberUp:
+		m.lastErr, m.lastErrAt = "", time.Time{} // it no longer applies
 		m.failStreak.Store(0)
 		m.needList = true
 		m.log(c.log).Info("member is back", "was", prev)
 	default:
-		// Its sources count as absent from now: their replicas elsewhere
-		// are removed if it stays away past the grace.
-		for name, recs := range c.sources {
-			if rec := recs[m]; rec != nil && rec.absentSince.IsZero() {
-				rec.absentSince = now
-				c.enqueueAllLocked(name, c.opts.TeardownGrace)
-			}
-		}
+		// Its sources are unknown from now, not absent: nothing is
+		// removed on their account for as long as it lasts.
+		m.obs.runStart = time.Time{}
 		if state == MemberUnauthorized {
 			m.log(c.log).Error("wrong credentials for member; parked until the config changes", "err", err)
 		} else {
@@ -99,14 +94,22 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		state := m.state
 		needList, confirm := m.needList, len(m.confirm) > 0
 		var announced map[string]time.Time
+		var lookup []string
 		if state == MemberUp {
 			m.needList = false
 			if confirm {
 				announced = m.confirm
 				m.confirm = make(map[string]time.Time)
 			}
+			for name := range m.lookup {
+				lookup = append(lookup, name)
+				delete(m.lookup, name)
+			}
 		}
 		c.mu.Unlock()
+		if len(lookup) > 0 {
+			c.lookupCreated(ctx, m, lookup)
+		}
 		if state != MemberUp {
 			if !upAt.IsZero() && time.Since(upAt) > c.opts.ResyncInterval {
 				probes = 0 // back for a while: a new outage
@@ -165,6 +168,33 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 	}
 }
 
+// lookupCreated asks m for the creation time of each stream in names: each
+// is a source on several members, and the winner may depend on it. A name
+// that cannot be looked up now is asked for again at the next resync.
+func (c *Controller) lookupCreated(ctx context.Context, m *member, names []string) {
+	for _, name := range names {
+		var info ems.StreamInfo
+		err := c.call(ctx, m, "getStreamInfo", func(ctx context.Context) error {
+			var err error
+			info, err = m.spec.Client.GetStreamInfo(ctx, name)
+			return err
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		c.mu.Lock()
+		if err != nil {
+			if _, fail := ems.IsFail(err); !fail {
+				c.memberFailedLocked(m, err, false)
+			}
+		} else if rec := c.sources[name][m]; rec != nil && info.Created > 0 {
+			rec.created = info.Created
+			c.enqueueNeededLocked(name, time.Now())
+		}
+		c.mu.Unlock()
+	}
+}
+
 // probe checks a parked member with one call; on success the member is up
 // again and its resync is queued.
 func (c *Controller) probe(ctx context.Context, m *member) bool {
@@ -179,10 +209,15 @@ func (c *Controller) probe(ctx context.Context, m *member) bool {
 	defer c.mu.Unlock()
 	if err != nil {
 		if m.state != MemberUnauthorized || ems.IsUnauthorized(err) {
-			m.lastErr = trimErr(err)
+			m.setErrLocked(err)
 		}
 		return false
 	}
 	c.setStateLocked(m, MemberUp, nil)
 	return true
+}
+
+// setErrLocked records err as m's last error, with its time.
+func (m *member) setErrLocked(err error) {
+	m.lastErr, m.lastErrAt = trimErr(err), time.Now()
 }

@@ -14,8 +14,8 @@ func (c *Controller) Holders(name string) []string {
 }
 
 func (c *Controller) holdersLocked(name string) []string {
-	w := c.winnerLocked(name)
-	if w == nil {
+	w, _ := c.winnerLocked(name)
+	if w == nil || w.state != MemberUp {
 		return nil
 	}
 	var out []string

@@ -29,6 +29,12 @@ const (
 	StatePending  = "pending"
 	StateFailing  = "failing"
 	StateConflict = "conflict"
+	// StateUnknown: the member or the origin cannot be listed; nothing is
+	// guessed and nothing is done.
+	StateUnknown = "unknown"
+	// StateUnreplicable: the name cannot stand in an RTMP URI unchanged;
+	// never pulled, and it does not keep the group from converged.
+	StateUnreplicable = "unreplicable"
 )
 
 // Member states, as reported in status.
@@ -36,13 +42,6 @@ const (
 	MemberUp           = "up"
 	MemberDown         = "down"
 	MemberUnauthorized = "unauthorized"
-)
-
-// EMS pull status codes (listConfig status.current.code) that mean the
-// replica does not stream: Disconnected and Connection failed.
-const (
-	pullDisconnected     = 4
-	pullConnectionFailed = 5
 )
 
 // observed is what one member last listed, plus the changes this controller
@@ -55,8 +54,12 @@ type observed struct {
 	// inboundAt is when the listing that gave inbound started, fullAt
 	// when the last full one (configs too) did.
 	inboundAt, fullAt time.Time
-	changed           map[string]uint64    // names this controller changed, and at which generation
-	failing           map[uint64]time.Time // configIds first seen in status 4 or 5
+	// runStart is when the first of the member's current run of
+	// successful listings started: a source it has not shown since was
+	// absent at least since then. Zero while the member cannot be listed.
+	runStart time.Time
+	changed  map[string]uint64    // names this controller changed, and at which generation
+	stalled  map[uint64]time.Time // configIds first seen not streaming (any status but 0)
 }
 
 func newObserved() observed {
@@ -64,7 +67,7 @@ func newObserved() observed {
 		configs: make(map[string][]pullCfg),
 		inbound: make(map[string]struct{}),
 		changed: make(map[string]uint64),
-		failing: make(map[uint64]time.Time),
+		stalled: make(map[uint64]time.Time),
 	}
 }
 
@@ -72,7 +75,7 @@ func newObserved() observed {
 // its pull configs by name, compacted as they are decoded.
 type configListing struct {
 	byName  map[string][]pullCfg
-	failing []uint64 // configIds in status 4 or 5
+	stalled []uint64 // configIds not streaming
 	// intern maps strings many configs share (the members' addresses) to
 	// one copy.
 	intern map[string]string
@@ -94,8 +97,8 @@ func (l *configListing) add(c *ems.PullConfig) {
 	pc.uri = unique.Make(pc.uri).Value()
 	name := unique.Make(c.LocalStreamName).Value()
 	l.byName[name] = append(l.byName[name], pc)
-	if c.Status.Code == pullDisconnected || c.Status.Code == pullConnectionFailed {
-		l.failing = append(l.failing, c.ConfigID)
+	if c.Status.Code != ems.PullStatusStreaming {
+		l.stalled = append(l.stalled, c.ConfigID)
 	}
 }
 
@@ -124,15 +127,15 @@ func (o *observed) replace(start uint64, now time.Time, listed *configListing, i
 	// Every later listing starts after these changes: they are in it.
 	clear(o.changed)
 	in := inboundSet(inbound, byName, removed)
-	failing := make(map[uint64]time.Time, len(listed.failing))
-	for _, id := range listed.failing {
-		since, ok := o.failing[id]
+	stalled := make(map[uint64]time.Time, len(listed.stalled))
+	for _, id := range listed.stalled {
+		since, ok := o.stalled[id]
 		if !ok {
 			since = now
 		}
-		failing[id] = since
+		stalled[id] = since
 	}
-	o.listed, o.at, o.configs, o.inbound, o.failing = true, start, byName, in, failing
+	o.listed, o.at, o.configs, o.inbound, o.stalled = true, start, byName, in, stalled
 }
 
 // replaceInbound installs an inbound-only listing taken at start, and
@@ -193,6 +196,9 @@ type pullCfg struct {
 	tagOrigin string
 	tagged    bool // carries streamlb's provenance tag
 	ours      bool // tagged with this controller's group
+	// pulledAt (Unix nanoseconds) is set on a config this controller
+	// pulled and has not seen streaming yet; 0 for a listed one.
+	pulledAt int64
 }
 
 // compact returns what the controller keeps of c, for the controller of

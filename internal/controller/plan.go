@@ -1,11 +1,19 @@
 package controller
 
-// Desired vs actual: which streams are sources, which origin wins, and what
-// one replica needs.
+// The planner: which streams are sources, which origin wins, and what one
+// replica needs. Every function here reads the controller's state and
+// writes nothing: a decision is a pure function of what the members listed
+// (and the time), so every balancer of a group, and this one after a
+// restart, decides the same. The listings write the state (listing.go);
+// the workers execute the actions (work.go).
 
 import (
+	"cmp"
 	"fmt"
+	"net/netip"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // isSourceLocked reports whether name is a source stream on m: an inbound
@@ -31,146 +39,79 @@ func (c *Controller) anyReplicaLocked(cfgs []pullCfg) bool {
 	return false
 }
 
-// applyListingLocked updates the sources of origin m after a listing. A
-// full listing shows which inbound streams are pulls; an inbound-only one
-// does not (m's configs may have changed since its last full listing, for
-// instance by another balancer of the group), so it makes sources, new or
-// back, only of the names it was asked to confirm: those announced by
-// events that were not a replica's. A full listing does not make a new
-// source of a name that wasPull (the member's configs before it) showed as
-// a replica: a replica whose config was removed between the listing's two
-// calls would look like one. An inbound-only listing looks only at the
-// names it confirms and those it no longer shows (gone): the others are as
-// the listing before left them, and an origin may list thousands.
-func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, announced map[string]time.Time, wasPull map[string][]pullCfg, gone []string) {
-	present := func(name string) {
-		recs := c.sources[name]
-		if recs == nil {
-			recs = make(map[*member]*source)
-			c.sources[name] = recs
-		}
-		rec := recs[m]
-		switch {
-		case rec == nil:
-			recs[m] = &source{firstSeen: now}
-			c.met.sourcesSeen.Inc()
-			c.enqueueNeededLocked(name, now)
-		case !rec.absentSince.IsZero():
-			rec.absentSince = time.Time{}
-			c.enqueueNeededLocked(name, now)
+// winnerLocked returns the origin whose copy of name is replicated, as
+// DESIGN §2 defines it: of the members whose last successful listing shows
+// name as a source, the one this group's existing replicas pull from (the
+// most of them), then the one whose stream EMS reports created first, then
+// the lowest address. Every balancer that sees the same listings picks the
+// same. decided is false when name is a source on several members and the
+// creation times needed to choose are not known yet: then nothing is done
+// about name until they are.
+func (c *Controller) winnerLocked(name string) (w *member, decided bool) {
+	recs := c.sources[name]
+	var only *member
+	n := 0
+	for m, rec := range recs {
+		if rec.absentSince.IsZero() {
+			only = m
+			n++
 		}
 	}
-	absent := func(name string, recs map[*member]*source) {
-		rec := recs[m]
-		if rec == nil || !rec.absentSince.IsZero() || c.isSourceLocked(m, name) {
-			return
-		}
-		rec.absentSince = now
-		c.enqueueAllLocked(name, 0)
-		c.enqueueAllLocked(name, c.opts.TeardownGrace)
+	switch n {
+	case 0:
+		return nil, true
+	case 1:
+		return only, true
 	}
-	for _, at := range announced {
-		c.met.confirmWait.Observe(now.Sub(at).Seconds())
-	}
-	if !full {
-		for name := range announced {
-			if c.isSourceLocked(m, name) {
-				present(name)
+	// A conflict: the same name is a source on several members.
+	votes := make(map[*member]int, n)
+	for _, d := range c.members {
+		for _, cfg := range d.obs.configs[name] {
+			o := c.originOfLocked(cfg)
+			if o == nil || o == d || !c.ownsLocked(d, name, cfg) {
+				continue
+			}
+			if rec := recs[o]; rec != nil && rec.absentSince.IsZero() && isPullURI(cfg.uri, o.spec.Address, c.opts.AppName, name) {
+				votes[o]++
 			}
 		}
-		for name := range announced {
-			absent(name, c.sources[name])
-		}
-		for _, name := range gone {
-			absent(name, c.sources[name])
-		}
-		return
 	}
-	for name := range m.obs.inbound {
-		if !c.isSourceLocked(m, name) {
-			continue
+	better := func(a, b *member) bool {
+		if va, vb := votes[a], votes[b]; va != vb {
+			return va > vb
 		}
-		if c.sources[name][m] == nil && c.anyReplicaLocked(wasPull[name]) {
-			continue
+		ca, cb := recs[a].created, recs[b].created
+		if ca != 0 && cb != 0 && ca != cb {
+			return ca < cb
 		}
-		present(name)
+		return compareAddr(a.spec.Address, b.spec.Address) < 0
 	}
-	for name, recs := range c.sources {
-		absent(name, recs)
-	}
-}
-
-// gcSourcesLocked forgets sources absent for long after their grace: their
-// replicas have been removed by then.
-func (c *Controller) gcSourcesLocked(now time.Time) {
-	horizon := 3*c.opts.TeardownGrace + c.opts.ResyncInterval
-	for name, recs := range c.sources {
-		for m, rec := range recs {
-			if c.byName[m.spec.Name] != m || (!rec.absentSince.IsZero() && now.Sub(rec.absentSince) > horizon) {
-				delete(recs, m)
-			}
-		}
-		if len(recs) == 0 {
-			delete(c.sources, name)
-		}
-	}
-}
-
-// diffLocked queues every stream that needs work on destination m.
-func (c *Controller) diffLocked(m *member, now time.Time) {
-	if m.state != MemberUp {
-		return
-	}
-	for name := range c.sources {
-		if a := c.planLocked(m, name, now); a.kind != actNone {
-			m.queue.Add(name)
-		}
-	}
-	for name := range m.obs.configs {
-		if _, ok := c.sources[name]; ok {
-			continue
-		}
-		if a := c.planLocked(m, name, now); a.kind != actNone {
-			m.queue.Add(name)
-		}
-	}
-}
-
-// enqueueNeededLocked queues name on the members that need work for it. A
-// member not listed yet is left to the diff that follows its first
-// listing: planning for it would queue every stream, for nothing.
-func (c *Controller) enqueueNeededLocked(name string, now time.Time) {
-	for _, m := range c.members {
-		if !m.obs.listed {
-			continue
-		}
-		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist {
-			m.queue.Add(name)
-		}
-	}
-}
-
-func (c *Controller) enqueueAllLocked(name string, after time.Duration) {
-	for _, m := range c.members {
-		m.queue.AddAfter(name, after)
-	}
-}
-
-// winnerLocked returns the origin whose copy of name is replicated: of the
-// members where it is a present source, the one that had it first.
-func (c *Controller) winnerLocked(name string) *member {
 	var best *member
-	var bestRec *source
-	for m, rec := range c.sources[name] {
-		if !rec.absentSince.IsZero() || m.state != MemberUp {
-			continue
-		}
-		if best == nil || rec.firstSeen.Before(bestRec.firstSeen) ||
-			(rec.firstSeen.Equal(bestRec.firstSeen) && m.idx < best.idx) {
-			best, bestRec = m, rec
+	for m, rec := range recs {
+		if rec.absentSince.IsZero() && (best == nil || better(m, best)) {
+			best = m
 		}
 	}
-	return best
+	// Creation times are needed only where the vote does not decide.
+	decided = true
+	top := votes[best]
+	for m, rec := range recs {
+		if m != best && rec.absentSince.IsZero() && votes[m] == top && (rec.created == 0 || recs[best].created == 0) {
+			decided = false
+		}
+	}
+	return best, decided
+}
+
+// compareAddr orders member addresses: as IP addresses when both are, else
+// as strings.
+func compareAddr(a, b string) int {
+	x, errx := netip.ParseAddr(a)
+	y, erry := netip.ParseAddr(b)
+	if errx == nil && erry == nil {
+		return x.Compare(y)
+	}
+	return cmp.Compare(a, b)
 }
 
 // ownsLocked reports whether cfg on m is this group's to remove: tagged
@@ -216,27 +157,45 @@ type action struct {
 	reason   string
 	// relist asks for a full listing of the member: it streams the name
 	// without a config this controller knows of, which may be a pull made
-	// since its last full listing.
+	// since its last full listing, or holds a pull this controller made
+	// and has not seen streaming yet.
 	relist bool
 }
 
+// confirmPullAfter is how long after a pull this controller lists the
+// member to see the replica streaming, when no event said so first.
+const confirmPullAfter = time.Second
+
 // planLocked decides what stream name needs on member m. It is the whole
-// policy: desired vs actual for one replica.
+// policy: desired vs actual for one replica. It writes nothing.
 func (c *Controller) planLocked(m *member, name string, now time.Time) action {
-	w := c.winnerLocked(name)
+	w, decided := c.winnerLocked(name)
 	cfgs := m.obs.configs[name]
 	if w != nil && w != m && m.spec.Replicate && matches(name, c.opts.Include, c.opts.Exclude) {
+		if why := unreplicable(name); why != "" {
+			return action{kind: actNone, desired: true, state: StateUnreplicable, origin: w, reason: why}
+		}
+		if m.state != MemberUp || !m.obs.listed {
+			return action{kind: actNone, desired: true, state: StateUnknown, origin: w, reason: "member " + m.state}
+		}
+		if !decided {
+			return action{kind: actNone, desired: true, state: StatePending, origin: w,
+				reason: fmt.Sprintf("%q is a source on several members; waiting for their creation times", name)}
+		}
 		for _, cfg := range cfgs {
 			if isPullURI(cfg.uri, w.spec.Address, c.opts.AppName, name) {
-				st := StatePresent
-				if since, ok := m.obs.failing[cfg.id]; ok && now.Sub(since) > c.opts.TeardownGrace {
-					st = StateFailing
-				}
-				return action{kind: actNone, desired: true, state: st, origin: w}
+				return c.replicaStateLocked(m, cfg, w, now)
 			}
+		}
+		if w.state != MemberUp {
+			// Nothing is guessed about a source its origin cannot show.
+			return action{kind: actNone, desired: true, state: StateUnknown, origin: w, reason: "origin " + w.spec.Name + " " + w.state}
 		}
 		for _, cfg := range cfgs {
 			if c.ownsLocked(m, name, cfg) {
+				if o := c.originOfLocked(cfg); o != nil && o != w && o.state != MemberUp && c.isCandidateLocked(name, o) {
+					return action{kind: actNone, desired: true, state: StateUnknown, origin: w, reason: "origin " + o.spec.Name + " " + o.state}
+				}
 				return action{kind: actRemove, desired: true, state: StatePending, origin: w, configID: cfg.id, reason: "origin changed"}
 			}
 		}
@@ -250,6 +209,9 @@ func (c *Controller) planLocked(m *member, name string, now time.Time) action {
 		}
 		return action{kind: actPull, desired: true, state: StateMissing, origin: w}
 	}
+	if m.state != MemberUp || !m.obs.listed || !decided {
+		return action{kind: actNone}
+	}
 	for _, cfg := range cfgs {
 		if !c.ownsLocked(m, name, cfg) {
 			continue
@@ -261,25 +223,24 @@ func (c *Controller) planLocked(m *member, name string, now time.Time) action {
 		if w != nil && w != o {
 			return action{kind: actRemove, configID: cfg.id, reason: "origin changed"}
 		}
-		recs := c.sources[name]
-		if recs == nil {
-			recs = make(map[*member]*source)
-			c.sources[name] = recs
+		if w == o {
+			continue // out of scope here: kept, never pulled
 		}
-		rec := recs[o]
-		if rec == nil {
-			rec = &source{firstSeen: now, absentSince: now}
-			recs[o] = rec
+		// The source is present on no member. Only a successful listing of
+		// its origin can say it ended.
+		if o.state != MemberUp || !o.obs.listed {
+			return action{kind: actNone}
 		}
-		if rec.absentSince.IsZero() {
-			continue
+		absent := o.obs.runStart
+		if rec := c.sources[name][o]; rec != nil && !rec.absentSince.IsZero() {
+			absent = rec.absentSince
 		}
-		if gone := now.Sub(rec.absentSince); gone < c.opts.TeardownGrace {
+		if gone := now.Sub(absent); gone < c.opts.TeardownGrace {
 			return action{kind: actWait, after: c.opts.TeardownGrace - gone}
 		}
-		deadline := rec.absentSince.Add(c.opts.TeardownGrace)
+		deadline := absent.Add(c.opts.TeardownGrace)
 		confirm := action{kind: actConfirm, relist: m.obs.fullAt.Before(deadline)}
-		if o.state == MemberUp && o.obs.inboundAt.Before(deadline) {
+		if o.obs.inboundAt.Before(deadline) {
 			confirm.origin = o
 		}
 		if confirm.relist || confirm.origin != nil {
@@ -288,4 +249,60 @@ func (c *Controller) planLocked(m *member, name string, now time.Time) action {
 		return action{kind: actRemove, configID: cfg.id, reason: "source ended"}
 	}
 	return action{kind: actNone}
+}
+
+// isCandidateLocked reports whether name was a source on o at o's last
+// successful listing.
+func (c *Controller) isCandidateLocked(name string, o *member) bool {
+	rec := c.sources[name][o]
+	return rec != nil && rec.absentSince.IsZero()
+}
+
+// replicaStateLocked reports the state of replica cfg of a stream from
+// origin w on m: present while its pull streams, pending while it has not
+// been seen streaming yet (for up to teardown_grace), failing after.
+func (c *Controller) replicaStateLocked(m *member, cfg pullCfg, w *member, now time.Time) action {
+	a := action{kind: actNone, desired: true, state: StatePresent, origin: w}
+	if cfg.pulledAt != 0 {
+		// Pulled by this controller since m's last full listing.
+		pulled := time.Unix(0, cfg.pulledAt)
+		a.state = StatePending
+		a.reason = "pulled; not seen streaming yet"
+		a.relist = now.Sub(pulled) >= confirmPullAfter
+		return a
+	}
+	if since, ok := m.obs.stalled[cfg.id]; ok {
+		a.state = StatePending
+		a.reason = "not streaming yet"
+		if now.Sub(since) > c.opts.TeardownGrace {
+			a.state = StateFailing
+			a.reason = "not streaming"
+		}
+	}
+	return a
+}
+
+// maxNameLen is the longest stream name streamlb replicates: EMS keeps
+// parameters in fixed buffers, and a longer name is someone's mistake or
+// an attack.
+const maxNameLen = 256
+
+// unreplicable returns why a source named name cannot be pulled under the
+// same name through an RTMP URI path, or "" when it can.
+func unreplicable(name string) string {
+	if len(name) > maxNameLen {
+		return fmt.Sprintf("name longer than %d bytes", maxNameLen)
+	}
+	if !utf8.ValidString(name) {
+		return "name is not valid UTF-8"
+	}
+	for _, r := range name {
+		switch {
+		case r == '/' || r == '?' || r == '#' || r == '%' || r == '\\':
+			return fmt.Sprintf("name contains %q, which an RTMP URI path does not carry unchanged", r)
+		case unicode.IsSpace(r) || unicode.IsControl(r):
+			return fmt.Sprintf("name contains %q (whitespace or a control character)", r)
+		}
+	}
+	return ""
 }

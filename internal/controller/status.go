@@ -21,14 +21,16 @@ type Status struct {
 
 // MemberStatus is one member's health.
 type MemberStatus struct {
-	Name      string  `json:"name"`
-	Address   string  `json:"address"`
-	API       string  `json:"api"`
-	State     string  `json:"state"`
-	Paused    bool    `json:"paused"`
-	Replicate bool    `json:"replicate"`
-	LastError string  `json:"last_error"`
-	LatencyMS float64 `json:"latency_ms"`
+	Name      string `json:"name"`
+	Address   string `json:"address"`
+	API       string `json:"api"`
+	State     string `json:"state"`
+	Paused    bool   `json:"paused"`
+	Replicate bool   `json:"replicate"`
+	LastError string `json:"last_error"`
+	// LastErrorAt is when LastError happened; zero when there is none.
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	LatencyMS   float64   `json:"latency_ms"`
 }
 
 // StreamStatus is one source stream and its replicas, by member name.
@@ -44,6 +46,9 @@ type ReplicaStatus struct {
 	Since     time.Time `json:"since,omitzero"`
 	Attempts  int       `json:"attempts"`
 	LastError string    `json:"last_error"`
+	// Reason says why a replica is unknown, unreplicable, in conflict or
+	// not streaming yet.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Conflict is a stream name streamlb leaves alone on a member.
@@ -73,7 +78,7 @@ func (c *Controller) snapshotLocked(now time.Time) Status {
 	for _, m := range c.members {
 		st.Members = append(st.Members, MemberStatus{
 			Name: m.spec.Name, Address: m.spec.Address, API: m.spec.API, State: m.state,
-			Paused: m.paused, Replicate: m.spec.Replicate, LastError: m.lastErr, LatencyMS: ms64(time.Duration(m.latency.Load())),
+			Paused: m.paused, Replicate: m.spec.Replicate, LastError: m.lastErr, LastErrorAt: m.lastErrAt, LatencyMS: ms64(time.Duration(m.latency.Load())),
 		})
 		st.QueueDepth += m.queue.Len()
 		if m.state != MemberUp {
@@ -91,21 +96,16 @@ func (c *Controller) snapshotLocked(now time.Time) Status {
 		if rs.State == StateConflict {
 			st.Conflicts = append(st.Conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name, Reason: reason})
 		}
-		if rs.State != StatePresent && m.state == MemberUp && !m.paused {
+		if blocksConvergence(rs.State) && m.state == MemberUp && !m.paused {
 			st.Converged = false
 		}
 		st.Streams[len(st.Streams)-1].Replicas[m.spec.Name] = rs
 	})
 	// The same name as a source on two origins: the later one is reported.
-	for name, recs := range c.sources {
-		w := c.winnerLocked(name)
-		for m, rec := range recs {
-			if m != w && w != nil && rec.absentSince.IsZero() && m.state == MemberUp {
-				st.Conflicts = append(st.Conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name,
-					Reason: "also a source on " + w.spec.Name + ", which had it first"})
-			}
-		}
-	}
+	c.eachSourceConflictLocked(func(name string, w, m *member) {
+		st.Conflicts = append(st.Conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name,
+			Reason: "also a source on " + w.spec.Name + ", whose copy is replicated"})
+	})
 	slices.SortFunc(st.Streams, func(a, b StreamStatus) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(st.Conflicts, func(a, b Conflict) int {
 		return cmp.Or(cmp.Compare(a.Stream, b.Stream), cmp.Compare(a.Member, b.Member))
@@ -127,7 +127,7 @@ func (c *Controller) snapshotLocked(now time.Time) Status {
 // conflict, the reason.
 func (c *Controller) eachReplicaLocked(now time.Time, fn func(name string, w, m *member, rs ReplicaStatus, reason string)) {
 	for name := range c.sources {
-		w := c.winnerLocked(name)
+		w, _ := c.winnerLocked(name)
 		if w == nil {
 			continue
 		}
@@ -140,7 +140,7 @@ func (c *Controller) eachReplicaLocked(now time.Time, fn func(name string, w, m 
 			if !a.desired {
 				continue
 			}
-			rs := ReplicaStatus{State: a.state}
+			rs := ReplicaStatus{State: a.state, Reason: a.reason}
 			if o := m.ops[name]; o != nil {
 				rs.Attempts, rs.LastError = o.attempts, o.lastErr
 				if o.state == a.state {
@@ -155,27 +155,39 @@ func (c *Controller) eachReplicaLocked(now time.Time, fn func(name string, w, m 
 	}
 }
 
-// sourceConflictsLocked counts the names that are a source on an origin
-// other than their winning one, as snapshotLocked reports them.
-func (c *Controller) sourceConflictsLocked() int {
-	n := 0
+// eachSourceConflictLocked calls fn for each name that is a source on a
+// member m other than its winning origin w.
+func (c *Controller) eachSourceConflictLocked(fn func(name string, w, m *member)) {
 	for name, recs := range c.sources {
-		w := c.winnerLocked(name)
+		if len(recs) < 2 {
+			continue
+		}
+		w, _ := c.winnerLocked(name)
 		for m, rec := range recs {
-			if m != w && w != nil && rec.absentSince.IsZero() && m.state == MemberUp {
-				n++
+			if m != w && w != nil && rec.absentSince.IsZero() {
+				fn(name, w, m)
 			}
 		}
 	}
-	return n
+}
+
+// blocksConvergence reports whether a desired replica in state keeps the
+// group from converged: every state but present, and those only the
+// operator can resolve (a conflict, an unreplicable name).
+func blocksConvergence(state string) bool {
+	switch state {
+	case StatePresent, StateConflict, StateUnreplicable:
+		return false
+	}
+	return true
 }
 
 // groupCounts are the figures of the group's gauges, counted without
 // building a Status: a scrape of a large group then costs no memory.
 type groupCounts struct {
-	desired, present, conflicts int
-	converged                   bool
-	lag                         time.Duration
+	desired, present, conflicts, unreplicable int
+	converged                                 bool
+	lag                                       time.Duration
 }
 
 // countsLocked returns, in one pass, the figures snapshotLocked reports
@@ -200,6 +212,10 @@ func (c *Controller) countsLocked(now time.Time) groupCounts {
 			return
 		case StateConflict:
 			g.conflicts++
+			return
+		case StateUnreplicable:
+			g.unreplicable++
+			return
 		}
 		if m.state != MemberUp || m.paused {
 			return
@@ -211,6 +227,6 @@ func (c *Controller) countsLocked(now time.Time) groupCounts {
 		}
 		g.lag = max(g.lag, now.Sub(since))
 	})
-	g.conflicts += c.sourceConflictsLocked()
+	c.eachSourceConflictLocked(func(string, *member, *member) { g.conflicts++ })
 	return g
 }

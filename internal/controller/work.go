@@ -62,6 +62,9 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 	c.mu.Lock()
 	a := c.planLocked(m, name, start)
 	c.recordLocked(m, name, a, start)
+	if a.kind != actRemove {
+		delete(m.removals, name)
+	}
 	if a.relist {
 		m.needList = true
 		c.wakeLocked(m)
@@ -95,6 +98,26 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		}
 		c.pull(ctx, m, name, a.origin)
 	case actRemove:
+		// The configId must come from a listing of m started after the
+		// removal was decided: an older one may name a config since
+		// removed, or, after an EMS restart, another config.
+		c.mu.Lock()
+		decided, ok := m.removals[name]
+		if !ok {
+			decided = start
+			m.removals[name] = decided
+		}
+		fresh := !m.obs.fullAt.Before(decided)
+		if !fresh {
+			m.needList = true
+			c.wakeLocked(m)
+		}
+		latency := time.Duration(m.latency.Load())
+		c.mu.Unlock()
+		if !fresh {
+			m.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
+			return
+		}
 		c.remove(ctx, m, name, a)
 	}
 }
@@ -121,9 +144,13 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 	}
 	c.mu.Lock()
 	if err == nil {
+		now := time.Now()
 		m.obs.configs[name] = append(m.obs.configs[name], pullCfg{
 			id: res.ConfigID, uri: uri, tagOrigin: origin.spec.Address, tagged: true, ours: true,
+			pulledAt: now.UnixNano(),
 		})
+		// Seen streaming by its inStreamCreated, or else by a listing.
+		m.queue.AddAfter(name, confirmPullAfter)
 		c.gen++
 		if m.listingFull {
 			m.obs.changed[name] = c.gen
@@ -133,8 +160,8 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		delete(m.ops, name)
 		c.mu.Unlock()
 		c.met.pulls.Inc()
-		if c.log.Enabled(ctx, slog.LevelDebug) {
-			m.log(c.log).Debug("replica pulled", "stream", name, "origin", origin.spec.Name, "config_id", res.ConfigID)
+		if c.log.Enabled(ctx, slog.LevelInfo) {
+			m.log(c.log).Info("replica pulled", "stream", name, "origin", origin.spec.Name, "config_id", res.ConfigID)
 		}
 		return
 	}
@@ -169,6 +196,7 @@ func (c *Controller) remove(ctx context.Context, m *member, name string, a actio
 		c.failedLocked(m, name, o, err)
 		return
 	}
+	delete(m.removals, name)
 	cfgs := slices.DeleteFunc(m.obs.configs[name], func(cfg pullCfg) bool { return cfg.id == a.configID })
 	if len(cfgs) == 0 {
 		delete(m.obs.configs, name)

@@ -1,0 +1,154 @@
+package controller
+
+// What a listing tells: the sources of a member, and which replicas need
+// work after it. These are the only writers of the sources.
+
+import "time"
+
+// applyListingLocked updates the sources of origin m after a successful
+// listing. A full listing shows which inbound streams are pulls; an
+// inbound-only one does not (m's configs may have changed since its last
+// full listing, for instance by another balancer of the group), so it makes
+// sources, new or back, only of the names it was asked to confirm: those
+// announced by events that were not a replica's. A full listing does not
+// make a new source of a name that wasPull (the member's configs before it)
+// showed as a replica: a replica whose config was removed between the
+// listing's two calls would look like one. An inbound-only listing looks
+// only at the names it confirms and those it no longer shows (gone): the
+// others are as the listing before left them, and an origin may list
+// thousands.
+func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, announced map[string]time.Time, wasPull map[string][]pullCfg, gone []string) {
+	present := func(name string) {
+		recs := c.sources[name]
+		if recs == nil {
+			recs = make(map[*member]*source, 1)
+			c.sources[name] = recs
+		}
+		rec := recs[m]
+		switch {
+		case rec == nil:
+			recs[m] = &source{firstSeen: now}
+			c.met.sourcesSeen.Inc()
+			if len(recs) > 1 {
+				c.needCreatedLocked(name)
+			}
+			c.enqueueNeededLocked(name, now)
+		case !rec.absentSince.IsZero():
+			rec.absentSince = time.Time{}
+			if len(recs) > 1 {
+				c.needCreatedLocked(name)
+			}
+			c.enqueueNeededLocked(name, now)
+		}
+	}
+	absent := func(name string, recs map[*member]*source) {
+		rec := recs[m]
+		if rec == nil || !rec.absentSince.IsZero() || c.isSourceLocked(m, name) {
+			return
+		}
+		rec.absentSince = now
+		c.enqueueAllLocked(name, 0)
+		c.enqueueAllLocked(name, c.opts.TeardownGrace)
+	}
+	for _, at := range announced {
+		c.met.confirmWait.Observe(now.Sub(at).Seconds())
+	}
+	if !full {
+		for name := range announced {
+			if c.isSourceLocked(m, name) {
+				present(name)
+			}
+		}
+		for name := range announced {
+			absent(name, c.sources[name])
+		}
+		for _, name := range gone {
+			absent(name, c.sources[name])
+		}
+		return
+	}
+	for name := range m.obs.inbound {
+		if !c.isSourceLocked(m, name) {
+			continue
+		}
+		if c.sources[name][m] == nil && c.anyReplicaLocked(wasPull[name]) {
+			continue
+		}
+		present(name)
+	}
+	for name, recs := range c.sources {
+		absent(name, recs)
+	}
+}
+
+// maxLookups bounds the names waiting for a creation time on one member.
+const maxLookups = 1024
+
+// needCreatedLocked asks the origins of name whose stream's creation time
+// is not known for it: name is a source on several members, and the
+// winner may depend on it.
+func (c *Controller) needCreatedLocked(name string) {
+	for o, rec := range c.sources[name] {
+		if rec.created != 0 || !rec.absentSince.IsZero() || len(o.lookup) >= maxLookups {
+			continue
+		}
+		o.lookup[name] = struct{}{}
+		c.wakeLocked(o)
+	}
+}
+
+// gcSourcesLocked forgets sources absent for long after their grace: their
+// replicas have been removed by then.
+func (c *Controller) gcSourcesLocked(now time.Time) {
+	horizon := 3*c.opts.TeardownGrace + c.opts.ResyncInterval
+	for name, recs := range c.sources {
+		for m, rec := range recs {
+			if c.byName[m.spec.Name] != m || (!rec.absentSince.IsZero() && now.Sub(rec.absentSince) > horizon) {
+				delete(recs, m)
+			}
+		}
+		if len(recs) == 0 {
+			delete(c.sources, name)
+		}
+	}
+}
+
+// diffLocked queues every stream that needs work on destination m.
+func (c *Controller) diffLocked(m *member, now time.Time) {
+	if m.state != MemberUp {
+		return
+	}
+	for name := range c.sources {
+		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist {
+			m.queue.Add(name)
+		}
+	}
+	for name := range m.obs.configs {
+		if _, ok := c.sources[name]; ok {
+			continue
+		}
+		if a := c.planLocked(m, name, now); a.kind != actNone {
+			m.queue.Add(name)
+		}
+	}
+}
+
+// enqueueNeededLocked queues name on the members that need work for it. A
+// member not listed yet is left to the diff that follows its first
+// listing: planning for it would queue every stream, for nothing.
+func (c *Controller) enqueueNeededLocked(name string, now time.Time) {
+	for _, m := range c.members {
+		if !m.obs.listed {
+			continue
+		}
+		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist {
+			m.queue.Add(name)
+		}
+	}
+}
+
+func (c *Controller) enqueueAllLocked(name string, after time.Duration) {
+	for _, m := range c.members {
+		m.queue.AddAfter(name, after)
+	}
+}
