@@ -24,7 +24,7 @@ type fakeGroup struct {
 type fakeEMS struct {
 	g       *fakeGroup
 	addr    string
-	sources map[string]bool // published or externally pulled streams
+	sources map[string]bool    // published or externally pulled streams
 	created map[string]float64 // creationTimestamp of each source, ms
 	configs map[uint64]ems.PullConfig
 	down    bool
