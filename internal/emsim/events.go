@@ -93,12 +93,13 @@ func newEventSender(m *Member, sinkURL string) *eventSender {
 
 // emitLocked queues an event about st unless events are off or m is down.
 // The caller holds m.mu, so events of one member keep their order and come
-// after the state change they describe.
-func (m *Member) emitLocked(typ string, st *stream, now time.Time, view settingsView) {
+// after the state change they describe. The pullSettings of a pulled
+// stream carry "_callback":null, as real EMS 2.0 events do.
+func (m *Member) emitLocked(typ string, st *stream, now time.Time) {
 	if m.ev == nil || m.faults.Down {
 		return
 	}
-	payload := st.info(m, now, infoOpts{event: true, fresh: typ == "inStreamCreated", settings: view})
+	payload := st.info(m, now, infoOpts{event: true, fresh: typ == "inStreamCreated", settings: viewListed})
 	m.emitPayloadLocked(typ, payload, now)
 }
 

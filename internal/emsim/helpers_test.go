@@ -173,6 +173,7 @@ func path(v any, steps ...any) any {
 type sinkEvent struct {
 	Type        string
 	Env         map[string]any
+	Raw         []byte
 	RemoteIP    string
 	ContentType string
 	// Listed reports whether the stream was listed by its member's
@@ -210,7 +211,7 @@ func (s *eventSink) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	ev := sinkEvent{Env: env, RemoteIP: host, ContentType: r.Header.Get("Content-Type")}
+	ev := sinkEvent{Env: env, Raw: body, RemoteIP: host, ContentType: r.Header.Get("Content-Type")}
 	ev.Type, _ = env["type"].(string)
 	// Ask the member, from inside the delivery, whether it lists the stream.
 	ip, _ := path(env, "payload", "ip").(string)

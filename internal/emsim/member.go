@@ -171,7 +171,7 @@ func (m *Member) publishLocked(name string, now time.Time) error {
 		publisher: "FMLE/3.0 (compatible; FMSc/1.0)",
 	}
 	m.addStreamLocked(st)
-	m.emitLocked("inStreamCreated", st, now, viewStored)
+	m.emitLocked("inStreamCreated", st, now)
 	m.log.Debug("published", "stream", name)
 	return nil
 }

@@ -299,7 +299,7 @@ func (m *Member) startStreamLocked(c *pullConfig, now time.Time) {
 	c.gen++
 	c.stream = st
 	m.addStreamLocked(st)
-	m.emitLocked("inStreamCreated", st, now, viewStored)
+	m.emitLocked("inStreamCreated", st, now)
 	m.log.Debug("pull streaming", "stream", st.name, "config_id", c.set.ConfigID, "uri", redactURI(c.set.URI))
 }
 
@@ -362,7 +362,7 @@ func (m *Member) closeStreamLocked(st *stream, now time.Time) {
 			}
 		}
 	}
-	m.emitLocked("inStreamClosed", st, now, viewListed)
+	m.emitLocked("inStreamClosed", st, now)
 	m.changedLocked()
 	m.c.streamGone(srcRef{host: m.ip, name: st.name})
 }

@@ -160,8 +160,8 @@ func randomStreamName() string {
 type settingsView int
 
 const (
-	viewStored   settingsView = iota // uri as a string (getConfigInfo, events at creation, state)
-	viewListed                       // uri as a string plus "_callback":null (listConfig, listStreams)
+	viewStored   settingsView = iota // uri as a string (getConfigInfo, state)
+	viewListed                       // uri as a string plus "_callback":null (listConfig, listStreams, events)
 	viewResponse                     // uri as the parsed object (pullStream answer)
 )
 
