@@ -102,7 +102,7 @@ func (c *Controller) snapshotLocked(now time.Time) Status {
 		st.Streams[len(st.Streams)-1].Replicas[m.spec.Name] = rs
 	})
 	// The same name as a source on two origins: the later one is reported.
-	c.eachSourceConflictLocked(func(name string, w, m *member) {
+	c.eachSourceConflictLocked(now, func(name string, w, m *member) {
 		st.Conflicts = append(st.Conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name,
 			Reason: "also a source on " + w.spec.Name + ", whose copy is replicated"})
 	})
@@ -156,15 +156,16 @@ func (c *Controller) eachReplicaLocked(now time.Time, fn func(name string, w, m 
 }
 
 // eachSourceConflictLocked calls fn for each name that is a source on a
-// member m other than its winning origin w.
-func (c *Controller) eachSourceConflictLocked(fn func(name string, w, m *member)) {
+// member m other than its winning origin w, where m's replica cell does
+// not report it already (m takes no replica of name).
+func (c *Controller) eachSourceConflictLocked(now time.Time, fn func(name string, w, m *member)) {
 	for name, recs := range c.sources {
 		if len(recs) < 2 {
 			continue
 		}
 		w, _ := c.winnerLocked(name)
 		for m, rec := range recs {
-			if m != w && w != nil && rec.absentSince.IsZero() {
+			if m != w && w != nil && rec.absentSince.IsZero() && !c.planLocked(m, name, now).desired {
 				fn(name, w, m)
 			}
 		}
@@ -227,6 +228,6 @@ func (c *Controller) countsLocked(now time.Time) groupCounts {
 		}
 		g.lag = max(g.lag, now.Sub(since))
 	})
-	c.eachSourceConflictLocked(func(string, *member, *member) { g.conflicts++ })
+	c.eachSourceConflictLocked(now, func(string, *member, *member) { g.conflicts++ })
 	return g
 }

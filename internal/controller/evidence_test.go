@@ -1,0 +1,283 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"streamlb/internal/receiver"
+)
+
+// start runs a Controller with opts until the test's bubble ends it.
+func start(t *testing.T, opts Options) (c *Controller, end func()) {
+	t.Helper()
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry()
+	}
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = c.Run(ctx); close(done) }()
+	<-c.Ready()
+	synctest.Wait()
+	return c, func() { cancel(); <-done }
+}
+
+// writes counts the calls that change a member, on every member of g.
+func writes(g *fakeGroup) int {
+	n := 0
+	for _, m := range g.members {
+		n += m.count("pullStream") + m.count("removeConfig")
+	}
+	return n
+}
+
+// An origin whose API fails, for any reason, while its streams flow keeps
+// every replica of its sources on every other member, for as long as it
+// lasts: its sources are unknown, not absent. Checked throughout the
+// outage, not only after it.
+func TestOriginAPIFailureRemovesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fail  func(a *apiDownEMS, on bool)
+		state string
+	}{
+		{"transport errors", func(a *apiDownEMS, on bool) { a.down.Store(on) }, MemberDown},
+		{"wrong credentials", func(a *apiDownEMS, on bool) {
+			a.g.mu.Lock()
+			a.unauth = on
+			a.g.mu.Unlock()
+		}, MemberUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				g := newFakeGroup(addrA, addrB, addrC)
+				specs := g.specs("a", "b", "c")
+				a := &apiDownEMS{fakeEMS: g.m(addrA)}
+				specs[0].Client = a
+				c, end := start(t, Options{Group: "g1", KeepAlive: true, ResyncInterval: 10 * time.Second,
+					TeardownGrace: 5 * time.Second, Members: specs})
+				defer end()
+				for i := range 5 {
+					g.m(addrA).publish(fmt.Sprintf("cam%d", i))
+				}
+				time.Sleep(15 * time.Second)
+				synctest.Wait()
+				if st := c.Snapshot(); !st.Converged || len(st.Streams) != 5 {
+					t.Fatalf("not converged before the fault: %+v", st)
+				}
+
+				tc.fail(a, true)
+				for step := range 60 { // five minutes: thirty resyncs, sixty graces
+					time.Sleep(5 * time.Second)
+					synctest.Wait()
+					if n := g.m(addrB).count("removeConfig") + g.m(addrC).count("removeConfig"); n != 0 {
+						t.Fatalf("after %ds of origin failure: %d removeConfig calls", 5*(step+1), n)
+					}
+				}
+				st := c.Snapshot()
+				if got := memberState(c, "a"); got != tc.state {
+					t.Errorf("member a is %q, want %q", got, tc.state)
+				}
+				if len(st.Streams) != 5 {
+					t.Fatalf("status shows %d streams during the outage, want 5: %+v", len(st.Streams), st.Streams)
+				}
+				for _, s := range st.Streams {
+					for _, m := range []string{"b", "c"} {
+						if rs := s.Replicas[m]; rs.State != StatePresent {
+							t.Errorf("%s on %s is %q during the outage, want present (it streams)", s.Name, m, rs.State)
+						}
+					}
+				}
+				for i := range 5 {
+					wantReplica(t, g.m(addrB), fmt.Sprintf("cam%d", i), fmt.Sprintf("rtmp://127.0.0.1/live/cam%d", i))
+				}
+
+				// A new source on the failed origin is announced: nothing is
+				// pulled (it cannot be confirmed), and its cells say why.
+				g.m(addrA).publish("late")
+				c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamCreated", Name: "late", IP: addrA, Peer: netip.MustParseAddr(addrA)})
+				time.Sleep(time.Second)
+				synctest.Wait()
+				if n := g.m(addrB).count("pullStream"); n != 5 {
+					t.Errorf("b got %d pulls, want the 5 of before the outage", n)
+				}
+
+				// One source ends during the outage; once the API answers
+				// again, a listing shows it absent and only its replicas go.
+				g.m(addrA).unpublish("cam0")
+				tc.fail(a, false)
+				time.Sleep(40 * time.Second)
+				synctest.Wait()
+				wantReplica(t, g.m(addrB), "cam0", "")
+				wantReplica(t, g.m(addrB), "cam1", "rtmp://127.0.0.1/live/cam1")
+				wantReplica(t, g.m(addrB), "late", "rtmp://127.0.0.1/live/late")
+				if n := g.m(addrB).count("removeConfig"); n != 1 {
+					t.Errorf("b: %d removeConfig calls, want 1 (cam0)", n)
+				}
+			})
+		})
+	}
+}
+
+// A member that cannot be listed shows its cells unknown, with the reason,
+// not missing; the group is not converged.
+func TestDownMemberCellsAreUnknown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		h.g.m(addrC).setDown(true)
+		h.g.m(addrA).publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(40 * time.Second)
+		st := h.c.Snapshot()
+		if len(st.Streams) != 1 {
+			t.Fatalf("streams %+v", st.Streams)
+		}
+		rs := st.Streams[0].Replicas["c"]
+		if rs.State != StateUnknown || rs.Reason == "" {
+			t.Errorf("c's cell is %+v, want unknown with a reason", rs)
+		}
+		if st.Converged {
+			t.Error("converged with a member down")
+		}
+	})
+}
+
+// Two balancers with the same config and a name published on two origins
+// settle on the same origin (the stream created first) and then make no
+// call that changes anything; neither does a third started afterwards.
+func TestActiveActiveBalancersAgreeOnAConflict(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		opts := func(order ...int) Options {
+			all := g.specs("a", "b", "c")
+			var specs []MemberSpec
+			for _, i := range order {
+				specs = append(specs, all[i])
+			}
+			return Options{Group: "g1", KeepAlive: true, ResyncInterval: 10 * time.Second, TeardownGrace: 5 * time.Second, Members: specs}
+		}
+		g.m(addrB).publish("news") // the primary encoder, first
+		time.Sleep(time.Second)
+		g.m(addrA).publish("news") // the backup, a second later
+		// Each balancer lists the members in its own order.
+		c1, end1 := start(t, opts(0, 1, 2))
+		defer end1()
+		c2, end2 := start(t, opts(2, 1, 0))
+		defer end2()
+		for _, c := range []*Controller{c1, c2} {
+			for _, ip := range []string{addrA, addrB} {
+				c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamCreated", Name: "news", IP: ip, Peer: netip.MustParseAddr(ip)})
+			}
+		}
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		wantReplica(t, g.m(addrC), "news", "rtmp://127.0.0.2/live/news")
+		for _, c := range []*Controller{c1, c2} {
+			st := c.Snapshot()
+			if len(st.Streams) != 1 || st.Streams[0].Origin != "b" {
+				t.Errorf("streams %+v, want news from b", st.Streams)
+			}
+			if len(st.Conflicts) != 1 || st.Conflicts[0].Member != "a" {
+				t.Errorf("conflicts %+v, want news on a reported", st.Conflicts)
+			}
+		}
+		settled := writes(g)
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		if n := writes(g) - settled; n != 0 {
+			t.Errorf("%d pulls and removals after settling, want 0", n)
+		}
+		c3, end3 := start(t, opts(1, 0, 2))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		end3()
+		if n := writes(g) - settled; n != 0 {
+			t.Errorf("a balancer started later made %d changes, want 0", n)
+		}
+		_ = c3
+	})
+}
+
+// A name that cannot stand in an RTMP URI unchanged is pulled nowhere,
+// shown as unreplicable with the reason, and the group still converges.
+func TestUnreplicableNameIsNeverPulled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		for _, name := range []string{"odd/name?x=1", "a b", "x%41", "ok"} {
+			h.g.m(addrA).publish(name)
+			h.event("inStreamCreated", addrA, name)
+		}
+		h.settle(40 * time.Second)
+		if n := h.g.m(addrB).count("pullStream"); n != 1 {
+			t.Errorf("b got %d pulls, want 1 (only ok)", n)
+		}
+		st := h.c.Snapshot()
+		if !st.Converged {
+			t.Errorf("not converged: %+v", st)
+		}
+		for _, s := range st.Streams {
+			if s.Name == "ok" {
+				continue
+			}
+			if rs := s.Replicas["b"]; rs.State != StateUnreplicable || rs.Reason == "" {
+				t.Errorf("%q on b is %+v, want unreplicable with a reason", s.Name, rs)
+			}
+		}
+	})
+}
+
+// Forged events naming streams on a member keep at most a bounded set of
+// names waiting for confirmation, and none for a member that is down.
+func TestForgedFloodKeepsBoundedState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		h.g.m(addrA).setDown(true)
+		h.settle(40 * time.Second) // a is found down
+		if got := memberState(h.c, "a"); got != MemberDown {
+			t.Fatalf("a is %q", got)
+		}
+		flood := func(origin string) {
+			for i := range 100_000 {
+				h.c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamCreated", Name: fmt.Sprintf("forged-%d", i),
+					IP: origin, Peer: netip.MustParseAddr(origin)})
+				if i%10_000 == 0 {
+					synctest.Wait()
+				}
+			}
+			synctest.Wait()
+		}
+		flood(addrA)
+		h.c.mu.Lock()
+		n := len(h.c.byName["a"].confirm)
+		h.c.mu.Unlock()
+		if n != 0 {
+			t.Errorf("%d names kept for a member that is down, want 0", n)
+		}
+		h.g.m(addrB).g.mu.Lock()
+		h.g.m(addrB).down = false
+		h.g.m(addrB).g.mu.Unlock()
+		flood(addrB)
+		h.c.mu.Lock()
+		n = len(h.c.byName["b"].confirm)
+		h.c.mu.Unlock()
+		if n > maxConfirm {
+			t.Errorf("%d names waiting on b, want at most %d", n, maxConfirm)
+		}
+		h.settle(time.Minute)
+		if w := writes(h.g); w != 0 {
+			t.Errorf("forged events made %d pulls or removals", w)
+		}
+	})
+}
