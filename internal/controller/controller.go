@@ -12,6 +12,7 @@ import (
 	"unique"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"streamlb/internal/ems"
@@ -341,17 +342,16 @@ func (c *Controller) Resync(ctx context.Context) {
 	// a member's whole new listing beside its last one (at 10,000 streams
 	// × 16 members, four at a time cost 7 MiB more peak RSS and were no
 	// faster).
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, resyncListings)
+	var g errgroup.Group
+	g.SetLimit(resyncListings)
 	calls := make([]int, len(ms))
 	for i, m := range ms {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			calls[i] = c.listMember(ctx, m, true, nil)
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait() // a listing's failure parks its member
 	if ctx.Err() != nil {
 		return
 	}

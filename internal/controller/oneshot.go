@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Survey lists every member once, as a running controller's first resync
@@ -135,42 +137,40 @@ func (c *Controller) Prune(ctx context.Context, dryRun bool, report func(Action)
 	})
 }
 
-// runActions runs n actions, at most MaxInflight at a time, and reports
-// each.
+// runActions runs n actions, at most MaxInflight per member at a time,
+// reports each, and returns when every call it started has returned.
 func (c *Controller) runActions(ctx context.Context, dryRun bool, report func(Action), n int,
 	job func(i int) (Action, func(context.Context) error)) []Action {
-	out := make([]Action, n)
+	out := make([]Action, 0, n)
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, c.opts.MaxInflight*max(1, len(c.members)))
+	var g errgroup.Group
+	g.SetLimit(c.opts.MaxInflight * max(1, len(c.members)))
 	for i := range n {
 		act, run := job(i)
 		if dryRun {
-			out[i] = act
+			out = append(out, act)
 			if report != nil {
 				report(act)
 			}
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return out[:i]
+		if ctx.Err() != nil {
+			break
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		g.Go(func() error {
 			if err := run(ctx); err != nil {
 				act.Err = trimErr(err)
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			out[i] = act
+			out = append(out, act)
 			if report != nil {
 				report(act)
 			}
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait() // the actions' errors are in their Err
 	return out
 }
 
