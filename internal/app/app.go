@@ -15,12 +15,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"streamlb/internal/buildinfo"
@@ -55,8 +58,15 @@ type App struct {
 	reg  *prometheus.Registry
 	ctl  *controller.Controller
 
-	mu  sync.Mutex
-	cfg *config.Config
+	recv *receiver.Receiver
+	// adminPassword is admin_password, "" for none; a reload replaces it.
+	adminPassword atomic.Pointer[string]
+	reloadOK      prometheus.Gauge
+	reloadAt      prometheus.Gauge
+
+	mu      sync.Mutex
+	cfg     *config.Config // the config in force
+	started *config.Config // the one the listeners were built from
 
 	servers []*http.Server
 	addrs   []string
@@ -102,7 +112,27 @@ func New(opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &App{opts: opts, log: opts.Logger, reg: reg, ctl: ctl, cfg: cfg}, nil
+	a := &App{opts: opts, log: opts.Logger, reg: reg, ctl: ctl, cfg: cfg, started: cfg}
+	a.recv = receiver.New(receiver.Options{
+		Sink:           ctl,
+		Logger:         opts.Logger,
+		Registerer:     reg,
+		Token:          cfg.EventsToken.Reveal(),
+		AllowedSources: cfg.AllowedSources,
+	})
+	pw := cfg.AdminPassword.Reveal()
+	a.adminPassword.Store(&pw)
+	a.reloadOK = promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+		Name: "streamlb_config_last_reload_successful",
+		Help: "1 when the last config reload (SIGHUP) was applied, 0 when it was refused; 1 before any.",
+	})
+	a.reloadAt = promauto.With(reg).NewGauge(prometheus.GaugeOpts{
+		Name: "streamlb_config_last_reload_success_timestamp_seconds",
+		Help: "Unix time of the last config load that was applied: the start, or the last good reload.",
+	})
+	a.reloadOK.Set(1)
+	a.reloadAt.SetToCurrentTime()
+	return a, nil
 }
 
 // MemberSpecs builds the controller's members, with their EMS clients, from
@@ -172,16 +202,9 @@ func (a *App) Registry() *prometheus.Registry { return a.reg }
 // Start binds the listeners (bind errors come back here) and starts the
 // controller and servers.
 func (a *App) Start() error {
-	cfg := a.cfg
+	cfg := a.started
 	sink := http.NewServeMux()
-	recv := receiver.New(receiver.Options{
-		Sink:           a.ctl,
-		Logger:         a.log,
-		Registerer:     a.reg,
-		Token:          cfg.EventsToken.Reveal(),
-		AllowedSources: cfg.AllowedSources,
-	})
-	recv.Register(sink)
+	a.recv.Register(sink)
 
 	admin := sink
 	if cfg.AdminListen != "" {
@@ -192,20 +215,20 @@ func (a *App) Start() error {
 	admin.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg, MaxRequestsInFlight: 4}))
 	statusapi.RegisterDashboard(admin, a.ctl)
 
-	var adminHandler http.Handler = admin
-	if cfg.AdminPassword != "" {
-		adminHandler = basicAuth(admin, cfg.AdminPassword, sink == admin)
-	}
+	adminHandler := basicAuth(admin, &a.adminPassword, sink == admin)
 
 	type bind struct {
 		addr string
 		h    http.Handler
 	}
-	binds := []bind{{cfg.Listen, sink}}
+	// Every state-changing route, the event sink's included, refuses
+	// cross-site browser requests; EMS sends none of a browser's headers.
+	protect := statusapi.CrossOriginProtection()
+	binds := []bind{{cfg.Listen, protect.Handler(sink)}}
 	if cfg.AdminListen != "" {
-		binds = append(binds, bind{cfg.AdminListen, adminHandler})
+		binds = append(binds, bind{cfg.AdminListen, protect.Handler(adminHandler)})
 	} else {
-		binds[0].h = adminHandler
+		binds[0].h = protect.Handler(adminHandler)
 	}
 	if !isLoopback(cfg.Listen) && cfg.EventsToken == "" && len(cfg.AllowedSources) == 0 {
 		a.log.Warn("the event sink listens beyond loopback with neither events_token nor allowed_sources: anyone who reaches it can send events", "listen", cfg.Listen)
@@ -232,6 +255,13 @@ func (a *App) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	a.done = make(chan struct{})
+	// Requests see their context cancelled when a stop begins, so
+	// long-lived ones (the event stream) end instead of holding it up.
+	reqCtx, stopRequests := context.WithCancel(context.Background())
+	for _, srv := range a.servers {
+		srv.BaseContext = func(net.Listener) context.Context { return reqCtx }
+		srv.RegisterOnShutdown(stopRequests)
+	}
 	var wg sync.WaitGroup
 	for i, srv := range a.servers {
 		wg.Go(func() {
@@ -241,7 +271,7 @@ func (a *App) Start() error {
 		})
 	}
 	wg.Go(func() { _ = a.ctl.Run(ctx) })
-	go func() { wg.Wait(); close(a.done) }()
+	go func() { wg.Wait(); stopRequests(); close(a.done) }()
 	a.log.Info("streamlb started", "listen", a.addrs[0], "members", len(cfg.Members), "group", cfg.Group)
 	return nil
 }
@@ -268,42 +298,92 @@ func (a *App) Addr() string { return a.addrs[0] }
 func (a *App) AdminAddr() string { return a.addrs[len(a.addrs)-1] }
 
 // Stop stops accepting, drains requests and work in flight within ctx's
-// deadline, and waits for every goroutine.
+// deadline, and waits for every goroutine. Requests still open when three
+// quarters of the time left is spent (a client holding its body back) have
+// their connections closed: that is a clean stop, not an error. The error
+// says only that the balancer's own work did not end in time.
 func (a *App) Stop(ctx context.Context) error {
 	if a.cancel == nil {
 		return nil
 	}
-	var errs []error
-	for _, srv := range a.servers {
-		if err := srv.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
-			srv.Close()
-		}
+	serversCtx := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		serversCtx, cancel = context.WithDeadline(ctx, deadline.Add(-time.Until(deadline)/4))
+		defer cancel()
 	}
+	var wg sync.WaitGroup
+	for i, srv := range a.servers {
+		wg.Go(func() {
+			if err := srv.Shutdown(serversCtx); err != nil {
+				a.log.Warn("requests still open at the stop deadline; closing their connections", "addr", a.addrs[i], "err", err)
+				_ = srv.Close()
+			}
+		})
+	}
+	wg.Wait()
 	a.cancel()
 	select {
 	case <-a.done:
+		return nil
 	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("stop: %w", ctx.Err()))
+		return fmt.Errorf("stop: work in flight did not end within the deadline: %w", ctx.Err())
 	}
-	return errors.Join(errs...)
 }
 
-// Reload applies a new config: the member list changes (added members are
-// filled, removed ones left alone, unchanged ones keep their state, ones
-// with new credentials start afresh). Settings that need a restart
-// (listen addresses, group, timings) are reported and kept.
+// Reload applies a new config at once, as far as a running daemon can:
+// the member list (added members are filled, removed ones left alone,
+// unchanged ones keep their state, ones with new credentials start
+// afresh), events_token, allowed_sources, admin_password, include,
+// exclude, resync_interval, teardown_grace, max_inflight and
+// max_pulls_per_second. Settings that need a restart (listen, admin_listen,
+// group, keep_alive, app_name, play.listen) are logged by key and keep
+// their running values. The result is recorded for the status document
+// (last_reload) and the streamlb_config_last_reload_* metrics; on error
+// nothing is applied.
 func (a *App) Reload(cfg *config.Config) error {
+	err := a.reload(cfg)
+	a.recordReload(err)
+	return err
+}
+
+// ReloadFile loads the config file at path and applies it as Reload does.
+// A file that cannot be read or is invalid is a failed reload too: the
+// running config stays, and last_reload says why.
+func (a *App) ReloadFile(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		a.recordReload(err)
+		return err
+	}
+	return a.Reload(cfg)
+}
+
+// recordReload publishes the result of a reload.
+func (a *App) recordReload(err error) {
+	st := controller.ReloadStatus{At: time.Now().UTC(), OK: err == nil}
+	if err != nil {
+		st.Error = err.Error()
+		a.reloadOK.Set(0)
+		a.log.Error("reload refused; the running config stays", "err", err)
+	} else {
+		a.reloadOK.Set(1)
+		a.reloadAt.Set(float64(st.At.UnixNano()) / 1e9)
+	}
+	a.ctl.SetLastReload(st)
+}
+
+func (a *App) reload(cfg *config.Config) error {
+	if cfg == nil {
+		return errors.New("reload: no config")
+	}
 	specs, err := MemberSpecs(cfg)
 	if err != nil {
 		return err
 	}
 	a.mu.Lock()
-	old := a.cfg
+	old, started := a.cfg, a.started
 	a.mu.Unlock()
-	if old.Listen != cfg.Listen || old.Group != cfg.Group || old.AdminListen != cfg.AdminListen {
-		a.log.Warn("reload: listen, admin_listen and group take effect at the next restart")
-	}
 	oldByName := make(map[string]config.Member)
 	for _, m := range old.Members {
 		oldByName[m.Name] = m
@@ -319,11 +399,63 @@ func (a *App) Reload(cfg *config.Config) error {
 	if err := a.ctl.SetMembers(specs, same); err != nil {
 		return err
 	}
+	if tunables(old) != tunables(cfg) {
+		a.ctl.SetTunables(controller.Tunables{
+			Include:           slices.Clone(cfg.Include),
+			Exclude:           slices.Clone(cfg.Exclude),
+			ResyncInterval:    cfg.ResyncInterval,
+			TeardownGrace:     cfg.TeardownGrace,
+			MaxInflight:       cfg.MaxInflight,
+			MaxPullsPerSecond: cfg.MaxPullsPerSecond,
+		})
+	}
+	a.recv.SetAccess(cfg.EventsToken.Reveal(), cfg.AllowedSources)
+	pw := cfg.AdminPassword.Reveal()
+	a.adminPassword.Store(&pw)
 	a.mu.Lock()
 	a.cfg = cfg
 	a.mu.Unlock()
+
+	if keys := restartKeys(started, cfg); len(keys) > 0 {
+		a.log.Warn("reload: these settings take effect at the next restart; their running values stay", "keys", keys)
+	}
+	if !isLoopback(started.Listen) && cfg.EventsToken == "" && len(cfg.AllowedSources) == 0 {
+		a.log.Warn("the event sink listens beyond loopback with neither events_token nor allowed_sources: anyone who reaches it can send events", "listen", started.Listen)
+	}
 	a.log.Info("config reloaded", "members", len(cfg.Members))
 	return nil
+}
+
+// tunables returns the settings the controller applies live, in a form
+// that compares with ==.
+func tunables(c *config.Config) string {
+	return fmt.Sprintf("%q %q %v %v %d %v", c.Include, c.Exclude, c.ResyncInterval, c.TeardownGrace, c.MaxInflight, c.MaxPullsPerSecond)
+}
+
+// restartKeys names the settings of next that differ from running and
+// that only a restart applies.
+func restartKeys(running, next *config.Config) []string {
+	var keys []string
+	add := func(changed bool, key string) {
+		if changed {
+			keys = append(keys, key)
+		}
+	}
+	add(running.Listen != next.Listen, "listen")
+	add(running.AdminListen != next.AdminListen, "admin_listen")
+	add(running.Group != next.Group, "group")
+	add(running.KeepAlive != next.KeepAlive, "keep_alive")
+	add(running.AppName != next.AppName, "app_name")
+	add(playListen(running) != playListen(next), "play.listen")
+	return keys
+}
+
+// playListen returns the play listener's address, "" without a play block.
+func playListen(c *config.Config) string {
+	if c.Play == nil {
+		return ""
+	}
+	return c.Play.Listen
 }
 
 func isLoopback(addr string) bool {
@@ -338,18 +470,19 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// basicAuth guards the admin routes with HTTP Basic auth (user "admin").
-// When the event sink shares the mux, its routes stay open (they have
-// their own token).
-func basicAuth(h http.Handler, password ems.Secret, sinkShared bool) http.Handler {
-	want := []byte(password.Reveal())
+// basicAuth guards the admin routes with HTTP Basic auth (user "admin")
+// while *password is not empty; it is read at every request, so a reload
+// applies at once. When the event sink shares the mux, its routes stay open
+// (they have their own token).
+func basicAuth(h http.Handler, password *atomic.Pointer[string], sinkShared bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if sinkShared && (r.URL.Path == "/evowebservices" || strings.HasPrefix(r.URL.Path, "/evowebservices/")) {
+		want := *password.Load()
+		if want == "" || sinkShared && (r.URL.Path == "/evowebservices" || strings.HasPrefix(r.URL.Path, "/evowebservices/")) {
 			h.ServeHTTP(w, r)
 			return
 		}
 		user, pass, ok := r.BasicAuth()
-		if !ok || user != "admin" || subtle.ConstantTimeCompare([]byte(pass), want) != 1 {
+		if !ok || user != "admin" || subtle.ConstantTimeCompare([]byte(pass), []byte(want)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Basic realm="streamlb"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
