@@ -1,0 +1,23 @@
+// Package play sends viewers to the least-loaded member that holds their
+// stream: GET /play/{stream} answers the chosen member's player URLs (or
+// redirects an HLS or DASH player there), and GET /api/v1/load shows what
+// the choice is based on.
+//
+// A Service owns one poller goroutine per member (started by Run, ended
+// with its context). Every poll interval a poller reads its member's
+// listStreams (outbound network streams are players, except replica
+// pulls: those carrying streamlb's user agent or coming from a member's
+// address), getBandwidth, httpClientsConnected (HLS and DASH sessions)
+// and, every few polls, getConnectionsCountLimit, and stores the result
+// as an immutable Sample. A failing member is polled with capped,
+// jittered backoff; its last sample goes stale and the member ineligible.
+//
+// Service.mu guards every member's Target (latest sample, pending
+// estimate), the sticky map and the random source. A play request takes
+// the holders from the controller (outside that lock), then, under it,
+// runs Choose, a pure function of the holders, the targets, the time and
+// the random draws, and adds one player at the stream's bitrate to the
+// chosen member's pending estimate, which each fresh sample halves.
+// Readers (the load document, the metrics collector) copy under the lock
+// and change nothing.
+package play

@@ -1,0 +1,299 @@
+package play
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"streamlb/internal/config"
+	"streamlb/internal/controller"
+	"streamlb/internal/ems"
+)
+
+// Player protocols, as Sample.Viewers counts them.
+const (
+	ProtocolRTMP  = ems.ProtocolRTMP
+	ProtocolRTSP  = ems.ProtocolRTSP
+	ProtocolHLS   = ems.ProtocolHLS
+	ProtocolOther = ems.ProtocolOther
+)
+
+// protocols lists them in the order status and metrics show them.
+var protocols = [...]string{ProtocolRTMP, ProtocolRTSP, ProtocolHLS, ProtocolOther}
+
+// LoadClient is what a poller calls on one member's EMS API; *ems.Client
+// satisfies it. Each method returns an *ems.Error on failure.
+type LoadClient interface {
+	EachStream(ctx context.Context, fn func(e *ems.StreamEntry) error) error
+	GetBandwidth(ctx context.Context) (ems.Bandwidth, error)
+	HTTPClientsConnected(ctx context.Context, groupName string) (int, error)
+	GetConnectionsCountLimit(ctx context.Context) (ems.ConnectionsLimit, error)
+}
+
+var _ LoadClient = (*ems.Client)(nil)
+
+// Holders tells which members can serve a stream now: up, not paused,
+// holding it streaming, its origin first. *controller.Controller
+// satisfies it. It returns nil for a stream that is a source nowhere.
+type Holders interface {
+	Holders(name string) []string
+}
+
+var _ Holders = (*controller.Controller)(nil)
+
+// Member is one EMS players may be sent to.
+type Member struct {
+	Name string
+	// Address is where other members pull from: an outbound stream whose
+	// far end is a member's address is a replica pull, not a player.
+	Address   string
+	Placement config.Placement
+	Client    LoadClient
+}
+
+// Options configure a Service.
+type Options struct {
+	// Config is the play block; required.
+	Config *config.Play
+	// AppName is the RTMP application of player URLs; default "live".
+	AppName string
+	Members []Member
+	Holders Holders
+	// Registerer receives the metrics; nil: none are registered.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger // nil: discard
+	// Seed seeds the random draws; 0: a random seed.
+	Seed uint64
+	// ConnLimitEvery is how many polls apart the connection limit is read
+	// (the first poll reads it too); default 12.
+	ConnLimitEvery int
+}
+
+// maxSticky bounds the (client, stream) pairs remembered.
+const maxSticky = 200_000
+
+// Service reads every member's load, chooses members for players, and
+// serves GET /play/{stream} and GET /api/v1/load. Create it with New;
+// Run runs its pollers. Safe for concurrent use.
+type Service struct {
+	cfg      config.Play
+	appName  string
+	holders  Holders
+	log      *slog.Logger
+	connEach int
+	members  []*memberState // configuration order; fixed
+	addrs    map[string]bool
+	metrics  *metrics
+
+	mu      sync.Mutex // guards what follows and each memberState's target, lastErr
+	targets map[string]*Target
+	rnd     *rand.Rand
+	sticky  *stickyMap
+	now     func() time.Time
+}
+
+// memberState is one member's configuration and, under Service.mu, its
+// observed state.
+type memberState struct {
+	m       Member
+	target  *Target
+	lastErr string
+}
+
+// New returns a Service for opts. It starts nothing.
+func New(opts Options) (*Service, error) {
+	if opts.Config == nil {
+		return nil, errors.New("play: no config")
+	}
+	if opts.Holders == nil {
+		return nil, errors.New("play: no holders")
+	}
+	if opts.AppName == "" {
+		opts.AppName = config.DefaultAppName
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ConnLimitEvery <= 0 {
+		opts.ConnLimitEvery = 12
+	}
+	seed := opts.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	s := &Service{
+		cfg:      *opts.Config,
+		appName:  opts.AppName,
+		holders:  opts.Holders,
+		log:      opts.Logger,
+		connEach: opts.ConnLimitEvery,
+		addrs:    map[string]bool{},
+		targets:  map[string]*Target{},
+		rnd:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		sticky:   newStickyMap(opts.Config.StickyTTL, maxSticky),
+		now:      time.Now,
+	}
+	for _, m := range opts.Members {
+		if _, dup := s.targets[m.Name]; dup {
+			return nil, fmt.Errorf("play: two members named %q", m.Name)
+		}
+		t := &Target{Name: m.Name, Placement: m.Placement}
+		s.targets[m.Name] = t
+		s.members = append(s.members, &memberState{m: m, target: t})
+		s.addrs[m.Address] = true
+	}
+	s.metrics = newMetrics(opts.Registerer, s)
+	return s, nil
+}
+
+// params returns the decision parameters at now.
+func (s *Service) params(now time.Time) Params {
+	return Params{Now: now, StaleAfter: s.cfg.StaleAfter, HighWater: s.cfg.HighWater, Bitrate: s.cfg.DefaultStreamBitrate}
+}
+
+// Run polls every member's load every poll interval until ctx ends; it
+// returns after every poller has stopped.
+func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, ms := range s.members {
+		wg.Go(func() { s.poller(ctx, ms) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// Backoff of a poller whose member fails: the poll interval doubled per
+// failure up to maxBackoffFactor times it, with jitter.
+const maxBackoffFactor = 6
+
+// poller samples one member until ctx ends.
+func (s *Service) poller(ctx context.Context, ms *memberState) {
+	log := s.log.With("member", ms.m.Name)
+	interval := s.cfg.PollInterval
+	timeout := min(max(interval, time.Second), 10*time.Second)
+	var connLimit int
+	var lastErr string
+	fails := 0
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		sample, err := s.read(cctx, ms, n%s.connEach == 0, &connLimit)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		delay := interval
+		if err != nil {
+			fails++
+			delay = min(interval<<min(fails, 8), maxBackoffFactor*interval)
+			delay = delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
+			if msg := err.Error(); msg != lastErr {
+				log.Warn("play: cannot read the member's load", "err", err)
+				lastErr = msg
+			}
+		} else {
+			if fails > 0 {
+				log.Info("play: reading the member's load again")
+			}
+			fails, lastErr = 0, ""
+		}
+		s.record(ms, sample, err)
+		timer.Reset(delay)
+	}
+}
+
+// read takes one sample of ms: listStreams, getBandwidth,
+// httpClientsConnected and, when withLimit, getConnectionsCountLimit. A
+// command the member answers FAIL to (an older EMS) leaves its term
+// unknown; any other failure fails the sample.
+func (s *Service) read(ctx context.Context, ms *memberState, withLimit bool, connLimit *int) (*Sample, error) {
+	c := ms.m.Client
+	smp := &Sample{Viewers: make(map[string]int, len(protocols)), Streams: map[string]int{}}
+	err := c.EachStream(ctx, func(e *ems.StreamEntry) error {
+		proto, player := e.PlayerProtocol()
+		if !player {
+			if strings.HasPrefix(e.Type, "I") {
+				smp.Streams[e.Name] += 0
+			}
+			return nil
+		}
+		if strings.HasPrefix(e.UserAgent, controller.UserAgent) || s.addrs[e.FarIP] {
+			smp.ReplicaPulls++
+			return nil
+		}
+		smp.Viewers[proto]++
+		smp.Streams[e.Name]++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list streams: %w", err)
+	}
+	bw, err := c.GetBandwidth(ctx)
+	if _, fail := ems.IsFail(err); err != nil && !fail {
+		return nil, fmt.Errorf("get bandwidth: %w", err)
+	}
+	smp.OutBps, smp.MaxOutBps = bw.CurrentOut*8, bw.MaxOut*8
+	hls, err := c.HTTPClientsConnected(ctx, "")
+	if _, fail := ems.IsFail(err); err != nil && !fail {
+		return nil, fmt.Errorf("http clients connected: %w", err)
+	}
+	smp.Viewers[ProtocolHLS] = hls
+	if withLimit {
+		lim, err := c.GetConnectionsCountLimit(ctx)
+		switch _, fail := ems.IsFail(err); {
+		case err == nil:
+			*connLimit = lim.Limit
+		case !fail:
+			return nil, fmt.Errorf("get connections count limit: %w", err)
+		}
+	}
+	smp.ConnLimit = *connLimit
+	smp.At = s.now()
+	return smp, nil
+}
+
+// record stores a sample (or a failure) of ms.
+func (s *Service) record(ms *memberState, smp *Sample, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		ms.lastErr = err.Error()
+		s.metrics.polls.WithLabelValues(ms.m.Name, "error").Inc()
+		return
+	}
+	ms.lastErr = ""
+	t := ms.target
+	t.Sample = smp
+	t.Pending.Viewers *= pendingDecay
+	t.Pending.Bps *= pendingDecay
+	if t.Pending.Viewers < 0.5 {
+		t.Pending = Pending{}
+	}
+	s.metrics.polls.WithLabelValues(ms.m.Name, "ok").Inc()
+}
+
+// SetSample replaces member name's latest sample, as a poll would; for
+// tests and benchmarks that drive the Service without EMS. It reports
+// whether there is such a member.
+func (s *Service) SetSample(name string, smp *Sample) bool {
+	for _, ms := range s.members {
+		if ms.m.Name == name {
+			s.record(ms, smp, nil)
+			return true
+		}
+	}
+	return false
+}
