@@ -164,7 +164,7 @@ func TestAssess(t *testing.T) {
 	}{
 		{"fresh", Target{Placement: placement(200), Sample: sampleWith(time.Second, 50)}, true, "", 0.25},
 		{"pending counts", Target{Placement: placement(200), Sample: sampleWith(time.Second, 50), Pending: Pending{Viewers: 50}}, true, "", 0.5},
-		{"stale", Target{Placement: placement(200), Sample: sampleWith(16 * time.Second, 0)}, false, WhyStale, 0},
+		{"stale", Target{Placement: placement(200), Sample: sampleWith(16*time.Second, 0)}, false, WhyStale, 0},
 		{"no sample", Target{Placement: placement(200)}, false, WhyNoSample, 0},
 		{"not playable", Target{Placement: config.Placement{MaxViewers: 200}, Sample: sampleWith(0, 0)}, false, WhyNotPlayable, 0},
 		{"full", Target{Placement: placement(200), Sample: sampleWith(0, 200)}, false, WhyFull, 1},
