@@ -70,6 +70,7 @@ type App struct {
 
 	servers []*http.Server
 	addrs   []string
+	pl      playWiring // viewer placement (play.go)
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -132,6 +133,9 @@ func New(opts Options) (*App, error) {
 	})
 	a.reloadOK.Set(1)
 	a.reloadAt.SetToCurrentTime()
+	if err := a.newPlay(); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -214,6 +218,7 @@ func (a *App) Start() error {
 	api.Register(admin)
 	admin.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg, MaxRequestsInFlight: 4}))
 	statusapi.RegisterDashboard(admin, a.ctl)
+	a.registerLoad(admin)
 
 	adminHandler := basicAuth(admin, &a.adminPassword, sink == admin)
 
@@ -252,6 +257,12 @@ func (a *App) Start() error {
 		a.addrs = append(a.addrs, ln.Addr().String())
 		a.servers = append(a.servers, a.newServer(b.h))
 	}
+	if err := a.bindPlay(); err != nil {
+		for _, l := range lns {
+			l.Close()
+		}
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	a.done = make(chan struct{})
@@ -271,6 +282,7 @@ func (a *App) Start() error {
 		})
 	}
 	wg.Go(func() { _ = a.ctl.Run(ctx) })
+	wg.Go(func() { a.runPlay(ctx) })
 	go func() { wg.Wait(); stopRequests(); close(a.done) }()
 	a.log.Info("streamlb started", "listen", a.addrs[0], "members", len(cfg.Members), "group", cfg.Group)
 	return nil
