@@ -18,7 +18,7 @@ const (
 	DefaultKeepAlive         = true
 	DefaultAppName           = "live"
 	DefaultMaxInflight       = 8
-	DefaultMaxPullsPerSecond = 200.0
+	DefaultMaxPullsPerSecond = 1000.0
 
 	// DefaultPseudoDomain is the API proxy's first path segment.
 	DefaultPseudoDomain = "apiproxy"
@@ -70,7 +70,7 @@ type Config struct {
 	Include, Exclude []string
 	// MaxInflight caps API calls in flight per member; at least 1.
 	MaxInflight int
-	// MaxPullsPerSecond caps new replica pulls per second per member; 0
+	// MaxPullsPerSecond caps new replica pulls per second per origin; 0
 	// means no cap.
 	MaxPullsPerSecond float64
 	// EventsToken, when not empty, makes the event sink answer only under

@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 
 	"streamlb/internal/ems"
 )
@@ -45,14 +44,17 @@ type MemberSpec struct {
 // Options configure a Controller. Zero durations and counts take the
 // defaults of DESIGN.md §4.
 type Options struct {
-	Group             string
-	AppName           string
-	KeepAlive         bool
-	ResyncInterval    time.Duration
-	TeardownGrace     time.Duration
-	Include, Exclude  []string
-	MaxInflight       int
-	MaxPullsPerSecond float64 // 0: no cap
+	Group            string
+	AppName          string
+	KeepAlive        bool
+	ResyncInterval   time.Duration
+	TeardownGrace    time.Duration
+	Include, Exclude []string
+	MaxInflight      int
+	// MaxPullsPerSecond is the ceiling of new replica pulls per second
+	// taken from one origin, across all destinations, under an adaptive
+	// rate (pullGate); 0: no cap.
+	MaxPullsPerSecond float64
 	// CallTimeout bounds every EMS call; default 10s.
 	CallTimeout time.Duration
 	// ConfirmInterval spaces the listings that confirm events on one
@@ -162,11 +164,12 @@ type member struct {
 	// usable mirrors, for the workers to read without the lock, whether
 	// the controller is ready and the member up and not paused; it is set
 	// by setUsableLocked after each of those changes.
-	usable   atomic.Bool
-	obs      observed
-	ops      map[string]*op
-	queue    *queue[string]
-	limiter  *rate.Limiter
+	usable atomic.Bool
+	obs    observed
+	ops    map[string]*op
+	queue  *queue[string]
+	// pulls paces the new replica pulls taken from this member as origin.
+	pulls    *pullGate
 	changed  chan struct{} // closed and replaced on every state change
 	wake     chan struct{} // wakes the member's lister
 	needList bool
@@ -182,7 +185,13 @@ type member struct {
 	// the changes this controller makes meanwhile are noted in obs.changed.
 	listingFull bool
 	cancel      context.CancelFunc
+	ctx         context.Context // the member's goroutines' own, set by startMemberLocked
 	done        sync.WaitGroup
+	// workers is how many workers run, workerTarget how many should:
+	// workers past it stop after the work they took.
+	workers      atomic.Int32
+	workerTarget atomic.Int32
+	stopped      bool // stopMember has begun: no more goroutines
 }
 
 // New returns a Controller for opts.Members. It starts nothing.
@@ -227,10 +236,6 @@ func (c *Controller) addMemberLocked(s MemberSpec, idx int) error {
 
 // newMember returns the state of a member that has not been listed yet.
 func (c *Controller) newMember(s MemberSpec, idx int) *member {
-	lim := rate.NewLimiter(rate.Inf, 1)
-	if c.opts.MaxPullsPerSecond > 0 {
-		lim = rate.NewLimiter(rate.Limit(c.opts.MaxPullsPerSecond), max(1, int(c.opts.MaxPullsPerSecond)))
-	}
 	return &member{
 		spec:     s,
 		idx:      idx,
@@ -238,7 +243,7 @@ func (c *Controller) newMember(s MemberSpec, idx int) *member {
 		obs:      newObserved(),
 		ops:      make(map[string]*op),
 		queue:    newQueue[string](),
-		limiter:  lim,
+		pulls:    newPullGate(c.opts.MaxPullsPerSecond),
 		changed:  make(chan struct{}),
 		wake:     make(chan struct{}, 1),
 		confirm:  make(map[string]time.Time),
@@ -282,14 +287,29 @@ func (c *Controller) startMemberLocked(parent context.Context, m *member) {
 	c.setUsableLocked(m)
 	ctx, cancel := context.WithCancel(parent)
 	m.cancel = cancel
+	m.ctx = ctx
 	m.queue.setHooks(c.met.adds.Inc, func(d time.Duration) { c.met.queueDuration.Observe(d.Seconds()) })
-	for range c.opts.MaxInflight {
-		m.done.Go(func() { c.worker(ctx, m) })
-	}
+	c.setWorkersLocked(m, c.opts.MaxInflight)
 	m.done.Go(func() { c.lister(ctx, m) })
 }
 
+// setWorkersLocked makes n the number of m's workers: more are started at
+// once; those past n stop after the work they are doing.
+func (c *Controller) setWorkersLocked(m *member, n int) {
+	m.workerTarget.Store(int32(n))
+	if m.stopped || m.ctx == nil {
+		return
+	}
+	for m.workers.Load() < int32(n) {
+		m.workers.Add(1)
+		m.done.Go(func() { c.worker(m.ctx, m) })
+	}
+}
+
 func (c *Controller) stopMember(m *member) {
+	c.mu.Lock()
+	m.stopped = true
+	c.mu.Unlock()
 	if m.cancel != nil {
 		m.cancel()
 	}

@@ -112,6 +112,8 @@ var (
 	descActual   = prometheus.NewDesc("streamlb_replicas_present", "Desired replicas that are present.", nil, nil)
 	descConflict = prometheus.NewDesc("streamlb_conflicts", "Stream names left alone because of a conflict.", nil, nil)
 	descConv     = prometheus.NewDesc("streamlb_converged", "1 when every member is up and every desired replica on every member that is up and not paused is present.", nil, nil)
+	descRate     = prometheus.NewDesc("streamlb_origin_pull_rate", "New replica pulls per second allowed from this member as origin (adaptive, under max_pulls_per_second); 0 when uncapped.", []string{"member"}, nil)
+	descUnrepl   = prometheus.NewDesc("streamlb_unreplicable_streams", "Desired replicas of sources whose name cannot stand in an RTMP URI unchanged; never pulled.", nil, nil)
 	descLag      = prometheus.NewDesc("streamlb_convergence_lag_seconds", "How long the oldest desired replica that is not present has been so; 0 when converged.", nil, nil)
 )
 
@@ -119,7 +121,7 @@ var (
 type groupCollector struct{ c *Controller }
 
 func (g *groupCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descPaused, descDepth, descDesired, descActual, descConflict, descConv, descLag} {
+	for _, d := range []*prometheus.Desc{descUp, descPaused, descDepth, descRate, descDesired, descActual, descConflict, descUnrepl, descConv, descLag} {
 		ch <- d
 	}
 }
@@ -131,6 +133,7 @@ func (g *groupCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, b2f(m.state == MemberUp), m.spec.Name)
 		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, b2f(m.paused), m.spec.Name)
 		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(m.queue.Len()), m.spec.Name)
+		ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, m.pulls.rate(), m.spec.Name)
 	}
 	// Counted in one pass, without a Status: a scrape of a large group
 	// should cost neither memory nor a long hold of the lock.
@@ -140,6 +143,7 @@ func (g *groupCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDesired, prometheus.GaugeValue, float64(n.desired))
 	ch <- prometheus.MustNewConstMetric(descActual, prometheus.GaugeValue, float64(n.present))
 	ch <- prometheus.MustNewConstMetric(descConflict, prometheus.GaugeValue, float64(n.conflicts))
+	ch <- prometheus.MustNewConstMetric(descUnrepl, prometheus.GaugeValue, float64(n.unreplicable))
 	ch <- prometheus.MustNewConstMetric(descConv, prometheus.GaugeValue, b2f(n.converged))
 }
 

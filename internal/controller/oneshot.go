@@ -82,7 +82,7 @@ func (c *Controller) Sync(ctx context.Context, dryRun bool, report func(Action))
 		if j.a.kind == actPull {
 			act.Kind = "pull"
 			return act, func(ctx context.Context) error {
-				if err := j.m.limiter.Wait(ctx); err != nil {
+				if err := j.a.origin.pulls.wait(ctx); err != nil {
 					return err
 				}
 				c.pull(ctx, j.m, j.n, j.a.origin)

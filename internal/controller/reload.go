@@ -33,6 +33,8 @@ func (c *Controller) SetTunables(t Tunables) {
 	c.opts.MaxPullsPerSecond = t.MaxPullsPerSecond
 	now := time.Now()
 	for _, m := range c.members {
+		c.setWorkersLocked(m, o.MaxInflight)
+		m.pulls.setCeiling(t.MaxPullsPerSecond)
 		c.diffLocked(m, now)
 	}
 }

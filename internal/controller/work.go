@@ -12,11 +12,18 @@ import (
 	"streamlb/internal/ems"
 )
 
-// worker takes streams off m's queue and converges each on m.
+// worker takes streams off m's queue and converges each on m. It stops,
+// handing back the stream it took, when m has more workers than its target
+// (a reload lowered max_inflight).
 func (c *Controller) worker(ctx context.Context, m *member) {
 	for {
 		name, ok := m.queue.Get()
 		if !ok {
+			return
+		}
+		if retire(m) {
+			m.queue.Done(name)
+			m.queue.Add(name)
 			return
 		}
 		if c.waitUsable(ctx, m) {
@@ -25,6 +32,20 @@ func (c *Controller) worker(ctx context.Context, m *member) {
 		m.queue.Done(name)
 		if ctx.Err() != nil {
 			return
+		}
+	}
+}
+
+// retire reports whether m has more workers than its target and, if so,
+// counts the caller out.
+func retire(m *member) bool {
+	for {
+		n := m.workers.Load()
+		if n <= m.workerTarget.Load() {
+			return false
+		}
+		if m.workers.CompareAndSwap(n, n-1) {
+			return true
 		}
 	}
 }
@@ -93,7 +114,7 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		m.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
 		return
 	case actPull:
-		if err := m.limiter.Wait(ctx); err != nil {
+		if err := a.origin.pulls.wait(ctx); err != nil {
 			return
 		}
 		c.pull(ctx, m, name, a.origin)
@@ -160,6 +181,7 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		delete(m.ops, name)
 		c.mu.Unlock()
 		c.met.pulls.Inc()
+		origin.pulls.succeeded()
 		if c.log.Enabled(ctx, slog.LevelInfo) {
 			m.log(c.log).Info("replica pulled", "stream", name, "origin", origin.spec.Name, "config_id", res.ConfigID)
 		}
@@ -177,6 +199,9 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		c.wakeLocked(m)
 		m.queue.AddAfter(name, backoff(o.attempts, c.opts.RetryBase, c.opts.RetryMax))
 	default:
+		if !ems.IsUnauthorized(err) {
+			origin.pulls.failed()
+		}
 		c.failedLocked(m, name, o, err)
 	}
 }

@@ -1,0 +1,42 @@
+package controller
+
+import (
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// A reload's tunables apply to the running controller: more workers at
+// once, fewer after their work; new scope patterns from the next decision.
+func TestSetTunablesAppliesLive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		workers := func(name string) int {
+			h.c.mu.Lock()
+			defer h.c.mu.Unlock()
+			return int(h.c.byName[name].workers.Load())
+		}
+		h.c.SetTunables(Tunables{MaxInflight: 16})
+		if got := workers("b"); got != 16 {
+			t.Errorf("b has %d workers after raising max_inflight to 16", got)
+		}
+		h.c.SetTunables(Tunables{MaxInflight: 2, Exclude: []string{"tmp_*"}})
+		for i := range 40 {
+			name := fmt.Sprintf("s%d", i)
+			h.g.m(addrA).publish(name)
+			h.event("inStreamCreated", addrA, name)
+		}
+		h.g.m(addrA).publish("tmp_x")
+		h.event("inStreamCreated", addrA, "tmp_x")
+		h.settle(5 * time.Second)
+		if got := workers("b"); got != 2 {
+			t.Errorf("b has %d workers after lowering max_inflight to 2 and some work", got)
+		}
+		if n := len(h.g.m(addrB).replicas()); n != 40 {
+			t.Errorf("b holds %d replicas, want 40 (tmp_x excluded)", n)
+		}
+		wantReplica(t, h.g.m(addrB), "tmp_x", "")
+	})
+}
