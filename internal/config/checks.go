@@ -7,7 +7,19 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
+)
+
+// Floors of the timings: a shorter one is refused, as surely a mistake.
+const (
+	// MinResyncInterval is the shortest resync_interval accepted: every
+	// resync lists every member twice, and a down member is probed as
+	// often.
+	MinResyncInterval = time.Second
+	// MinTeardownGrace is the shortest teardown_grace accepted: less
+	// would tear replicas down on the blink of one listing.
+	MinTeardownGrace = time.Second
 )
 
 // checkListen returns what is wrong with a listen address, or "".
@@ -46,8 +58,17 @@ func checkHost(s string) string {
 
 // checkAddress returns what is wrong with a member's address, or "". The
 // address is quoted in the message unless it may hold credentials.
+//
+// An IPv6 address is refused: other members pull from the address as
+// rtmp://ADDRESS/APP/NAME, built without the brackets an IPv6 host needs.
 func checkAddress(s string) string {
 	problem := checkHost(s)
+	if a, err := netip.ParseAddr(s); problem == "" && err == nil && a.Is6() {
+		if a.Is4In6() {
+			return fmt.Sprintf("want the IPv4 address %s rather than its IPv6-mapped form %q", a.Unmap(), s)
+		}
+		return fmt.Sprintf("IPv6 addresses are not supported (replica pull URIs, rtmp://ADDRESS/APP/NAME, are built for IPv4 addresses and host names): give an IPv4 address or a host name, got %q", s)
+	}
 	if problem == "" || s == "" {
 		return problem
 	}

@@ -34,7 +34,7 @@ func defaults(path string, members ...Member) *Config {
 		KeepAlive:         true,
 		AppName:           "live",
 		MaxInflight:       8,
-		MaxPullsPerSecond: 200,
+		MaxPullsPerSecond: DefaultMaxPullsPerSecond,
 		Members:           members,
 	}
 	if n := len(members); n > 0 && members[n-1].IsHost {
@@ -177,10 +177,10 @@ func TestLoadBad(t *testing.T) {
 		want []string
 	}{
 		{"syntax.json", []string{
-			`4:5: syntax error: invalid character '"' after object value (expecting ',' or '}')`,
+			`3:31: syntax error: missing ',' after this value (the next one starts at 4:5)`,
 		}},
 		{"syntax-fragment.json", []string{
-			`1:94: syntax error: invalid character '"' after object value (expecting ',' or '}')`,
+			`1:93: syntax error: missing ',' after this value (the next one starts at 1:94)`,
 		}},
 		{"bad-string.json", []string{
 			`5:76: syntax error: invalid string (a bad escape, a control character or invalid UTF-8)`,
@@ -384,8 +384,21 @@ func TestParseProblems(t *testing.T) {
 			[]string{`parameters.destination_uri[0]: want a host name or IP address, without scheme, port or path, got "10.0.0.2:7777"`}},
 		{"address with credentials is not quoted", `"destination_ems_apiproxies": [{"address": "user:pw@10.0.0.2"}]`,
 			[]string{`parameters.destination_ems_apiproxies[0].address: want a host name or IP address, without scheme, port or path`}},
-		{"same address written two ways", `"destination_ems_apiproxies": [{"address": "fd00::1"}, {"address": "fd00:0::1"}]`,
-			[]string{`parameters.destination_ems_apiproxies[1].address: two members share address fd00:0::1 (also at 1:110)`}},
+		{"same address written two ways", `"destination_ems_apiproxies": [{"address": "ems-a.example"}, {"address": "EMS-A.example"}]`,
+			[]string{`parameters.destination_ems_apiproxies[1].address: two members share address EMS-A.example (also at 1:110)`}},
+		{"IPv6 address", `"destination_ems_apiproxies": [{"address": "fd00::1"}]`,
+			[]string{`parameters.destination_ems_apiproxies[0].address: IPv6 addresses are not supported (replica pull URIs, rtmp://ADDRESS/APP/NAME, are built for IPv4 addresses and host names): give an IPv4 address or a host name, got "fd00::1"`}},
+		{"IPv6 destination_uri", `"destination_uri": ["10.0.0.2", "2001:db8::7"]`,
+			[]string{`parameters.destination_uri[1]: IPv6 addresses are not supported (replica pull URIs, rtmp://ADDRESS/APP/NAME, are built for IPv4 addresses and host names): give an IPv4 address or a host name, got "2001:db8::7"`}},
+		{"IPv6 host address", `"host": {"address": "::1"}`,
+			[]string{`parameters.host.address: IPv6 addresses are not supported (replica pull URIs, rtmp://ADDRESS/APP/NAME, are built for IPv4 addresses and host names): give an IPv4 address or a host name, got "::1"`}},
+		{"IPv4-mapped address", `"destination_ems_apiproxies": [{"address": "::ffff:10.0.0.2"}]`,
+			[]string{`parameters.destination_ems_apiproxies[0].address: want the IPv4 address 10.0.0.2 rather than its IPv6-mapped form "::ffff:10.0.0.2"`}},
+		{"resync_interval below its floor", `"resync_interval": "1ns", ` + oneMember,
+			[]string{`parameters.resync_interval: want at least 1s, got "1ns"`}},
+		{"resync_interval at its floor", `"resync_interval": "1s", ` + oneMember, nil},
+		{"teardown_grace below its floor", `"teardown_grace": "999ms", ` + oneMember,
+			[]string{`parameters.teardown_grace: want at least 1s, got "999ms"`}},
 		{"host api with other keys", `"host": {"address": "10.0.0.5", "api": "http://127.0.0.1:7777", "scheme": "http", "ewsPort": 1, "pseudoDomain": "p"}`,
 			[]string{
 				`parameters.host.scheme: not used when api is given: write it in api`,
@@ -483,6 +496,16 @@ func TestParsePositions(t *testing.T) {
 			`f.json:1:41: plugin_switch: the StreamLoadBalancer plugin is disabled ("off"): set "plugin_switch": "enabled" to run it`},
 		{"fragment syntax error line 1", `"StreamLoadBalancer": {"plugin_switch" "enabled"}`,
 			`f.json:1:40: syntax error: invalid character '"' after object name`},
+		// A missing comma is reported where it belongs: after the value
+		// before it, not at the next line's key.
+		{"missing comma at the end of a line", "{\"StreamLoadBalancer\": {\n  \"plugin_switch\": \"enabled\"\n  \"parameters\": {}}}",
+			`f.json:2:29: syntax error: missing ',' after this value (the next one starts at 3:3)`},
+		{"missing comma before a comment", "{\"StreamLoadBalancer\": {\n  \"plugin_switch\": \"enabled\" // \"on\", \"off\"\n  /* next */\n  \"parameters\": {}}}",
+			`f.json:2:29: syntax error: missing ',' after this value (the next one starts at 4:3)`},
+		{"missing comma after an object", "{\"StreamLoadBalancer\": {\n  \"parameters\": {\"x\": \"a\\\"}\"}\n  \"plugin_switch\": \"enabled\"}}",
+			`f.json:2:30: syntax error: missing ',' after this value (the next one starts at 3:3)`},
+		{"missing comma in an array", "{\"StreamLoadBalancer\": {\"parameters\": {\"include\": [\"a\"\n\t\t\"b\"]}}}",
+			`f.json:1:55: syntax error: missing ',' after this value (the next one starts at 2:3)`},
 		{"fragment unexpected end", `"StreamLoadBalancer": {"plugin_switch": `,
 			`f.json:1:41: syntax error: invalid character '}' at start of value`},
 		{"object unexpected end", "{\"StreamLoadBalancer\": {",

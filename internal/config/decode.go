@@ -145,10 +145,10 @@ func (d *decoder) parameters(cfg *Config, v *hujson.Value) {
 			cfg.Group = s
 		}
 	}
-	if dur, ok := p.duration("resync_interval"); ok {
+	if dur, ok := p.durationAtLeast("resync_interval", MinResyncInterval); ok {
 		cfg.ResyncInterval = dur
 	}
-	if dur, ok := p.duration("teardown_grace"); ok {
+	if dur, ok := p.durationAtLeast("teardown_grace", MinTeardownGrace); ok {
 		cfg.TeardownGrace = dur
 	}
 	if b, ok := p.boolean("keep_alive"); ok {

@@ -259,6 +259,17 @@ func (o *object) port(key string, def int) int {
 	return def
 }
 
+// durationAtLeast returns key's value, a Go duration string of at least
+// floor, and whether it is present and valid.
+func (o *object) durationAtLeast(key string, floor time.Duration) (time.Duration, bool) {
+	dur, ok := o.duration(key)
+	if ok && dur < floor {
+		o.errorf(key, "want at least %v, got %q", floor, o.vals[key].Value.(hujson.Literal).String())
+		return 0, false
+	}
+	return dur, ok
+}
+
 // duration returns key's value, a Go duration string above zero, and
 // whether it is present and valid.
 func (o *object) duration(key string) (time.Duration, bool) {

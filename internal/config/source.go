@@ -156,6 +156,49 @@ func (s *source) errorAt(off int, path, msg string) *Error {
 // hujsonError matches the position hujson.Parse puts in its errors.
 var hujsonError = regexp.MustCompile(`(?s)^hujson: line (\d+), column (\d+): (.*)$`)
 
+// missingComma matches hujson's message for a value that follows another
+// with no comma between them, capturing the character found.
+var missingComma = regexp.MustCompile(`^invalid character '(.+)' after (?:object|array) value \(expecting ',' or '[}\]]'\)$`)
+
+// significantEnd returns the offset just past the last byte of b that is
+// neither white space nor part of a comment: the end of the last value or
+// token.
+func significantEnd(b []byte) int {
+	end := 0
+	for i := 0; i < len(b); {
+		switch {
+		case b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n':
+			i++
+		case bytes.HasPrefix(b[i:], []byte("//")):
+			n := bytes.IndexByte(b[i:], '\n')
+			if n < 0 {
+				return end
+			}
+			i += n + 1
+		case bytes.HasPrefix(b[i:], []byte("/*")):
+			n := bytes.Index(b[i+2:], []byte("*/"))
+			if n < 0 {
+				return end
+			}
+			i += 2 + n + 2
+		case b[i] == '"':
+			i++
+			for i < len(b) && b[i] != '"' {
+				if b[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			i = min(i+1, len(b))
+			end = i
+		default:
+			i++
+			end = i
+		}
+	}
+	return end
+}
+
 // syntaxError turns a hujson.Parse error into an *Error located in the
 // user's file. Literals are left out of the message: a malformed one may be
 // a password.
@@ -170,6 +213,12 @@ func (s *source) syntaxError(err error) *Error {
 			off = starts[line-1] + col - 1
 		}
 		msg = m[3]
+	}
+	if m := missingComma.FindStringSubmatch(msg); m != nil && strings.ContainsAny(m[1][:1], "\"{[-0123456789tfn") {
+		// The parser stops at the next value; the comma belongs after
+		// the previous one, which is where the user has to type it.
+		end := significantEnd(s.buf[:min(off, len(s.buf))])
+		return s.errorAt(end-s.shift, "", fmt.Sprintf("syntax error: missing ',' after this value (the next one starts at %s)", s.pos(off)))
 	}
 	if lit, ok := strings.CutPrefix(msg, "invalid literal: "); ok {
 		msg = "invalid literal"
