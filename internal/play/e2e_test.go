@@ -1,0 +1,250 @@
+package play_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"streamlb/internal/app"
+	"streamlb/internal/config"
+	"streamlb/internal/emsim"
+	"streamlb/internal/play"
+)
+
+// group is the balancer with viewer placement and four emulated members.
+type group struct {
+	t    *testing.T
+	cl   *emsim.Cluster
+	app  *app.App
+	ips  []string
+	base string // http://PLAY_ADDR
+}
+
+func newGroup(t *testing.T) *group {
+	t.Helper()
+	ips := emsim.RandomLoopbackIPs(4)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := emsim.Start(emsim.Config{IP: ips[0], Members: len(ips), EventsURL: "http://" + ln.Addr().String() + "/evowebservices/"})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	var dests []string
+	for i, ip := range ips {
+		dests = append(dests, fmt.Sprintf(`{"enable": false, "address": %q, "name": "m%d", "maxViewers": 200}`, ip, i+1))
+	}
+	text := fmt.Sprintf(`{"StreamLoadBalancer": {"plugin_switch": "enabled", "parameters": {
+		"listen": %q, "resync_interval": "1s", "teardown_grace": "2s",
+		"play": {"listen": "127.0.0.1:0", "poll_interval": "200ms", "stale_after": "1s", "sticky_ttl": "1m"},
+		"destination_ems_apiproxies": [%s]}}}`, ln.Addr().String(), strings.Join(dests, ",\n"))
+	cfg, err := config.Parse("play-e2e.json", []byte(text))
+	if err != nil {
+		ln.Close()
+		t.Fatalf("config: %v\n%s", err, text)
+	}
+	a, err := app.New(app.Options{Config: cfg, SinkListener: ln, RetryBase: 100 * time.Millisecond, RetryMax: time.Second})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return &group{t: t, cl: cl, app: a, ips: ips, base: "http://" + a.PlayAddr()}
+}
+
+// control posts to an emulated member's control route.
+func (g *group) control(i int, route string) {
+	g.t.Helper()
+	resp, err := http.Post(g.cl.Members()[i].APIURL()+route, "", nil)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		g.t.Fatalf("POST %s on member %d: %d %s", route, i, resp.StatusCode, body)
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// clientFrom returns an HTTP client whose connections leave from the
+// loopback address ip, and which does not follow redirects.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	return &http.Client{
+		Transport:     &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true},
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// clientIPs returns n distinct loopback addresses, none a member's.
+func clientIPs(n int) []string {
+	x, y := 1+rand.IntN(254), 1+rand.IntN(200)
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("127.%d.%d.%d", x, y+i/250, 1+i%250))
+	}
+	return out
+}
+
+func (g *group) play(client, path string) (*http.Response, play.Answer) {
+	g.t.Helper()
+	resp, err := clientFrom(client).Get(g.base + path)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ans play.Answer
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+			g.t.Fatal(err)
+		}
+	}
+	return resp, ans
+}
+
+func (g *group) load() play.LoadDoc {
+	g.t.Helper()
+	resp, err := http.Get("http://" + g.app.AdminAddr() + "/api/v1/load")
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc play.LoadDoc
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		g.t.Fatal(err)
+	}
+	return doc
+}
+
+func memberLoad(doc play.LoadDoc, name string) play.MemberLoad {
+	for _, m := range doc.Members {
+		if m.Name == name {
+			return m
+		}
+	}
+	return play.MemberLoad{}
+}
+
+func TestPlayEndToEnd(t *testing.T) {
+	g := newGroup(t)
+	g.control(0, "/_emsim/publish?name=cam")
+	eventually(t, 15*time.Second, "cam held by all four members", func() bool {
+		return len(g.app.Controller().Holders("cam")) == 4
+	})
+	names := []string{"m1", "m2", "m3", "m4"}
+
+	// A holder with its rtmp:// URL.
+	resp, ans := g.play("127.0.0.1", "/play/cam")
+	if resp.StatusCode != http.StatusOK || !slices.Contains(names, ans.Member) {
+		t.Fatalf("GET /play/cam: %d %+v", resp.StatusCode, ans)
+	}
+	idx := slices.Index(names, ans.Member)
+	if want := "rtmp://" + g.ips[idx] + ":1935/live/cam"; ans.URLs.RTMP != want {
+		t.Errorf("rtmp URL %q, want %q", ans.URLs.RTMP, want)
+	}
+
+	// 50 RTMP players on three holders, none on the fourth.
+	for i := range 3 {
+		g.control(i, "/_emsim/viewers?name=cam&protocol=rtmp&count=50")
+	}
+	eventually(t, 5*time.Second, "the load shows 50 players on m1-m3 and none on m4", func() bool {
+		doc := g.load()
+		for i, n := range names {
+			want := 50
+			if i == 3 {
+				want = 0
+			}
+			if m := memberLoad(doc, n); m.Viewers[play.ProtocolRTMP] != want || !m.Eligible {
+				return false
+			}
+		}
+		return true
+	})
+	// The origin serves three replica pulls: not viewers.
+	origin := memberLoad(g.load(), "m1")
+	if origin.ViewersTotal != 50 || origin.ReplicaPulls != 3 {
+		t.Errorf("origin load: %d viewers, %d replica pulls; want 50 and 3", origin.ViewersTotal, origin.ReplicaPulls)
+	}
+
+	// 100 players from distinct addresses: the idle member gets at least
+	// 40.
+	counts := map[string]int{}
+	clients := clientIPs(100)
+	for _, c := range clients {
+		resp, ans := g.play(c, "/play/cam")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /play/cam from %s: %d", c, resp.StatusCode)
+		}
+		counts[ans.Member]++
+	}
+	if counts["m4"] < 40 {
+		t.Errorf("the idle member got %d of 100 players, want at least 40 (counts %v)", counts["m4"], counts)
+	}
+
+	// The same client asking again gets the same member.
+	_, first := g.play(clients[0], "/play/cam")
+	_, again := g.play(clients[0], "/play/cam")
+	if first.Member != again.Member {
+		t.Errorf("the same client got %s, then %s", first.Member, again.Member)
+	}
+
+	// HLS with redirect: 307 to a member's playlist.
+	resp, _ = g.play(clientIPs(1)[0], "/play/cam?protocol=hls&redirect=1")
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusTemporaryRedirect || !slices.ContainsFunc(g.ips, func(ip string) bool {
+		return loc == "http://"+ip+":8888/cam/cam/playlist.m3u8"
+	}) {
+		t.Errorf("hls redirect: %d Location %q", resp.StatusCode, loc)
+	}
+
+	// Unknown stream: 404.
+	if resp, _ := g.play("127.0.0.1", "/play/nowhere"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown stream: %d, want 404", resp.StatusCode)
+	}
+
+	// m4 goes down: once its sample is stale it is never chosen.
+	g.control(3, "/_emsim/faults?down=1")
+	eventually(t, 5*time.Second, "m4's sample is stale", func() bool {
+		m := memberLoad(g.load(), "m4")
+		return !m.Eligible && m.Why == play.WhyStale
+	})
+	for _, c := range clientIPs(50) {
+		resp, ans := g.play(c, "/play/cam")
+		if resp.StatusCode != http.StatusOK || ans.Member == "m4" {
+			t.Fatalf("after m4 went down, GET /play/cam from %s: %d %s", c, resp.StatusCode, ans.Member)
+		}
+	}
+}
