@@ -91,9 +91,9 @@ func (r *racingEMS) after() {
 	}
 }
 
-func (r *racingEMS) ListConfig(ctx context.Context) ([]ems.PullConfig, error) {
+func (r *racingEMS) EachPullConfigSkipping(ctx context.Context, fn func(*ems.PullConfig) error, skip func(error)) error {
 	defer r.after()
-	return r.fakeEMS.ListConfig(ctx)
+	return r.fakeEMS.EachPullConfigSkipping(ctx, fn, skip)
 }
 
 func (r *racingEMS) ListInboundStreamNames(ctx context.Context) ([]string, error) {
@@ -159,11 +159,11 @@ func (f *apiDownEMS) Version(ctx context.Context) (ems.Version, error) {
 	return f.fakeEMS.Version(ctx)
 }
 
-func (f *apiDownEMS) ListConfig(ctx context.Context) ([]ems.PullConfig, error) {
+func (f *apiDownEMS) EachPullConfigSkipping(ctx context.Context, fn func(*ems.PullConfig) error, skip func(error)) error {
 	if f.down.Load() {
-		return nil, f.err("listConfig")
+		return f.err("listConfig")
 	}
-	return f.fakeEMS.ListConfig(ctx)
+	return f.fakeEMS.EachPullConfigSkipping(ctx, fn, skip)
 }
 
 func (f *apiDownEMS) ListInboundStreamNames(ctx context.Context) ([]string, error) {

@@ -20,7 +20,14 @@ func (s *staticEMS) Version(context.Context) (ems.Version, error) { return ems.V
 func (s *staticEMS) PullStream(context.Context, ems.PullRequest) (ems.PullResult, error) {
 	return ems.PullResult{}, nil
 }
-func (s *staticEMS) ListConfig(context.Context) ([]ems.PullConfig, error) { return s.configs, nil }
+func (s *staticEMS) EachPullConfigSkipping(_ context.Context, fn func(*ems.PullConfig) error, _ func(error)) error {
+	for i := range s.configs {
+		if err := fn(&s.configs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 func (s *staticEMS) ListInboundStreamNames(context.Context) ([]string, error) {
 	return s.inbound, nil
 }

@@ -23,7 +23,10 @@ import (
 type EMS interface {
 	Version(ctx context.Context) (ems.Version, error)
 	PullStream(ctx context.Context, req ems.PullRequest) (ems.PullResult, error)
-	ListConfig(ctx context.Context) ([]ems.PullConfig, error)
+	// EachPullConfigSkipping lists the member's pull configs one at a
+	// time (listConfig, decoded as a stream): fn must copy what it keeps;
+	// an entry that does not decode is passed to skip instead.
+	EachPullConfigSkipping(ctx context.Context, fn func(*ems.PullConfig) error, skip func(error)) error
 	ListInboundStreamNames(ctx context.Context) ([]string, error)
 	GetStreamInfo(ctx context.Context, localStreamName string) (ems.StreamInfo, error)
 	RemoveConfig(ctx context.Context, configID uint64) error
@@ -157,6 +160,10 @@ type member struct {
 	paused    bool
 	lastErr   string
 	lastErrAt time.Time
+	// skipped counts the entries of the member's last listConfig that did
+	// not decode, skipErr says why.
+	skipped int
+	skipErr string
 	// latency (nanoseconds, a moving average of its calls) and failStreak
 	// are updated after every call without the controller's lock.
 	latency    atomic.Int64
@@ -478,36 +485,28 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	}
 	if full {
 		m.obs.fullAt = started
+		m.skipped, m.skipErr = listed.skipped, ""
+		if listed.skipped > 0 {
+			m.skipErr = trimErr(listed.skipErr)
+			c.met.skipped.WithLabelValues(m.spec.Name).Add(float64(listed.skipped))
+			m.log(c.log).Warn("listConfig entries skipped: they do not decode", "skipped", listed.skipped, "err", listed.skipErr)
+		}
 	}
 	c.applyListingLocked(m, now, full, announced, wasPull, gone)
 	return calls
 }
 
-// pullConfigLister is implemented by EMS clients that hand listConfig's
-// entries over one at a time (*ems.Client does): the controller then keeps
-// only its compact form of each, never the whole listing.
-type pullConfigLister interface {
-	EachPullConfig(ctx context.Context, fn func(*ems.PullConfig) error) error
-}
-
-var _ pullConfigLister = (*ems.Client)(nil)
-
-// listConfigs lists client's pull configs into listed.
+// listConfigs lists client's pull configs into listed: only the compact
+// form of each is kept, never the whole listing. An entry that does not
+// decode is counted in listed and skipped; the member stays up.
 func listConfigs(ctx context.Context, client EMS, listed *configListing) error {
-	if l, ok := client.(pullConfigLister); ok {
-		return l.EachPullConfig(ctx, func(pc *ems.PullConfig) error {
-			listed.add(pc)
-			return nil
-		})
-	}
-	configs, err := client.ListConfig(ctx)
-	if err != nil {
-		return err
-	}
-	for i := range configs {
-		listed.add(&configs[i])
-	}
-	return nil
+	return client.EachPullConfigSkipping(ctx, func(pc *ems.PullConfig) error {
+		listed.add(pc)
+		return nil
+	}, func(err error) {
+		listed.skipped++
+		listed.skipErr = err
+	})
 }
 
 // internLocked returns the strings a listing's configs share with the

@@ -281,3 +281,34 @@ func TestForgedFloodKeepsBoundedState(t *testing.T) {
 		}
 	})
 }
+
+// A listConfig entry that does not decode is skipped, counted and shown on
+// its member; the member stays up and its other replicas are known.
+func TestUndecodableListingEntryIsSkipped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		h.g.m(addrA).publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(time.Second)
+		b := h.g.m(addrB)
+		b.g.mu.Lock()
+		b.undecodable = 2
+		b.g.mu.Unlock()
+		h.settle(40 * time.Second)
+		for _, m := range h.c.Snapshot().Members {
+			if m.Name != "b" {
+				continue
+			}
+			if m.State != MemberUp || m.SkippedEntries != 2 || m.SkipError == "" {
+				t.Errorf("member b: %+v, want up with 2 skipped entries and why", m)
+			}
+		}
+		if st := replicaState(h.c, "s", "b"); st != StatePresent {
+			t.Errorf("replica on b is %q, want present", st)
+		}
+		if n := b.count("removeConfig") + b.count("pullStream"); n != 1 {
+			t.Errorf("b got %d pulls and removals, want the 1 pull", n)
+		}
+	})
+}

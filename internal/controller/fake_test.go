@@ -29,6 +29,9 @@ type fakeEMS struct {
 	configs map[uint64]ems.PullConfig
 	down    bool
 	unauth  bool
+	// undecodable is how many listConfig entries that do not decode the
+	// member answers besides its configs.
+	undecodable int
 	cut     bool // pulls from other members cannot connect
 	calls   map[string]int
 }
@@ -167,7 +170,32 @@ func (f *fakeEMS) PullStream(_ context.Context, req ems.PullRequest) (ems.PullRe
 	return ems.PullResult{ConfigID: f.g.nextID, LocalStreamName: req.LocalStreamName, URI: req.URI}, nil
 }
 
-func (f *fakeEMS) ListConfig(context.Context) ([]ems.PullConfig, error) {
+// EachPullConfigSkipping lists the configs as the production client hands
+// them over: one at a time, the struct reused, undecodable entries passed
+// to skip.
+func (f *fakeEMS) EachPullConfigSkipping(ctx context.Context, fn func(*ems.PullConfig) error, skip func(error)) error {
+	configs, err := f.listConfig(ctx)
+	if err != nil {
+		return err
+	}
+	f.g.mu.Lock()
+	bad := f.undecodable
+	f.g.mu.Unlock()
+	for range bad {
+		skip(fmt.Errorf("decode listConfig entry: configId: not a number"))
+	}
+	var pc ems.PullConfig
+	for _, c := range configs {
+		pc = c
+		if err := fn(&pc); err != nil {
+			return err
+		}
+		pc = ems.PullConfig{ConfigID: 999999, LocalStreamName: "reused", URI: "rtmp://reused/"} // fn must have copied
+	}
+	return nil
+}
+
+func (f *fakeEMS) listConfig(context.Context) ([]ems.PullConfig, error) {
 	f.g.mu.Lock()
 	defer f.g.mu.Unlock()
 	if err := f.enter("listConfig"); err != nil {

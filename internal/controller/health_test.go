@@ -43,11 +43,11 @@ func (f *flakyEMS) Version(ctx context.Context) (ems.Version, error) {
 	return f.fakeEMS.Version(ctx)
 }
 
-func (f *flakyEMS) ListConfig(ctx context.Context) ([]ems.PullConfig, error) {
+func (f *flakyEMS) EachPullConfigSkipping(ctx context.Context, fn func(*ems.PullConfig) error, skip func(error)) error {
 	if err := f.fail("listConfig"); err != nil {
-		return nil, err
+		return err
 	}
-	return f.fakeEMS.ListConfig(ctx)
+	return f.fakeEMS.EachPullConfigSkipping(ctx, fn, skip)
 }
 
 func (f *flakyEMS) ListInboundStreamNames(ctx context.Context) ([]string, error) {

@@ -24,6 +24,7 @@ type metrics struct {
 	adds           prometheus.Counter
 	resyncDuration prometheus.Histogram
 	confirmWait    prometheus.Histogram
+	skipped        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
@@ -42,6 +43,10 @@ func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
 			Name: "streamlb_stream_events_total",
 			Help: "Stream events handled by the controller, by outcome (confirm, replica, unknown_origin, dropped).",
 		}, []string{"outcome"}),
+		skipped: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamlb_listing_entries_skipped_total",
+			Help: "listConfig entries that did not decode and were left out, by member.",
+		}, []string{"member"}),
 		pulls: f.NewCounter(prometheus.CounterOpts{
 			Name: "streamlb_replica_pulls_total", Help: "Replica pulls that EMS accepted.",
 		}),

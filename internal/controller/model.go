@@ -80,6 +80,10 @@ type configListing struct {
 	// one copy.
 	intern map[string]string
 	group  string // this controller's group
+	// skipped counts the entries that did not decode; skipErr is the
+	// last one's error.
+	skipped int
+	skipErr error
 }
 
 func newConfigListing(intern map[string]string, group string) *configListing {

@@ -31,6 +31,10 @@ type MemberStatus struct {
 	// LastErrorAt is when LastError happened; zero when there is none.
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	LatencyMS   float64   `json:"latency_ms"`
+	// SkippedEntries counts the entries of the member's last listConfig
+	// that did not decode and were left out; SkipError says why.
+	SkippedEntries int    `json:"skipped_entries,omitempty"`
+	SkipError      string `json:"skip_error,omitempty"`
 }
 
 // StreamStatus is one source stream and its replicas, by member name.
@@ -78,7 +82,7 @@ func (c *Controller) snapshotLocked(now time.Time) Status {
 	for _, m := range c.members {
 		st.Members = append(st.Members, MemberStatus{
 			Name: m.spec.Name, Address: m.spec.Address, API: m.spec.API, State: m.state,
-			Paused: m.paused, Replicate: m.spec.Replicate, LastError: m.lastErr, LastErrorAt: m.lastErrAt, LatencyMS: ms64(time.Duration(m.latency.Load())),
+			Paused: m.paused, Replicate: m.spec.Replicate, LastError: m.lastErr, LastErrorAt: m.lastErrAt, SkippedEntries: m.skipped, SkipError: m.skipErr, LatencyMS: ms64(time.Duration(m.latency.Load())),
 		})
 		st.QueueDepth += m.queue.Len()
 		if m.state != MemberUp {

@@ -79,7 +79,7 @@ func BenchmarkDecodeListConfig(b *testing.B) {
 	for b.Loop() {
 		n := 0
 		_, err := walkStream(newJSONStream(bytes.NewReader(body)), func(s *jsonStream) error {
-			return streamPullConfigs(s, func(*PullConfig) error { n++; return nil })
+			return streamPullConfigs(s, func(*PullConfig) error { n++; return nil }, nil)
 		})
 		if err != nil || n != 10000 {
 			b.Fatalf("decoded %d entries: %v", n, err)

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -900,5 +901,33 @@ func TestErrorText(t *testing.T) {
 	}
 	if IsRetryable(errors.New("plain")) || IsUnauthorized(nil) || IsAlreadyTaken(nil) {
 		t.Errorf("predicates true for a foreign error")
+	}
+}
+
+// An entry of listConfig that does not decode is skipped, and said so,
+// when the caller asks; the others still arrive.
+func TestEachPullConfigSkipsAnUndecodableEntry(t *testing.T) {
+	f := newFakeEMS(t)
+	c := newTestClient(t, Endpoint{Member: "skip", BaseURL: f.srv.URL})
+	f.answer(http.StatusOK, []byte(`{"data":{"pull":[{"configId":1,"localStreamName":"a","uri":"rtmp://h/live/a"},`+
+		`{"configId":"two","localStreamName":"b","uri":"rtmp://h/live/b"},`+
+		`{"configId":3,"localStreamName":"c","uri":"rtmp://h/live/c"}]},"description":"Run-time configuration","status":"SUCCESS"}`))
+	var names []string
+	var skipped []error
+	err := c.EachPullConfigSkipping(testCtx(t), func(pc *PullConfig) error {
+		names = append(names, pc.LocalStreamName)
+		return nil
+	}, func(err error) { skipped = append(skipped, err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a", "c"}; !slices.Equal(names, want) {
+		t.Errorf("names %q, want %q", names, want)
+	}
+	if len(skipped) != 1 {
+		t.Errorf("skipped %v, want one error", skipped)
+	}
+	if err := c.EachPullConfig(testCtx(t), func(*PullConfig) error { return nil }); err == nil {
+		t.Error("EachPullConfig accepted an undecodable entry")
 	}
 }

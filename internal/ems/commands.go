@@ -128,8 +128,16 @@ func (c *Client) ListConfig(ctx context.Context) ([]PullConfig, error) {
 // the next: fn must copy what it keeps. An error from fn stops the listing
 // and is returned as a KindDecode error.
 func (c *Client) EachPullConfig(ctx context.Context, fn func(pc *PullConfig) error) error {
+	return c.EachPullConfigSkipping(ctx, fn, nil)
+}
+
+// EachPullConfigSkipping is EachPullConfig, but an entry that is valid
+// JSON and does not decode as a pull configuration (a key of the wrong
+// type, say) is skipped, and skip is called with why, instead of failing
+// the whole listing. A listing that is not valid JSON still fails.
+func (c *Client) EachPullConfigSkipping(ctx context.Context, fn func(pc *PullConfig) error, skip func(err error)) error {
 	return c.call(ctx, cmdListConfig, nil, func(s *jsonStream) error {
-		return streamPullConfigs(s, fn)
+		return streamPullConfigs(s, fn, skip)
 	}, nil)
 }
 

@@ -542,7 +542,7 @@ func walkStream(s *jsonStream, data func(*jsonStream) error) (envelopeMeta, erro
 // streamPullConfigs reads listConfig's data (an object with one array per
 // configuration category, or null) and calls fn with each pull entry. pc is
 // reused from one call to the next, its Vars map included.
-func streamPullConfigs(s *jsonStream, fn func(pc *PullConfig) error) error {
+func streamPullConfigs(s *jsonStream, fn func(pc *PullConfig) error, skip func(err error)) error {
 	var pc PullConfig
 	var vars map[string]string
 	return s.members(func(key string) error {
@@ -561,6 +561,10 @@ func streamPullConfigs(s *jsonStream, fn func(pc *PullConfig) error) error {
 				}
 			}
 			if err != nil {
+				if skip != nil {
+					skip(err)
+					return nil
+				}
 				return err
 			}
 			return fn(&pc)

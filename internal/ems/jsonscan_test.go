@@ -103,7 +103,7 @@ func streamListConfig(r io.Reader) (envelopeMeta, []PullConfig, error) {
 			}
 			out = append(out, cp)
 			return nil
-		})
+		}, nil)
 	})
 	return meta, out, err
 }
