@@ -32,8 +32,8 @@ type fakeEMS struct {
 	// undecodable is how many listConfig entries that do not decode the
 	// member answers besides its configs.
 	undecodable int
-	cut     bool // pulls from other members cannot connect
-	calls   map[string]int
+	cut         bool // pulls from other members cannot connect
+	calls       map[string]int
 }
 
 func newFakeGroup(addrs ...string) *fakeGroup {
