@@ -107,6 +107,13 @@ type Result struct {
 	HeapMiB     Rate `json:"heap_mib"`
 	HeapLiveMiB Rate `json:"heap_live_mib"`
 
+	// Viewer placement, in-process (the play scenario).
+	PlayDecisionsPerS Rate `json:"play_decisions_per_s"`
+	PlayShareMaxMin   Rate `json:"play_share_max_min"`
+	PlayIdleShare     Rate `json:"play_idle_share"`
+	PlayIdleGetsMost  bool `json:"play_idle_gets_most"`
+	PlayHerdMaxShare  Rate `json:"play_herd_max_share"`
+
 	TotalSeconds Seconds `json:"total_seconds"`
 }
 
@@ -153,6 +160,12 @@ func (r Result) WriteTable(w io.Writer) error {
 	row("recovery", fmt.Sprintf("%.3f s (resync_interval %gs)", float64(r.RecoverySeconds), float64(r.RecoveryResyncIntervalS)),
 		fmt.Sprintf("≤ %g s", float64(r.RecoveryResyncIntervalS)+5))
 	row("balancer peak RSS / heap / live heap", fmt.Sprintf("%.1f / %.0f / %.0f MiB", float64(r.RSSMiB), float64(r.HeapMiB), float64(r.HeapLiveMiB)), "RSS ≤ 96 MiB")
+	if r.PlayDecisionsPerS > 0 {
+		row("play decisions", fmt.Sprintf("%.0f/s (16 members, one goroutine, in-process)", float64(r.PlayDecisionsPerS)), "≥ 20000/s")
+		row("play balance max/min share", fmt.Sprintf("%.3f (8 equal members, 10,000 players)", float64(r.PlayShareMaxMin)), "≤ 1.3")
+		row("play idle member's share", fmt.Sprintf("%.3f (gets the most: %t)", float64(r.PlayIdleShare), r.PlayIdleGetsMost), "the most")
+		row("play herd: max share in 1 s", fmt.Sprintf("%.3f × fair share (a sample stale mid-run)", float64(r.PlayHerdMaxShare)), "≤ 2")
+	}
 	row("total", fmt.Sprintf("%.1f s", float64(r.TotalSeconds)), "")
 	if err := tw.Flush(); err != nil {
 		return err

@@ -17,6 +17,8 @@ const (
 	ScenarioBurst    = "burst"
 	ScenarioResync   = "resync"
 	ScenarioRecovery = "recovery"
+	// ScenarioPlay measures viewer placement in-process (play.go).
+	ScenarioPlay = "play"
 )
 
 // Options configure a run. Zero values take the defaults shown.
@@ -116,8 +118,8 @@ func (o *Options) setDefaults() error {
 		}
 	}
 	for _, s := range o.Scenarios {
-		if !slices.Contains([]string{ScenarioAck, ScenarioBurst, ScenarioResync, ScenarioRecovery}, s) {
-			return fmt.Errorf("scenario %q: want ack, burst, resync or recovery", s)
+		if !slices.Contains([]string{ScenarioAck, ScenarioBurst, ScenarioResync, ScenarioRecovery, ScenarioPlay}, s) {
+			return fmt.Errorf("scenario %q: want ack, burst, resync, recovery or play", s)
 		}
 	}
 	if (o.has(ScenarioResync) || o.has(ScenarioRecovery)) && !o.has(ScenarioBurst) {
@@ -178,6 +180,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 func (r *runner) run(ctx context.Context) error {
 	o := r.o
+	if o.has(ScenarioPlay) {
+		if err := r.play(ctx); err != nil {
+			return fmt.Errorf("play: %w", err)
+		}
+	}
 	if o.has(ScenarioAck) {
 		if err := r.ack(ctx); err != nil {
 			return fmt.Errorf("ack: %w", err)

@@ -57,14 +57,14 @@ func newTestService(t *testing.T, members ...string) *testService {
 	}
 	cfg := &config.Play{Listen: "127.0.0.1:0", PollInterval: 5 * time.Second, StaleAfter: 15 * time.Second,
 		HighWater: 0.8, StickyTTL: 2 * time.Minute, DefaultStreamBitrate: 2e6}
-	s, err := New(Options{Config: cfg, Members: ms, Holders: ts.holders, Registerer: ts.reg, Seed: 42})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.now = func() time.Time {
+	now := func() time.Time {
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
 		return ts.now
+	}
+	s, err := New(Options{Config: cfg, Members: ms, Holders: ts.holders, Registerer: ts.reg, Seed: 42, Now: now})
+	if err != nil {
+		t.Fatal(err)
 	}
 	ts.Service = s
 	return ts

@@ -74,6 +74,9 @@ type Options struct {
 	// ConnLimitEvery is how many polls apart the connection limit is read
 	// (the first poll reads it too); default 12.
 	ConnLimitEvery int
+	// Now is the clock of decisions and samples; nil: time.Now. Tests and
+	// benchmarks that set samples with SetSample drive it.
+	Now func() time.Time
 }
 
 // maxSticky bounds the (client, stream) pairs remembered.
@@ -124,6 +127,9 @@ func New(opts Options) (*Service, error) {
 	if opts.ConnLimitEvery <= 0 {
 		opts.ConnLimitEvery = 12
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	seed := opts.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
@@ -138,7 +144,7 @@ func New(opts Options) (*Service, error) {
 		targets:  map[string]*Target{},
 		rnd:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		sticky:   newStickyMap(opts.Config.StickyTTL, maxSticky),
-		now:      time.Now,
+		now:      opts.Now,
 	}
 	for _, m := range opts.Members {
 		if _, dup := s.targets[m.Name]; dup {
