@@ -170,9 +170,9 @@ func (m *Member) dispatch(canon string, p *params) (res result, known bool) {
 	case "pullstream":
 		return m.cmdPullStream(p), true
 	case "liststreams":
-		return m.cmdListStreams("Available streams"), true
+		return m.cmdListStreams("Available streams", true), true
 	case "listinboundstreams":
-		return m.cmdListStreams("Available inbound streams"), true
+		return m.cmdListStreams("Available inbound streams", false), true
 	case "liststreamsids":
 		return m.cmdListStreamsIDs(), true
 	case "getstreaminfo":
@@ -191,7 +191,7 @@ func (m *Member) dispatch(canon string, p *params) (res result, known bool) {
 		return m.cmdListInboundStreamNames(), true
 	case "getstreamscount":
 		m.mu.Lock()
-		n := len(m.streams)
+		n := len(m.streams) + len(m.out.outs)
 		m.mu.Unlock()
 		return success("Active streams count", jobj{{"streamCount", n}}), true
 	case "getinboundstreamscount":
@@ -201,9 +201,19 @@ func (m *Member) dispatch(canon string, p *params) (res result, known bool) {
 		return success("Inbound stream count", jobj{{"inboundStreamsCount", n}}), true
 	case "getconnectionscount":
 		m.mu.Lock()
-		n := len(m.streams)
+		n := m.connectionsLocked()
 		m.mu.Unlock()
 		return success("Active connections count", jobj{{"count", n}}), true
+	case "getconnectionscountlimit":
+		return m.cmdConnectionsCountLimit(p, false), true
+	case "setconnectionscountlimit":
+		return m.cmdConnectionsCountLimit(p, true), true
+	case "clientsconnected":
+		return m.cmdClientsConnected(p), true
+	case "httpclientsconnected":
+		return m.cmdHTTPClientsConnected(p), true
+	case "getbandwidth":
+		return m.cmdGetBandwidth(), true
 	}
 	return result{}, false
 }

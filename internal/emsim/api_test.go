@@ -3,6 +3,7 @@ package emsim
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -333,9 +334,11 @@ func TestFaults(t *testing.T) {
 		if err := m.Publish("after-up"); err != nil {
 			t.Fatal(err)
 		}
-		// Events of one member arrive in order: once after-up is in,
-		// while-down would have been too.
-		sink.await(ctx, t, "inStreamCreated after-up", isEvent("inStreamCreated", "after-up", m.IP()))
+		// after-up is the member's first event: while-down had none.
+		up := sink.await(ctx, t, "inStreamCreated after-up", isEvent("inStreamCreated", "after-up", m.IP()))
+		if id := fmt.Sprint(up.Env["id"]); id != "1" {
+			t.Errorf("after-up's event id = %s, want 1: an event was made while down", id)
+		}
 		for _, e := range sink.all() {
 			if path(e.Env, "payload", "name") == "while-down" {
 				t.Errorf("event %s of while-down was sent while the member was down", e.Type)

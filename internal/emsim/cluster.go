@@ -45,14 +45,18 @@ type Config struct {
 	// KeepAlive lets clients reuse connections; by default every answer
 	// carries Connection: close, as EMS does.
 	KeepAlive bool
+	// Bitrate is the bitrate of every stream in bits per second, which
+	// players and pulls move and getBandwidth reports; default
+	// DefaultBitrate (2 Mbps).
+	Bitrate int
 	// Logger receives the emulator's logs; nil discards them.
 	Logger *slog.Logger
 }
 
 // String describes the configuration without the proxy password.
 func (c Config) String() string {
-	return fmt.Sprintf("emsim.Config{IP:%s Members:%d APIPort:%d EWSPort:%d PseudoDomain:%s User:%s Password:REDACTED StatePath:%s KeepAlive:%t}",
-		c.IP, c.Members, c.APIPort, c.EWSPort, c.PseudoDomain, c.User, c.StatePath, c.KeepAlive)
+	return fmt.Sprintf("emsim.Config{IP:%s Members:%d APIPort:%d EWSPort:%d PseudoDomain:%s User:%s Password:REDACTED StatePath:%s KeepAlive:%t Bitrate:%d}",
+		c.IP, c.Members, c.APIPort, c.EWSPort, c.PseudoDomain, c.User, c.StatePath, c.KeepAlive, c.Bitrate)
 }
 
 func (c Config) withDefaults() Config {
@@ -74,6 +78,9 @@ func (c Config) withDefaults() Config {
 	if c.Password == "" {
 		c.Password = "password"
 	}
+	if c.Bitrate == 0 {
+		c.Bitrate = DefaultBitrate
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -89,6 +96,9 @@ func (c Config) validate() error {
 	}
 	if c.EWSPort < 0 || c.EWSPort > 65535 {
 		return fmt.Errorf("ews port: %d is out of range 0-65535", c.EWSPort)
+	}
+	if c.Bitrate < 1000 || c.Bitrate > 1_000_000_000 {
+		return fmt.Errorf("bitrate: %d is out of range 1000-1000000000 bits per second", c.Bitrate)
 	}
 	if c.EWSPort == c.APIPort {
 		return fmt.Errorf("ews port: %d is also the api port", c.EWSPort)

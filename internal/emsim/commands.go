@@ -34,7 +34,7 @@ func versionData() []byte { return appendJSON(nil, versionFields()) }
 
 func (m *Member) cmdGetServerInfo() result {
 	m.mu.Lock()
-	n := len(m.streams)
+	n, conns := len(m.streams)+len(m.out.outs), m.connectionsLocked()
 	m.mu.Unlock()
 	o := versionFields()
 	acceptors := []any{jobj{
@@ -44,7 +44,7 @@ func (m *Member) cmdGetServerInfo() result {
 	o = append(o,
 		jkv{"Server IP", m.ip},
 		jkv{"acceptors", acceptors},
-		jkv{"connectionsCount", n},
+		jkv{"connectionsCount", conns},
 		jkv{"mediafolder", "./media/"},
 		jkv{"streamsCount", n},
 	)
@@ -100,16 +100,29 @@ func (m *Member) eachStreamLocked(fn func(st *stream)) {
 	}
 }
 
-func (m *Member) cmdListStreams(desc string) result {
+// cmdListStreams lists m's inbound streams and, when outbound, its
+// outbound streams (players and served pulls), by uniqueId.
+func (m *Member) cmdListStreams(desc string, outbound bool) result {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.streams) == 0 {
+	var outs []*outStream
+	if outbound {
+		outs = m.sortedOutsLocked()
+	}
+	if len(m.streams)+len(outs) == 0 {
 		return success(desc, nil)
 	}
-	list := make([]jobj, 0, len(m.streams))
+	list := make([]jobj, 0, len(m.streams)+len(outs))
 	for _, st := range m.sortedStreamsLocked() {
+		for len(outs) > 0 && outs[0].id < st.id {
+			list = append(list, outs[0].info(m, now, false, false))
+			outs = outs[1:]
+		}
 		list = append(list, st.info(m, now, infoOpts{edgePid: true, settings: viewListed}))
+	}
+	for _, o := range outs {
+		list = append(list, o.info(m, now, false, false))
 	}
 	return success(desc, list)
 }
@@ -117,13 +130,17 @@ func (m *Member) cmdListStreams(desc string) result {
 func (m *Member) cmdListStreamsIDs() result {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.streams) == 0 {
+	if len(m.streams)+len(m.out.outs) == 0 {
 		return success("Available stream IDs", nil)
 	}
-	ids := make([]uint64, 0, len(m.streams))
+	ids := make([]uint64, 0, len(m.streams)+len(m.out.outs))
 	for _, st := range m.sortedStreamsLocked() {
 		ids = append(ids, st.id)
 	}
+	for id := range m.out.outs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
 	return success("Available stream IDs", ids)
 }
 

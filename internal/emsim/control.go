@@ -16,6 +16,7 @@ import (
 //	POST /_emsim/unpublish?name=X
 //	POST /_emsim/faults?latency=50ms&error_rate=0.1&api_down=1&down=1 (no parameters: clear)
 //	POST /_emsim/external?uri=U&available=0|1
+//	POST /_emsim/viewers?name=X&protocol=rtmp|rtsp|hls&count=N (see Member.SetViewers)
 //	POST /_emsim/publish?prefix=P&count=N (P0 … PN-1 at once)
 //	POST /_emsim/restart (see Member.Restart)
 //	GET /_emsim/stats (see Member.Stats)
@@ -34,7 +35,7 @@ func (m *Member) serveControl(w http.ResponseWriter, r *http.Request) {
 	case "/_emsim/media":
 		m.serveMedia(w, r)
 		return
-	case "/_emsim/publish", "/_emsim/unpublish", "/_emsim/faults", "/_emsim/external", "/_emsim/restart":
+	case "/_emsim/publish", "/_emsim/unpublish", "/_emsim/faults", "/_emsim/external", "/_emsim/restart", "/_emsim/viewers":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
 			writeControl(w, http.StatusMethodNotAllowed, errors.New("method not allowed: use POST"))
@@ -66,6 +67,17 @@ func (m *Member) serveControl(w http.ResponseWriter, r *http.Request) {
 			}
 		case "/_emsim/external":
 			err = m.controlExternal(q)
+		case "/_emsim/viewers":
+			var n int
+			if n, err = parseCount(q.Get("count")); err == nil {
+				err = m.SetViewers(q.Get("name"), q.Get("protocol"), n)
+			}
+			switch {
+			case errors.Is(err, ErrNoSuchStream):
+				status = http.StatusNotFound
+			case errors.Is(err, ErrConnectionLimit):
+				status = http.StatusConflict
+			}
 		}
 	default:
 		status = http.StatusNotFound

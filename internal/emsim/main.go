@@ -27,6 +27,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Password, "password", "password", "API proxy password")
 	fs.StringVar(&cfg.EventsURL, "events", "", "RPC sink URL every member posts its events to")
 	fs.StringVar(&cfg.StatePath, "state", "", "file where keepAlive pull configurations persist")
+	fs.IntVar(&cfg.Bitrate, "bitrate", DefaultBitrate, "bitrate of every stream in bits per second (getBandwidth, players)")
 	fs.BoolVar(&cfg.KeepAlive, "keep-alive", false, "let clients reuse connections (EMS answers Connection: close)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")

@@ -90,6 +90,7 @@ type Member struct {
 	changed      chan struct{}
 	due          dueHeap
 	eventID      uint64
+	out          outView
 }
 
 func newMember(c *Cluster, idx int, ip string) *Member {
@@ -108,6 +109,7 @@ func newMember(c *Cluster, idx int, ip string) *Member {
 		bySource:     make(map[srcRef]map[*pullConfig]struct{}),
 		extDown:      make(map[string]bool),
 		changed:      make(chan struct{}),
+		out:          newOutView(),
 	}
 	if c.cfg.EWSPort != 0 {
 		m.proxyURL = "http://" + net.JoinHostPort(ip, itoa(c.cfg.EWSPort)) + "/" + c.cfg.PseudoDomain

@@ -342,6 +342,7 @@ func (m *Member) addStreamLocked(st *stream) {
 			m.bySource[ref] = set
 		}
 		set[c] = struct{}{}
+		m.pullerNoteLocked(c, true)
 	}
 	m.changedLocked()
 }
@@ -361,7 +362,9 @@ func (m *Member) closeStreamLocked(st *stream, now time.Time) {
 				delete(m.bySource, ref)
 			}
 		}
+		m.pullerNoteLocked(c, false)
 	}
+	m.dropOutsLocked(st.name, now)
 	m.emitLocked("inStreamClosed", st, now)
 	m.changedLocked()
 	m.c.streamGone(srcRef{host: m.ip, name: st.name})
@@ -423,6 +426,7 @@ func (m *Member) pullLoop(ctx context.Context) {
 		}
 		now := time.Now()
 		m.runDue(now)
+		m.applyServed()
 		all, refs := m.takePending()
 		if all || !now.Before(nextCheck) {
 			m.checkStreaming(time.Now(), nil)

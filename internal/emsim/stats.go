@@ -102,6 +102,11 @@ func (m *Member) Restart() {
 	m.faults.Down = wasDown
 	m.due = nil
 	m.byID = nil
+	limit := m.out.connLimit
+	m.pendMu.Lock()
+	m.out = newOutView()
+	m.pendMu.Unlock()
+	m.out.connLimit = limit
 	m.lastConfigID, m.lastStreamID, m.eventID = 0, 0, 0
 	m.lastPull = time.Time{}
 	m.changedLocked()

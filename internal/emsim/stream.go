@@ -62,7 +62,7 @@ func (s *stream) info(m *Member, now time.Time, o infoOpts) jobj {
 	upMs := float64(up.Nanoseconds()) / 1e6
 	secs := up.Seconds()
 	fresh := o.fresh || up < time.Second
-	audio, video := mediaBlocks(fresh, secs)
+	audio, video := mediaBlocks(fresh, secs, m.c.cfg.Bitrate)
 	info := make(jobj, 0, 40)
 	info = append(info,
 		jkv{"appName", "evostreamms"},
@@ -76,7 +76,7 @@ func (s *stream) info(m *Member, now time.Time, o infoOpts) jobj {
 		jkv{"name", s.name},
 		jkv{"nearIp", m.ip},
 		jkv{"nearPort", s.nearPort},
-		jkv{"outStreamsUniqueIds", nil},
+		jkv{"outStreamsUniqueIds", m.outIDsLocked(s.name)},
 		jkv{"port", s.nearPort},
 		jkv{"processId", m.pid},
 		jkv{"processType", "origin"},
@@ -113,10 +113,11 @@ func (s *stream) info(m *Member, now time.Time, o infoOpts) jobj {
 	return info
 }
 
-// mediaBlocks returns the audio and video objects of a stream that has been
-// up for secs seconds: unknown codecs and zero counters while fresh, then
-// AAC and H.264 with counters growing at a steady synthetic rate.
-func mediaBlocks(fresh bool, secs float64) (jobj, jobj) {
+// mediaBlocks returns the audio and video objects of a stream of bitrate
+// bits per second that has been up for secs seconds: unknown codecs and
+// zero counters while fresh, then AAC and H.264 whose rates add up to
+// bitrate, with counters growing at that rate.
+func mediaBlocks(fresh bool, secs float64, bitrate int) (jobj, jobj) {
 	if fresh {
 		audio := jobj{
 			{"aveAudioBitRate", 0}, {"bytesCount", 0}, {"codec", "AUNK"},
@@ -132,7 +133,8 @@ func mediaBlocks(fresh bool, secs float64) (jobj, jobj) {
 		}
 		return audio, video
 	}
-	const aRate, vRate = 64000.0, 800000.0 // bits per second
+	aRate := min(64000.0, float64(bitrate)/10) // bits per second
+	vRate := float64(bitrate) - aRate
 	audio := jobj{
 		{"aveAudioBitRate", aRate}, {"bytesCount", int64(secs * aRate / 8)}, {"codec", "AAAC"},
 		{"codecNumeric", tag("AAAC")}, {"currAudioBitRate", aRate},

@@ -1,0 +1,240 @@
+package emsim
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// outbound returns the outbound entries (type O*) of a listStreams answer.
+func outbound(r reply) []map[string]any {
+	var out []map[string]any
+	list, _ := r.data().([]any)
+	for _, v := range list {
+		o, _ := v.(map[string]any)
+		if typ, _ := o["type"].(string); strings.HasPrefix(typ, "O") {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// number returns a decoded JSON number as a float64.
+func number(t *testing.T, v any) float64 {
+	t.Helper()
+	n, ok := v.(json.Number)
+	if !ok {
+		t.Fatalf("%v (%T) is not a number", v, v)
+	}
+	f, err := n.Float64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// loadDocExample reads a documentation example, mending the one known typo
+// that makes the connection-counter examples invalid JSON ("“cuurent”:3"
+// with no comma; the server's key is "current").
+func loadDocExample(t *testing.T, name string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(docDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "“cuurent”:3", `"current":3,`, 1)
+	return decodeJSON(t, []byte(s))
+}
+
+func TestViewers(t *testing.T) {
+	t.Parallel()
+	sink := newSink(t)
+	const bitrate = 1_000_000
+	c := newCluster(t, 2, Config{EventsURL: sink.URL(), Bitrate: bitrate})
+	a, b := c.Members()[0], c.Members()[1]
+	ctx := testCtx(t, 15*time.Second)
+	if err := a.Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, b, "pullStream", "uri=rtmp://"+a.IP()+"/live/cam localStreamName=cam keepAlive=1 emulateUserAgent=streamlb")
+	if err := b.AwaitPullStatus(ctx, "cam", StatusStreaming); err != nil {
+		t.Fatal(err)
+	}
+
+	postControl(t, a, "/_emsim/viewers?name=cam&protocol=rtmp&count=3", http.StatusOK)
+	postControl(t, a, "/_emsim/viewers?name=cam&protocol=rtsp&count=2", http.StatusOK)
+	postControl(t, a, "/_emsim/viewers?name=cam&protocol=hls&count=4", http.StatusOK)
+	postControl(t, a, "/_emsim/viewers?name=nothing&protocol=rtmp&count=1", http.StatusNotFound)
+	postControl(t, a, "/_emsim/viewers?name=cam&protocol=dash&count=1", http.StatusBadRequest)
+	postControl(t, a, "/_emsim/viewers?name=cam&protocol=rtmp&count=-1", http.StatusBadRequest)
+	if r1, r2, h := a.Viewers("cam"); r1 != 3 || r2 != 2 || h != 4 {
+		t.Fatalf("Viewers(cam) = %d, %d, %d; want 3, 2, 4", r1, r2, h)
+	}
+	// The replica pull B makes is served by A as an outbound stream too.
+	if err := a.Await(ctx, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.out.outs) == 6
+	}); err != nil {
+		t.Fatalf("A never listed 6 outbound streams: %v", err)
+	}
+
+	r := mustSucceed(t, a, "listStreams", "")
+	outs := outbound(r)
+	byType := map[string]int{}
+	farIPs := map[any]bool{}
+	var pull map[string]any
+	for _, o := range outs {
+		byType[o["type"].(string)]++
+		farIPs[o["farIp"]] = true
+		if o["name"] != "cam" {
+			t.Errorf("outbound stream of %v, want cam", o["name"])
+		}
+		if o["farIp"] == b.IP() {
+			pull = o
+		}
+	}
+	var ids []any
+	for _, o := range outs {
+		ids = append(ids, o["uniqueId"])
+	}
+	in := mustSucceed(t, a, "getStreamInfo", "localStreamName=cam")
+	if got := path(in.Env, "data", "outStreamsUniqueIds"); fmt.Sprint(got) != fmt.Sprint(ids) {
+		t.Errorf("outStreamsUniqueIds of cam = %v, want %v", got, ids)
+	}
+	if byType["ONR"] != 4 || byType["ONP"] != 2 {
+		t.Errorf("outbound streams by type = %v, want 4 ONR (3 players, 1 pull) and 2 ONP", byType)
+	}
+	if len(farIPs) != 6 {
+		t.Errorf("outbound farIps = %v, want 6 distinct", farIPs)
+	}
+	if pull == nil || pull["userAgent"] != "streamlb" || pull["type"] != "ONR" {
+		t.Errorf("the replica pull's outbound stream = %v, want ONR from %s with userAgent streamlb", pull, b.IP())
+	}
+	// An outbound entry has the keys and types of EMS's outbound stream
+	// info (the recorded outStreamCreated payload, without the event's
+	// fields, with listStreams' edgePid).
+	ev := loadFixture(t, recordedDir, "ems-event-outStreamCreated-webuilogs-ONR.json")
+	want := ev["payload"].(map[string]any)
+	delete(want, "PID")
+	delete(want, "customData")
+	want["edgePid"] = json.Number("0")
+	// The recording was made just as the player joined: its
+	// inStreamUniqueId is still null.
+	for _, o := range outs {
+		checkShape(t, "listStreams outbound", o, want, allowed{"inStreamUniqueId"})
+	}
+
+	load := []struct {
+		command, params, fixture string
+		check                    func(r reply)
+	}{
+		{"clientsConnected", "", "ems-clientsConnected-docs20.json", func(r reply) {
+			if n := number(t, path(r.Env, "data", "outboundCount")); n != 6 {
+				t.Errorf("clientsConnected = %v, want 6", n)
+			}
+		}},
+		{"clientsConnected", "localStreamName=cam", "ems-clientsConnected-apidef17-2.json", func(r reply) {
+			if n := number(t, path(r.Env, "data", "outboundCount")); n != 6 {
+				t.Errorf("clientsConnected of cam = %v, want 6", n)
+			}
+			if d := r.description(); d != "EMS outbound client connections count for the corresponding localstreamname: cam" {
+				t.Errorf("description %q", d)
+			}
+		}},
+		{"httpClientsConnected", "", "ems-httpClientsConnected-docs20.json", func(r reply) {
+			if n := number(t, path(r.Env, "data", "httpStreamingSessionsCount")); n != 4 {
+				t.Errorf("httpClientsConnected = %v, want 4", n)
+			}
+		}},
+		{"httpClientsConnected", "groupName=cam", "ems-httpClientsConnected-apidef17-2.json", func(r reply) {
+			if n := number(t, path(r.Env, "data", "httpStreamingSessionsCount")); n != 4 {
+				t.Errorf("httpClientsConnected of cam = %v, want 4", n)
+			}
+		}},
+		{"getBandwidth", "", "ems-getBandwidth-docs20.json", func(r reply) {
+			// 6 outbound streams and 4 HLS sessions out, 1 stream in.
+			if out := number(t, path(r.Env, "data", "current", "out")); out != 10*bitrate/8 {
+				t.Errorf("getBandwidth current.out = %v, want %v", out, 10*bitrate/8)
+			}
+			if in := number(t, path(r.Env, "data", "current", "in")); in != bitrate/8 {
+				t.Errorf("getBandwidth current.in = %v, want %v", in, bitrate/8)
+			}
+			if !strings.Contains(r.Raw, `"max":{"in":0.0000,"out":0.0000}`) || r.description() != "Bandwidth in B/s" {
+				t.Errorf("getBandwidth = %s", r.Raw)
+			}
+		}},
+		{"getConnectionsCount", "", "ems-getConnectionsCount-docs20.json", func(r reply) {
+			if n := number(t, path(r.Env, "data", "count")); n != 7 {
+				t.Errorf("getConnectionsCount = %v, want 7", n)
+			}
+		}},
+		{"getConnectionsCountLimit", "", "ems-getConnectionsCountLimit-docs20.json", func(r reply) {
+			if cur, lim := number(t, path(r.Env, "data", "current")), number(t, path(r.Env, "data", "limit")); cur != 7 || lim != 0 {
+				t.Errorf("getConnectionsCountLimit = %v, %v; want 7, 0", cur, lim)
+			}
+		}},
+		{"setConnectionsCountLimit", "count=8", "ems-setConnectionsCountLimit-docs20.json", func(r reply) {
+			if cur, lim := number(t, path(r.Env, "data", "current")), number(t, path(r.Env, "data", "limit")); cur != 7 || lim != 8 {
+				t.Errorf("setConnectionsCountLimit = %v, %v; want 7, 8", cur, lim)
+			}
+		}},
+	}
+	for _, tt := range load {
+		got := mustSucceed(t, a, tt.command, tt.params)
+		checkShape(t, tt.command+" "+tt.params, got.Env, loadDocExample(t, tt.fixture), nil)
+		tt.check(got)
+	}
+	if r := call(t, a, "setConnectionsCountLimit", ""); r.status() != "FAIL" {
+		t.Errorf("setConnectionsCountLimit without count = %s, want FAIL", r.Raw)
+	}
+
+	// The limit refuses new players beyond it.
+	postControl(t, a, "/_emsim/viewers?name=cam&protocol=rtmp&count=5", http.StatusConflict)
+	if r1, _, _ := a.Viewers("cam"); r1 != 4 {
+		t.Errorf("RTMP players with a limit of 8 connections = %d, want 4", r1)
+	}
+	mustSucceed(t, a, "setConnectionsCountLimit", "count=0")
+
+	// count 0 removes players; their outStreamClosed events follow.
+	postControl(t, a, "/_emsim/viewers?name=cam&protocol=rtsp&count=0", http.StatusOK)
+	if n := len(outbound(mustSucceed(t, a, "listStreams", ""))); n != 5 {
+		t.Errorf("outbound streams after removing the RTSP players = %d, want 5", n)
+	}
+	closed := sink.await(ctx, t, "outStreamClosed ONP", func(e sinkEvent) bool {
+		return e.Type == "outStreamClosed" && path(e.Env, "payload", "type") == "ONP"
+	})
+	checkShape(t, "outStreamClosed", closed.Env, loadFixture(t, recordedDir, "ems-event-outStreamClosed-webuilogs-ONR.json"), nil)
+	created := sink.await(ctx, t, "outStreamCreated of the pull", func(e sinkEvent) bool {
+		return e.Type == "outStreamCreated" && path(e.Env, "payload", "farIp") == b.IP()
+	})
+	checkShape(t, "outStreamCreated", created.Env, loadFixture(t, recordedDir, "ems-event-outStreamCreated-webuilogs-ONR.json"), nil)
+	if ua := path(created.Env, "payload", "userAgent"); ua != "streamlb" || created.RemoteIP != a.IP() {
+		t.Errorf("outStreamCreated of the pull from %s with userAgent %v, want from %s with streamlb", created.RemoteIP, ua, a.IP())
+	}
+
+	// When B's pull ends, A's outbound stream for it closes.
+	mustSucceed(t, b, "removeConfig", "id=1")
+	sink.await(ctx, t, "outStreamClosed of the pull", func(e sinkEvent) bool {
+		return e.Type == "outStreamClosed" && path(e.Env, "payload", "farIp") == b.IP()
+	})
+	if n := number(t, path(mustSucceed(t, a, "clientsConnected", "").Env, "data", "outboundCount")); n != 4 {
+		t.Errorf("clientsConnected after the pull ended = %v, want 4", n)
+	}
+	// When the stream closes, its players go.
+	if err := a.Unpublish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	r = mustSucceed(t, a, "getBandwidth", "")
+	if out := number(t, path(r.Env, "data", "current", "out")); out != 0 {
+		t.Errorf("getBandwidth current.out with no streams = %v, want 0", out)
+	}
+	if r := mustSucceed(t, a, "httpClientsConnected", ""); number(t, path(r.Env, "data", "httpStreamingSessionsCount")) != 0 {
+		t.Errorf("httpClientsConnected with no streams = %s, want 0", r.Raw)
+	}
+}
