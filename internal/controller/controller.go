@@ -65,6 +65,9 @@ type Options struct {
 	// as long as the last took; events arriving meanwhile share it. Default
 	// 2ms.
 	ConfirmInterval time.Duration
+	// JournalSize is how many transitions the journal keeps; default
+	// DefaultJournalSize.
+	JournalSize int
 	// RetryBase and RetryMax bound the backoff of a failing replica;
 	// defaults 500ms and 30s.
 	RetryBase, RetryMax time.Duration
@@ -131,6 +134,7 @@ type Controller struct {
 	wg       sync.WaitGroup
 	resyncCh chan struct{}
 	inbox    *inbox // stream events on their way from the sink
+	journal  *journal
 }
 
 // source is one stream seen as a source on one origin.
@@ -214,6 +218,7 @@ func New(opts Options) (*Controller, error) {
 		ready:    make(chan struct{}),
 		resyncCh: make(chan struct{}, 1),
 		inbox:    newInbox(),
+		journal:  newJournal(opts.JournalSize),
 	}
 	for i, s := range opts.Members {
 		if err := c.addMemberLocked(s, i); err != nil {
@@ -485,6 +490,7 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	}
 	if full {
 		m.obs.fullAt = started
+		c.failingTransitionsLocked(m, now)
 		m.skipped, m.skipErr = listed.skipped, ""
 		if listed.skipped > 0 {
 			m.skipErr = trimErr(listed.skipErr)

@@ -40,22 +40,26 @@ func (c *Controller) setStateLocked(m *member, state string, err error) {
 	c.setUsableLocked(m)
 	close(m.changed)
 	m.changed = make(chan struct{})
+	e := Entry{Member: m.spec.Name}
+	if err != nil {
+		e.Detail = trimErr(err)
+	}
 	switch state {
 	case MemberUp:
 		m.lastErr, m.lastErrAt = "", time.Time{} // it no longer applies
 		m.failStreak.Store(0)
 		m.needList = true
-		m.log(c.log).Info("member is back", "was", prev)
+		e.Kind, e.Detail = EntryMemberUp, "was "+prev
 	default:
 		// Its sources are unknown from now, not absent: nothing is
 		// removed on their account for as long as it lasts.
 		m.obs.runStart = time.Time{}
+		e.Kind = EntryMemberDown
 		if state == MemberUnauthorized {
-			m.log(c.log).Error("wrong credentials for member; parked until the config changes", "err", err)
-		} else {
-			m.log(c.log).Warn("member is down; parked and probed", "err", err)
+			e.Kind = EntryMemberUnauthorized
 		}
 	}
+	c.record(e)
 	c.wakeLocked(m)
 }
 

@@ -3,7 +3,10 @@ package controller
 // What a listing tells: the sources of a member, and which replicas need
 // work after it. These are the only writers of the sources.
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // applyListingLocked updates the sources of origin m after a successful
 // listing. A full listing shows which inbound streams are pulls; an
@@ -29,16 +32,10 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 		case rec == nil:
 			recs[m] = &source{firstSeen: now}
 			c.met.sourcesSeen.Inc()
-			if len(recs) > 1 {
-				c.needCreatedLocked(name)
-			}
-			c.enqueueNeededLocked(name, now)
+			c.sourceAppearedLocked(m, name, recs, now)
 		case !rec.absentSince.IsZero():
 			rec.absentSince = time.Time{}
-			if len(recs) > 1 {
-				c.needCreatedLocked(name)
-			}
-			c.enqueueNeededLocked(name, now)
+			c.sourceAppearedLocked(m, name, recs, now)
 		}
 	}
 	absent := func(name string, recs map[*member]*source) {
@@ -47,6 +44,7 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 			return
 		}
 		rec.absentSince = now
+		c.record(Entry{At: now, Kind: EntrySourceEnded, Member: m.spec.Name, Stream: name})
 		c.enqueueAllLocked(name, 0)
 		c.enqueueAllLocked(name, c.opts.TeardownGrace)
 	}
@@ -79,6 +77,32 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 	for name, recs := range c.sources {
 		absent(name, recs)
 	}
+}
+
+// sourceAppearedLocked journals name appearing as a source on m, and
+// queues what it needs.
+func (c *Controller) sourceAppearedLocked(m *member, name string, recs map[*member]*source, now time.Time) {
+	c.record(Entry{At: now, Kind: EntrySourceAppeared, Member: m.spec.Name, Stream: name})
+	if why := unreplicable(name); why != "" {
+		c.record(Entry{At: now, Kind: EntryUnreplicable, Member: m.spec.Name, Stream: name, Detail: why})
+	}
+	if n := c.presentOn(recs); n > 1 {
+		c.record(Entry{At: now, Kind: EntryConflict, Member: m.spec.Name, Stream: name,
+			Detail: fmt.Sprintf("a source on %d members; one origin is replicated", n)})
+		c.needCreatedLocked(name)
+	}
+	c.enqueueNeededLocked(name, now)
+}
+
+// presentOn counts the members where recs says the source is present.
+func (c *Controller) presentOn(recs map[*member]*source) int {
+	n := 0
+	for _, rec := range recs {
+		if rec.absentSince.IsZero() {
+			n++
+		}
+	}
+	return n
 }
 
 // maxLookups bounds the names waiting for a creation time on one member.
@@ -150,5 +174,40 @@ func (c *Controller) enqueueNeededLocked(name string, now time.Time) {
 func (c *Controller) enqueueAllLocked(name string, after time.Duration) {
 	for _, m := range c.members {
 		m.queue.AddAfter(name, after)
+	}
+}
+
+// failingTransitionsLocked journals m's replicas that a full listing shows
+// not streaming past the grace, and those streaming again.
+func (c *Controller) failingTransitionsLocked(m *member, now time.Time) {
+	var newly []uint64
+	for id, since := range m.obs.stalled {
+		if _, ok := m.obs.failing[id]; !ok && now.Sub(since) > c.opts.TeardownGrace {
+			newly = append(newly, id)
+		}
+	}
+	back := 0
+	for id := range m.obs.failing {
+		if _, ok := m.obs.stalled[id]; !ok {
+			back++
+		}
+	}
+	if len(newly) == 0 && back == 0 {
+		return
+	}
+	names := m.obs.namesByID()
+	for _, id := range newly {
+		m.obs.failing[id] = names[id]
+		c.record(Entry{Kind: EntryReplicaFailing, Member: m.spec.Name, Stream: names[id],
+			Detail: "not streaming since " + m.obs.stalled[id].UTC().Format(time.RFC3339)})
+	}
+	for id, name := range m.obs.failing {
+		if _, ok := m.obs.stalled[id]; ok {
+			continue
+		}
+		delete(m.obs.failing, id)
+		if _, ok := names[id]; ok { // else removed: journaled as such
+			c.record(Entry{Kind: EntryReplicaRecovered, Member: m.spec.Name, Stream: name})
+		}
 	}
 }

@@ -60,6 +60,9 @@ type observed struct {
 	runStart time.Time
 	changed  map[string]uint64    // names this controller changed, and at which generation
 	stalled  map[uint64]time.Time // configIds first seen not streaming (any status but 0)
+	// failing holds the configs journaled as failing (not streaming past
+	// the grace), by configId, with their stream's name.
+	failing map[uint64]string
 }
 
 func newObserved() observed {
@@ -68,6 +71,7 @@ func newObserved() observed {
 		inbound: make(map[string]struct{}),
 		changed: make(map[string]uint64),
 		stalled: make(map[uint64]time.Time),
+		failing: make(map[uint64]string),
 	}
 }
 
@@ -75,7 +79,7 @@ func newObserved() observed {
 // its pull configs by name, compacted as they are decoded.
 type configListing struct {
 	byName  map[string][]pullCfg
-	stalled []uint64 // configIds not streaming
+	stalled []stalledCfg // configs not streaming
 	// intern maps strings many configs share (the members' addresses) to
 	// one copy.
 	intern map[string]string
@@ -102,7 +106,7 @@ func (l *configListing) add(c *ems.PullConfig) {
 	name := unique.Make(c.LocalStreamName).Value()
 	l.byName[name] = append(l.byName[name], pc)
 	if c.Status.Code != ems.PullStatusStreaming {
-		l.stalled = append(l.stalled, c.ConfigID)
+		l.stalled = append(l.stalled, stalledCfg{c.ConfigID, name})
 	}
 }
 
@@ -132,12 +136,12 @@ func (o *observed) replace(start uint64, now time.Time, listed *configListing, i
 	clear(o.changed)
 	in := inboundSet(inbound, byName, removed)
 	stalled := make(map[uint64]time.Time, len(listed.stalled))
-	for _, id := range listed.stalled {
-		since, ok := o.stalled[id]
+	for _, sc := range listed.stalled {
+		since, ok := o.stalled[sc.id]
 		if !ok {
 			since = now
 		}
-		stalled[id] = since
+		stalled[sc.id] = since
 	}
 	o.listed, o.at, o.configs, o.inbound, o.stalled = true, start, byName, in, stalled
 }
@@ -190,6 +194,12 @@ func anyTagged(cfgs []pullCfg) bool {
 		}
 	}
 	return false
+}
+
+// stalledCfg is a config a listing shows not streaming.
+type stalledCfg struct {
+	id   uint64
+	name string
 }
 
 // pullCfg is the part of a member's pull config the controller keeps: a
@@ -326,4 +336,16 @@ func trimErr(err error) string {
 		s = s[:300] + "…"
 	}
 	return strings.ToValidUTF8(s, "?")
+}
+
+// namesByID returns the stream name of each of the member's configs, by
+// configId.
+func (o *observed) namesByID() map[uint64]string {
+	out := make(map[uint64]string)
+	for name, cfgs := range o.configs {
+		for _, c := range cfgs {
+			out[c.id] = name
+		}
+	}
+	return out
 }

@@ -43,6 +43,11 @@ func (c *Controller) SetTunables(t Tunables) {
 // document carries it as last_reload.
 func (c *Controller) SetLastReload(r ReloadStatus) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.lastReload = &r
+	c.mu.Unlock()
+	e := Entry{At: r.At, Kind: EntryReload, Detail: "applied"}
+	if !r.OK {
+		e.Detail = "refused: " + r.Error
+	}
+	c.record(e)
 }

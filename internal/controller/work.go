@@ -4,8 +4,8 @@ package controller
 
 import (
 	"context"
-	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 	"unique"
 
@@ -182,9 +182,8 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		c.mu.Unlock()
 		c.met.pulls.Inc()
 		origin.pulls.succeeded()
-		if c.log.Enabled(ctx, slog.LevelInfo) {
-			m.log(c.log).Info("replica pulled", "stream", name, "origin", origin.spec.Name, "config_id", res.ConfigID)
-		}
+		c.record(Entry{At: now, Kind: EntryReplicaPulled, Member: m.spec.Name, Stream: name, Origin: origin.spec.Name,
+			Detail: "config " + strconv.FormatUint(res.ConfigID, 10)})
 		return
 	}
 	defer c.mu.Unlock()
@@ -234,7 +233,8 @@ func (c *Controller) remove(ctx context.Context, m *member, name string, a actio
 	}
 	o.attempts, o.lastErr = 0, ""
 	c.met.removals.Inc()
-	m.log(c.log).Info("replica removed", "stream", name, "config_id", a.configID, "reason", a.reason)
+	c.record(Entry{At: now, Kind: EntryReplicaRemoved, Member: m.spec.Name, Stream: name,
+		Detail: a.reason + " (config " + strconv.FormatUint(a.configID, 10) + ")"})
 	m.queue.Add(name) // a changed origin is pulled next
 }
 
@@ -280,7 +280,7 @@ func (c *Controller) recordLocked(m *member, name string, a action, now time.Tim
 	if o.state != a.state {
 		o.state, o.since = a.state, now
 		if a.state == StateConflict {
-			m.log(c.log).Warn("name conflict; left alone", "stream", name, "reason", a.reason)
+			c.record(Entry{At: now, Kind: EntryConflict, Member: m.spec.Name, Stream: name, Detail: a.reason})
 		}
 	}
 }
