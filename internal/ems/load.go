@@ -3,6 +3,7 @@ package ems
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -29,6 +30,9 @@ type StreamEntry struct {
 	// UserAgent is the other end's user agent, for outbound RTMP streams:
 	// a pull's emulateUserAgent.
 	UserAgent string
+	// Bitrate is video.currVideoBitRate plus audio.currAudioBitRate, in
+	// bits per second (EMS 2.0); 0 when EMS does not report them.
+	Bitrate float64
 }
 
 // Protocol names of the players a StreamEntry can be.
@@ -77,6 +81,8 @@ func (c *Client) EachStream(ctx context.Context, fn func(e *StreamEntry) error) 
 					e.FarIP, _, err = decodeOptString(value)
 				case "userAgent":
 					e.UserAgent, _, err = decodeOptString(value)
+				case "video", "audio":
+					err = addBitrate(value, "curr"+strings.ToUpper(string(key[:1]))+string(key[1:])+"BitRate", &e.Bitrate)
 				}
 				if err != nil {
 					return fmt.Errorf("%s: %w", key, err)
@@ -89,6 +95,27 @@ func (c *Client) EachStream(ctx context.Context, fn func(e *StreamEntry) error) 
 			return fn(&e)
 		})
 	}, nil)
+}
+
+// addBitrate adds the number under key in obj (a media block of a stream
+// entry; anything else is ignored) to sum.
+func addBitrate(obj []byte, key string, sum *float64) error {
+	if len(obj) == 0 || obj[0] != '{' {
+		return nil
+	}
+	return eachMember(obj, func(k, value []byte) error {
+		if string(k) != key || len(value) == 0 || (value[0] != '-' && (value[0] < '0' || value[0] > '9')) {
+			return nil
+		}
+		f, err := strconv.ParseFloat(string(value), 64)
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		if f > 0 {
+			*sum += f
+		}
+		return nil
+	})
 }
 
 // Bandwidth is what getBandwidth answers, in bytes per second. Current is

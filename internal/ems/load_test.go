@@ -146,6 +146,16 @@ func TestEachStream(t *testing.T) {
 			t.Errorf("PlayerProtocol = %q, %v, want rtmp, true", p, ok)
 		}
 	})
+	t.Run("EMS 2.0 bitrates", func(t *testing.T) {
+		f.answer(http.StatusOK, readFixture(t, "ems-listStreams-webuilogs-INR5-OFDASH3.json"))
+		got := collect(t)
+		if got[0].Name != "1" || got[0].Bitrate != 440312+62411.2 {
+			t.Errorf("first entry %+v, want stream 1 at 440312+62411.2 bits/s", got[0])
+		}
+		if got[3].Type != "OFDASH" || got[3].Bitrate != 0 {
+			t.Errorf("fourth entry %+v, want an OFDASH writer without bitrate", got[3])
+		}
+	})
 	t.Run("recorded listings agree with ListStreams", func(t *testing.T) {
 		for _, name := range []string{"ems-listStreams-webuilogs-INR5-OFDASH3.json", "ems-listStreams-crems-data.json", "ems-listStreams-crems-null.json", "ems-listStreams-rubyhttpcli-success.json"} {
 			f.answer(http.StatusOK, readFixture(t, name))
