@@ -156,6 +156,7 @@ func RandomLoopbackIPs(n int) []string {
 // are safe for concurrent use. The caller must call Close.
 type Cluster struct {
 	cfg     Config
+	id      string // names the Cluster to members in other processes
 	log     *slog.Logger
 	pid     int
 	members []*Member
@@ -191,6 +192,7 @@ func Start(cfg Config) (*Cluster, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cluster{
 		cfg:    cfg,
+		id:     strconv.FormatUint(rand.Uint64(), 36),
 		log:    cfg.Logger,
 		pid:    os.Getpid(),
 		byIP:   make(map[string]*Member, len(ips)),

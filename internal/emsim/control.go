@@ -1,6 +1,7 @@
 package emsim
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -119,15 +120,29 @@ func (m *Member) serveObservation(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// serveMedia answers GET /_emsim/media with the names of the streams m
-// serves to pulls, {"streams":["a","b"]}: the media plane of a member, which
-// emulators in other processes check instead of the EMS API. API faults do
-// not touch it; while m is down its connection is closed unanswered.
+// serveMedia answers GET or POST /_emsim/media with the names of the
+// streams m serves to pulls, {"streams":["a","b"]}: the media plane of a
+// member, which emulators in other processes check instead of the EMS API.
+// The body of a POST is a mediaReport of the pulls another Cluster makes of
+// m's streams, which m lists as outbound streams. API faults do not touch
+// the route; while m is down its connection is closed unanswered.
 func (m *Member) serveMedia(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		writeControl(w, http.StatusMethodNotAllowed, errors.New("method not allowed: use GET"))
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		writeControl(w, http.StatusMethodNotAllowed, errors.New("method not allowed: use GET or POST"))
 		return
+	}
+	if m.isDown() {
+		dropConnection(w)
+		return
+	}
+	if r.Method == http.MethodPost {
+		var rep mediaReport
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<20)).Decode(&rep); err != nil || rep.Cluster == "" {
+			writeControl(w, http.StatusBadRequest, errors.New("media: the body is not a report of pulls"))
+			return
+		}
+		m.reconcileRemote(rep, time.Now())
 	}
 	m.mu.Lock()
 	if m.faults.Down {

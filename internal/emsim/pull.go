@@ -429,6 +429,9 @@ func (m *Member) pullLoop(ctx context.Context) {
 		m.applyServed()
 		all, refs := m.takePending()
 		if all || !now.Before(nextCheck) {
+			m.mu.Lock()
+			m.expireRemoteLocked(now)
+			m.mu.Unlock()
 			m.checkStreaming(time.Now(), nil)
 			nextCheck = time.Now().Add(checkPeriod)
 		} else if len(refs) > 0 {

@@ -1,6 +1,7 @@
 package emsim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -122,15 +123,22 @@ func (s *remoteSet) watch(ctx context.Context, host string, h *remoteHost) {
 	}
 }
 
-// fetch asks the member at host which streams it serves.
+// fetch asks the member at host which streams it serves, telling it which
+// of them this Cluster's members pull (so that it lists them as outbound
+// streams).
 func (s *remoteSet) fetch(ctx context.Context, host string) (map[string]struct{}, error) {
 	ctx, cancel := context.WithTimeout(ctx, remoteTimeout)
 	defer cancel()
 	url := "http://" + net.JoinHostPort(host, itoa(s.c.cfg.APIPort)) + "/_emsim/media"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	report, err := json.Marshal(mediaReport{Cluster: s.c.id, Pulls: s.c.pullsOf(host)})
 	if err != nil {
 		return nil, fmt.Errorf("check media of %s: %w", host, err)
 	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(report))
+	if err != nil {
+		return nil, fmt.Errorf("check media of %s: %w", host, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("check media of %s: %w", host, err)
@@ -150,4 +158,38 @@ func (s *remoteSet) fetch(ctx context.Context, host string) (map[string]struct{}
 		names[n] = struct{}{}
 	}
 	return names, nil
+}
+
+// mediaReport is the body of POST /_emsim/media: the pulls the members of
+// one Cluster make of the member asked.
+type mediaReport struct {
+	Cluster string       `json:"cluster"`
+	Pulls   []reportPull `json:"pulls"`
+}
+
+// reportPull is one pull of a mediaReport.
+type reportPull struct {
+	From      string `json:"from"`      // the puller's address
+	ConfigID  uint64 `json:"config_id"` // its configuration
+	Name      string `json:"name"`      // the stream pulled
+	UserAgent string `json:"user_agent"`
+}
+
+// pullsOf returns the streaming pulls c's members make of streams of the
+// member at host.
+func (c *Cluster) pullsOf(host string) []reportPull {
+	var out []reportPull
+	for _, m := range c.members {
+		m.mu.Lock()
+		for ref, set := range m.bySource {
+			if ref.host != host {
+				continue
+			}
+			for pc := range set {
+				out = append(out, reportPull{From: m.ip, ConfigID: pc.set.ConfigID, Name: ref.name, UserAgent: pc.set.EmulateUserAgent})
+			}
+		}
+		m.mu.Unlock()
+	}
+	return out
 }

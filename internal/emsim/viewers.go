@@ -61,12 +61,20 @@ type servedNote struct {
 type outView struct {
 	outs      map[uint64]*outStream
 	served    map[servedKey]*outStream
-	perName   map[string]int // outbound streams by stream name
-	hls       map[string]int // HLS sessions by stream name
-	hlsTotal  int            // sum of hls
-	lastPlay  uint64         // players created, for their addresses
-	connLimit int64          // setConnectionsCountLimit; 0: none
-	pendOut   []servedNote   // pulls of m's streams started or ended elsewhere
+	perName   map[string]int           // outbound streams by stream name
+	hls       map[string]int           // HLS sessions by stream name
+	hlsTotal  int                      // sum of hls
+	lastPlay  uint64                   // players created, for their addresses
+	connLimit int64                    // setConnectionsCountLimit; 0: none
+	pendOut   []servedNote             // pulls of m's streams started or ended elsewhere
+	remote    map[string]*remoteServed // by Cluster id, for Clusters elsewhere
+}
+
+// remoteServed is the last report of the pulls a Cluster in another
+// process makes of m's streams.
+type remoteServed struct {
+	seen time.Time
+	keys map[servedKey]struct{}
 }
 
 func newOutView() outView {
@@ -75,6 +83,43 @@ func newOutView() outView {
 		served:  make(map[servedKey]*outStream),
 		perName: make(map[string]int),
 		hls:     make(map[string]int),
+		remote:  make(map[string]*remoteServed),
+	}
+}
+
+// reconcileRemote makes m's outbound streams for the pulls of the Cluster
+// rep comes from match rep.
+func (m *Member) reconcileRemote(rep mediaReport, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev := m.out.remote[rep.Cluster]
+	cur := &remoteServed{seen: now, keys: make(map[servedKey]struct{}, len(rep.Pulls))}
+	for _, p := range rep.Pulls {
+		k := servedKey{puller: p.From, configID: p.ConfigID}
+		cur.keys[k] = struct{}{}
+		m.serveLocked(servedNote{key: k, name: p.Name, ua: p.UserAgent, add: true}, now)
+	}
+	if prev != nil {
+		for k := range prev.keys {
+			if _, ok := cur.keys[k]; !ok {
+				m.serveLocked(servedNote{key: k}, now)
+			}
+		}
+	}
+	m.out.remote[rep.Cluster] = cur
+}
+
+// expireRemoteLocked ends the outbound streams of Clusters that stopped
+// reporting (remoteIdle).
+func (m *Member) expireRemoteLocked(now time.Time) {
+	for id, r := range m.out.remote {
+		if now.Sub(r.seen) <= remoteIdle {
+			continue
+		}
+		for k := range r.keys {
+			m.serveLocked(servedNote{key: k}, now)
+		}
+		delete(m.out.remote, id)
 	}
 }
 
@@ -268,26 +313,32 @@ func (m *Member) applyServed() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, n := range notes {
-		o := m.out.served[n.key]
-		switch {
-		case n.add && o == nil:
-			if _, ok := m.streams[n.name]; !ok {
-				continue // gone already: the puller's next check ends it
-			}
-			m.lastStreamID++
-			o = &outStream{
-				id: m.lastStreamID, name: n.name, typ: "ONR",
-				farIP: n.key.puller, farPort: ephemeralPort(n.key.configID + 13), nearPort: 1935,
-				ua: n.ua, created: now,
-			}
-			m.out.served[n.key] = o
-			m.addOutLocked(o, now)
-		case !n.add && o != nil:
-			delete(m.out.served, n.key)
-			m.removeOutLocked(o, now)
-		}
+		m.serveLocked(n, now)
 	}
-	m.changedLocked()
+}
+
+// serveLocked starts or ends the outbound stream of one served pull.
+func (m *Member) serveLocked(n servedNote, now time.Time) {
+	o := m.out.served[n.key]
+	switch {
+	case n.add && o == nil:
+		if _, ok := m.streams[n.name]; !ok {
+			return // gone already: the puller's next check ends it
+		}
+		m.lastStreamID++
+		o = &outStream{
+			id: m.lastStreamID, name: n.name, typ: "ONR",
+			farIP: n.key.puller, farPort: ephemeralPort(n.key.configID + 13), nearPort: 1935,
+			ua: n.ua, created: now,
+		}
+		m.out.served[n.key] = o
+		m.addOutLocked(o, now)
+		m.changedLocked()
+	case !n.add && o != nil:
+		delete(m.out.served, n.key)
+		m.removeOutLocked(o, now)
+		m.changedLocked()
+	}
 }
 
 // pullerNoteLocked tells the source member of c, when it is in m's

@@ -238,3 +238,40 @@ func TestViewers(t *testing.T) {
 		t.Errorf("httpClientsConnected with no streams = %s, want 0", r.Raw)
 	}
 }
+
+// servedPulls returns the farIp and userAgent of each outbound stream m
+// serves to a pull.
+func servedPulls(m *Member) map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string, len(m.out.served))
+	for _, o := range m.out.served {
+		out[o.farIP] = o.ua
+	}
+	return out
+}
+
+// TestServedPullAcrossProcesses: a member lists the pull a member of
+// another Cluster makes of its stream as an outbound ONR stream, and drops
+// it when the pull ends.
+func TestServedPullAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	a := newCluster(t, 1, Config{}).Members()[0]
+	b := newCluster(t, 1, Config{}).Members()[0]
+	ctx := testCtx(t, 15*time.Second)
+	if err := a.Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, b, "pullStream", "uri=rtmp://"+a.IP()+"/live/cam localStreamName=cam keepAlive=1 emulateUserAgent=streamlb")
+	if err := a.Await(ctx, func() bool { return servedPulls(a)[b.IP()] == "streamlb" }); err != nil {
+		t.Fatalf("A never listed B's pull: %v (served %v)", err, servedPulls(a))
+	}
+	outs := outbound(mustSucceed(t, a, "listStreams", ""))
+	if len(outs) != 1 || outs[0]["farIp"] != b.IP() || outs[0]["userAgent"] != "streamlb" || outs[0]["type"] != "ONR" {
+		t.Errorf("A's outbound streams = %v, want B's pull as ONR with userAgent streamlb", outs)
+	}
+	mustSucceed(t, b, "removeConfig", "id=1")
+	if err := a.Await(ctx, func() bool { return len(servedPulls(a)) == 0 }); err != nil {
+		t.Fatalf("A still lists B's ended pull: %v", err)
+	}
+}
