@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,19 +34,6 @@ func number(t *testing.T, v any) float64 {
 		t.Fatal(err)
 	}
 	return f
-}
-
-// loadDocExample reads a documentation example, mending the one known typo
-// that makes the connection-counter examples invalid JSON ("“cuurent”:3"
-// with no comma; the server's key is "current").
-func loadDocExample(t *testing.T, name string) map[string]any {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(docDir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.Replace(string(b), "“cuurent”:3", `"current":3,`, 1)
-	return decodeJSON(t, []byte(s))
 }
 
 func TestViewers(t *testing.T) {
@@ -187,7 +172,7 @@ func TestViewers(t *testing.T) {
 	}
 	for _, tt := range load {
 		got := mustSucceed(t, a, tt.command, tt.params)
-		checkShape(t, tt.command+" "+tt.params, got.Env, loadDocExample(t, tt.fixture), nil)
+		checkShape(t, tt.command+" "+tt.params, got.Env, loadDocExample(t, docDir, tt.fixture), nil)
 		tt.check(got)
 	}
 	if r := call(t, a, "setConnectionsCountLimit", ""); r.status() != "FAIL" {
