@@ -5,16 +5,17 @@
 //
 //	emsim [-ip 127.0.0.1] [-members 1] [-api-port 7777] [-ews-port 0]
 //	      [-pseudo-domain apiproxy] [-user username] [-password password]
-//	      [-events URL] [-state FILE] [-keep-alive] [-log-format text|json]
-//	      [-log-level info]
+//	      [-events URL] [-state FILE] [-keep-alive] [-bitrate 2000000]
+//	      [-log-format text|json] [-log-level info]
 //
 // Each member listens on its own address (consecutive from -ip) and the
 // common API port. Control routes on the API port drive the emulated world:
 //
 //	POST /_emsim/publish?name=X
 //	POST /_emsim/unpublish?name=X
-//	POST /_emsim/faults?latency=50ms&error_rate=0.1&down=1
+//	POST /_emsim/faults?latency=50ms&error_rate=0.1&api_down=1&down=1
 //	POST /_emsim/external?uri=U&available=0|1
+//	POST /_emsim/viewers?name=X&protocol=rtmp|rtsp|hls&count=N
 //
 // SIGINT or SIGTERM stops it with exit status 0.
 package main
