@@ -51,7 +51,7 @@ func outOfBounds(s *StreamEvent) (result, why string) {
 	case len(s.PullURI) > MaxPullURIBytes:
 		return resultURITooLong, "payload.pullSettings.uri is " + strconv.Itoa(len(s.PullURI)) + " bytes, more than " + strconv.Itoa(MaxPullURIBytes)
 	case len(s.Vars) > MaxVars:
-		return resultTooManyVars, "payload.pullSettings holds " + strconv.Itoa(len(s.Vars)) + " user variables, more than " + strconv.Itoa(MaxVars)
+		return resultTooManyVars, "payload.pullSettings holds more than " + strconv.Itoa(MaxVars) + " user variables"
 	}
 	for k, v := range s.Vars {
 		if len(k)+len(v) > MaxVarBytes {

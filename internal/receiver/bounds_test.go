@@ -272,3 +272,67 @@ func TestClip(t *testing.T) {
 		}
 	}
 }
+
+// TestBufferedBytesBudget: the body bytes all requests hold at once are
+// bounded. A client holding half a body keeps its share; a request that
+// needs more than what is left gets 503, a small one still passes, and
+// every share comes back once its request ends.
+func TestBufferedBytesBudget(t *testing.T) {
+	f := newFixture(t, Options{MaxBufferedBytes: 8 << 10, BodyTimeout: 10 * time.Second})
+	srv := f.server(t)
+	small := validPadded(t, 100)
+	large := validPadded(t, 5000) // grows its buffer to 2, 4 then 8 KiB
+
+	if status, answer := post(t, srv, "/evowebservices/", large); status != http.StatusOK {
+		t.Fatalf("a 5000-byte event alone: %d %q, want 200", status, answer)
+	}
+	holder, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if _, err := fmt.Fprintf(holder, "POST /evowebservices/ HTTP/1.1\r\nHost: sink\r\nContent-Length: 6000\r\n\r\n%s", strings.Repeat(" ", 3000)); err != nil {
+		t.Fatal(err)
+	}
+	// The holder's 3000 bytes take 4 KiB of the budget once read: from
+	// then on the large event does not fit.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, answer := post(t, srv, "/evowebservices/", large)
+		if status == http.StatusServiceUnavailable {
+			if got := errorOf(t, answer); !strings.Contains(got, "retry") {
+				t.Errorf("503 error = %q, want it to say retry", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a 5000-byte event beside a held body: %d, want 503 within 5 s", status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if status, _ := post(t, srv, "/evowebservices/", small); status != http.StatusOK {
+		t.Errorf("a small event beside the held body: %d, want 200", status)
+	}
+	if got := f.count(typeUnknown, resultBusy); got < 1 {
+		t.Errorf("busy count = %v, want at least 1", got)
+	}
+	holder.Close()
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		status, _ := post(t, srv, "/evowebservices/", large)
+		if status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the 5000-byte event after the holder left: %d, want 200 within 5 s", status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Nothing leaks: many requests in a row, each taking its share and
+	// giving it back.
+	for i := range 50 {
+		if status, _ := post(t, srv, "/evowebservices/", large); status != http.StatusOK {
+			t.Fatalf("event %d of 50 in a row: %d, want 200", i, status)
+		}
+	}
+}

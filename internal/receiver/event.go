@@ -82,7 +82,11 @@ func malformed(format string, args ...any) error {
 //
 // Every error it returns matches ErrMalformed. On error the returned Event
 // still carries Type when the type could be read.
-func DecodeEvent(body []byte) (Event, error) {
+func DecodeEvent(body []byte) (Event, error) { return decodeEvent(body, 0) }
+
+// decodeEvent is DecodeEvent keeping at most maxVars user variables (0: no
+// limit); past them, the others are neither decoded nor checked.
+func decodeEvent(body []byte, maxVars int) (Event, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return Event{}, malformed("empty body")
 	}
@@ -129,7 +133,7 @@ func DecodeEvent(body []byte) (Event, error) {
 	if typ != TypeInStreamCreated && typ != TypeInStreamClosed {
 		return ev, nil
 	}
-	s, err := decodeStream(typ, payload)
+	s, err := decodeStream(typ, payload, maxVars)
 	if err != nil {
 		return ev, err
 	}
@@ -145,8 +149,8 @@ func fieldIs(key []byte, field string) bool {
 
 // decodeStream reads a stream event's payload, a valid JSON object. Every
 // value is kept raw until its type is checked, so no number goes through
-// float64.
-func decodeStream(typ string, payload []byte) (*StreamEvent, error) {
+// float64. At most maxVars user variables are kept (0: all).
+func decodeStream(typ string, payload []byte, maxVars int) (*StreamEvent, error) {
 	var rawName, rawIP, rawCT, pullSettings []byte
 	_ = ems.EachMember(payload, func(key, value []byte) error { // payload is valid: no error
 		switch {
@@ -190,7 +194,7 @@ func decodeStream(typ string, payload []byte) (*StreamEvent, error) {
 		if fieldIs(key, "uri") {
 			rawURI = value
 		}
-		if len(key) == 0 || key[0] != '_' || firstByte(value) != '"' {
+		if len(key) == 0 || key[0] != '_' || firstByte(value) != '"' || maxVars > 0 && len(s.Vars) >= maxVars {
 			return nil
 		}
 		v, err := ems.UnquoteString(value)

@@ -14,6 +14,7 @@ const (
 	resultForbidden    = "forbidden"    // 403
 	resultTooLarge     = "too_large"    // 413
 	resultTimeout      = "timeout"      // 408: the body did not arrive in time
+	resultBusy         = "busy"         // 503: too many body bytes in flight
 )
 
 // typeUnknown is the type label of a request whose body was not decoded
@@ -37,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		events: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "streamlb_events_received_total",
 			Help: "EMS event POSTs received, by event type and result " +
-				"(accepted, ignored, malformed, unauthorized, forbidden, too_large, timeout; " +
+				"(accepted, ignored, malformed, unauthorized, forbidden, too_large, timeout, busy; " +
 				"name_too_long, uri_too_long, too_many_vars, var_too_long: acknowledged, not acted on). " +
 				"Types outside the known EMS list are \"other\"; requests rejected before " +
 				"their type was read are \"unknown\".",

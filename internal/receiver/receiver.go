@@ -13,7 +13,6 @@
 package receiver
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -31,11 +30,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 )
 
 // DefaultMaxBodyBytes is the body size limit when Options.MaxBodyBytes is 0.
 const DefaultMaxBodyBytes = 1 << 20
+
+// DefaultMaxBufferedBytes is the most body bytes all requests together may
+// hold at once when Options.MaxBufferedBytes is 0.
+const DefaultMaxBufferedBytes = 64 << 20
 
 // DefaultBodyTimeout is how long a request's body may take to arrive when
 // Options.BodyTimeout is 0. EMS posts a few hundred bytes at once.
@@ -90,6 +94,10 @@ type Options struct {
 	// the handler starts reading it; a slower one is answered 408. Zero or
 	// less means DefaultBodyTimeout.
 	BodyTimeout time.Duration
+	// MaxBufferedBytes bounds the body bytes held by all requests being
+	// read or decoded at once; a request that would pass it is answered
+	// 503 with Retry-After. Zero or less means DefaultMaxBufferedBytes.
+	MaxBufferedBytes int64
 	// Now returns the current time, for StreamEvent.Received; nil means
 	// time.Now.
 	Now func() time.Time
@@ -119,6 +127,7 @@ type Receiver struct {
 	access      atomic.Pointer[access]
 	maxBody     int64
 	bodyTimeout time.Duration
+	buffered    *semaphore.Weighted // body bytes held, over all requests
 	now         func() time.Time
 	complaints  map[string]*rate.Limiter // by result; read-only after New
 }
@@ -155,7 +164,7 @@ func New(opts Options) *Receiver {
 		complaints:  map[string]*rate.Limiter{},
 	}
 	for _, result := range []string{resultMalformed, resultUnauthorized, resultForbidden, resultTooLarge, resultTimeout,
-		resultNameTooLong, resultURITooLong, resultTooManyVars, resultVarTooLong, resultBadIP} {
+		resultBusy, resultNameTooLong, resultURITooLong, resultTooManyVars, resultVarTooLong, resultBadIP} {
 		r.complaints[result] = rate.NewLimiter(rate.Every(complaintInterval), 1)
 	}
 	r.access.Store(newAccess(opts.Token, opts.AllowedSources))
@@ -168,6 +177,10 @@ func New(opts Options) *Receiver {
 	if r.bodyTimeout <= 0 {
 		r.bodyTimeout = DefaultBodyTimeout
 	}
+	if opts.MaxBufferedBytes <= 0 {
+		opts.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	r.buffered = semaphore.NewWeighted(opts.MaxBufferedBytes)
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -222,8 +235,15 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	body, err := readBody(w, req, r.maxBody, r.bodyTimeout)
+	body, held, err := r.readBody(w, req)
+	defer r.buffered.Release(held)
 	if err != nil {
+		if errors.Is(err, errBufferFull) {
+			w.Header().Set("Retry-After", "1")
+			r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultBusy,
+				http.StatusServiceUnavailable, "too many event bytes in flight; retry", nil)
+			return
+		}
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultTooLarge,
 				http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", r.maxBody), nil)
@@ -240,7 +260,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	ev, err := DecodeEvent(body)
+	ev, err := decodeEvent(body, MaxVars+1) // one more tells there are too many
 	if err != nil {
 		typ := ev.Type
 		if typ == "" {
@@ -413,21 +433,48 @@ func peerAddr(remote string) netip.Addr {
 	return a.Unmap().WithZone("")
 }
 
+// errBufferFull is readBody's error when the bytes held by every request
+// would pass MaxBufferedBytes.
+var errBufferFull = errors.New("receiver: body buffer budget spent")
+
+// firstChunk is the buffer a body is first read into: an EMS event is a
+// few hundred bytes.
+const firstChunk = 2 << 10
+
 // readBody reads the whole body, failing with *http.MaxBytesError past
-// limit bytes and with a timeout error when it takes longer than timeout.
-// The buffer grows as the bytes arrive: a declared Content-Length reserves
-// nothing.
-func readBody(w http.ResponseWriter, req *http.Request, limit int64, timeout time.Duration) ([]byte, error) {
+// r.maxBody bytes, with a timeout error when it takes longer than
+// r.bodyTimeout, and with errBufferFull when the bytes held by all requests
+// would pass their budget. The buffer grows as the bytes arrive, each
+// growth taken from the budget first: a declared Content-Length reserves
+// nothing. The caller releases held bytes of the budget once done with the
+// body, error or not.
+func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) (body []byte, held int64, err error) {
 	// Not every ResponseWriter supports deadlines (httptest's recorder
 	// does not); the server's ReadTimeout still applies then.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
-	rd := http.MaxBytesReader(w, req.Body, limit)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(r.bodyTimeout))
+	rd := http.MaxBytesReader(w, req.Body, r.maxBody)
 	defer func() { _ = rd.Close() }()
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(rd); err != nil {
-		return nil, fmt.Errorf("read event body: %w", err)
+	// One byte past the limit lets MaxBytesReader tell a body over it.
+	ceiling := int(r.maxBody) + 1
+	var buf []byte
+	for {
+		if len(buf) == cap(buf) {
+			next := min(max(2*cap(buf), firstChunk), ceiling)
+			if !r.buffered.TryAcquire(int64(next - cap(buf))) {
+				return nil, held, errBufferFull
+			}
+			held += int64(next - cap(buf))
+			buf = append(make([]byte, 0, next), buf...)
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		switch {
+		case errors.Is(err, io.EOF):
+			return buf, held, nil
+		case err != nil:
+			return nil, held, fmt.Errorf("read event body: %w", err)
+		}
 	}
-	return buf.Bytes(), nil
 }
 
 // isTimeout reports whether err is a read deadline passing.
