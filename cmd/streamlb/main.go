@@ -1,5 +1,9 @@
 // Command streamlb keeps a group of EvoStream Media Servers holding the
-// same source streams. Run "streamlb" for the list of subcommands.
+// same source streams. Run "streamlb help" for the list of subcommands.
+//
+// Packagers set the version a build reports at link time:
+//
+//	go build -ldflags "-X streamlb/internal/buildinfo.version=1.2.3" ./cmd/streamlb
 package main
 
 import (
