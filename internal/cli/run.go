@@ -69,14 +69,9 @@ func runCmd(ctx context.Context, env Env, args []string) int {
 			log.Info("stopped")
 			return exitOK
 		case <-env.Hangup:
-			next, err := config.Load(*cfgPath)
-			if err != nil {
-				log.Error("reload refused; the running config stays", "err", err)
-				continue
-			}
-			if err := a.Reload(next); err != nil {
-				log.Error("reload refused; the running config stays", "err", err)
-			}
+			// A refused file is logged, and recorded in the status
+			// document's last_reload and the reload metrics.
+			_ = a.ReloadFile(*cfgPath)
 		}
 	}
 }
