@@ -8,9 +8,16 @@
 // /COMMAND?params=BASE64) byte-faithfully to the recorded EMS answers: the
 // same envelope, key order, number formatting and FAIL texts. It keeps pull
 // configurations with their status codes and keepAlive semantics, posts
-// inStreamCreated and inStreamClosed events to an RPC sink from its own
-// address, optionally serves the EWS API proxy with Basic authentication, and
-// persists keepAlive pull configurations across restarts.
+// stream events to an RPC sink from its own address (one new connection per
+// event, the answer never waited for), optionally serves the EWS API proxy
+// with Basic authentication, and persists keepAlive pull configurations
+// across restarts.
+//
+// Players are modelled too: RTMP and RTSP players and the replica pulls a
+// member serves are outbound streams (listStreams, clientsConnected,
+// outStreamCreated and outStreamClosed), HLS players are web server
+// sessions (httpClientsConnected), and all of them move the stream's
+// bitrate (getBandwidth).
 //
 // Media is modelled, not carried: a pull from another member streams while
 // the stream is an inbound stream there and the member is not down; a pull
