@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,9 +15,11 @@ import (
 
 	"go.uber.org/goleak"
 
+	"streamlb/internal/buildinfo"
 	"streamlb/internal/controller"
 	"streamlb/internal/ems"
 	"streamlb/internal/emsim"
+	"streamlb/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -231,5 +235,53 @@ func TestStatusTextEscapesNamesJSONKeepsThem(t *testing.T) {
 	}
 	if len(st.Streams) != 1 || st.Streams[0].Name != name {
 		t.Errorf("status -json streams = %+v, want the one named %q exactly", st.Streams, name)
+	}
+}
+
+func TestRunServesBuildInfoAndStopsWithZero(t *testing.T) {
+	cl, _ := newCluster(t)
+	listen := emsim.RandomLoopbackIPs(1)[0] + ":4000"
+	var dests []string
+	for _, m := range cl.Members() {
+		dests = append(dests, fmt.Sprintf(`{"enable": false, "address": %q}`, m.IP()))
+	}
+	cfg := writeFile(t, "plugins.json", fmt.Sprintf(`{"StreamLoadBalancer": {"plugin_switch": "enabled",
+	  "parameters": {"listen": %q, "destination_ems_apiproxies": [%s]}}}`, listen, strings.Join(dests, ",")))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut testkit.Buffer
+	done := make(chan int, 1)
+	go func() { done <- Main(ctx, []string{"run", "-config", cfg}, Env{Stdout: &out, Stderr: &errOut}) }()
+
+	info := buildinfo.Get()
+	want := fmt.Sprintf(`streamlb_build_info{goversion=%q,revision=%q,version=%q} 1`, info.GoVersion, info.Revision, info.Version)
+	client := &http.Client{Timeout: 2 * time.Second}
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(body, want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("within 10s /metrics did not carry %s:\n%s\n%s", want, body, errOut.String())
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("run exited %d:\n%s", code, errOut.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		resp, err := client.Get("http://" + listen + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("run exited %d when stopped, want 0\n%s", code, errOut.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not stop")
 	}
 }
