@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -127,5 +128,47 @@ func TestListConfigTenThousand(t *testing.T) {
 	// Generous: the race detector slows this down several times.
 	if elapsed > 2*time.Second {
 		t.Errorf("listConfig of %d entries took %v", n, elapsed)
+	}
+}
+
+// BenchmarkEvents measures how fast a member delivers a burst of events to
+// a sink that answers at once and to one that never answers.
+func BenchmarkEvents(b *testing.B) {
+	for _, silent := range []bool{false, true} {
+		b.Run(fmt.Sprintf("silent=%t", silent), func(b *testing.B) {
+			var url string
+			var got func() int
+			if silent {
+				s := newSilentSink(b)
+				url = s.URL()
+				got = func() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.names) }
+			} else {
+				var n atomic.Int64
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					_, _ = io.Copy(io.Discard, r.Body)
+					n.Add(1)
+				}))
+				b.Cleanup(srv.Close)
+				url = srv.URL + "/evowebservices/"
+				got = func() int { return int(n.Load()) }
+			}
+			c, err := Start(Config{IP: RandomLoopbackIPs(1)[0], APIPort: testPort, EventsURL: url})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { c.Close() })
+			m := c.Members()[0]
+			start := time.Now()
+			if _, err := m.PublishMany("e", b.N); err != nil {
+				b.Fatal(err)
+			}
+			for got() < b.N {
+				if time.Since(start) > time.Minute {
+					b.Fatalf("%d of %d events arrived in a minute", got(), b.N)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+		})
 	}
 }

@@ -23,7 +23,7 @@ type silentSink struct {
 	changed chan struct{}
 }
 
-func newSilentSink(t *testing.T) *silentSink {
+func newSilentSink(t testing.TB) *silentSink {
 	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
