@@ -459,6 +459,7 @@ func restartKeys(running, next *config.Config) []string {
 	add(running.KeepAlive != next.KeepAlive, "keep_alive")
 	add(running.AppName != next.AppName, "app_name")
 	add(playListen(running) != playListen(next), "play.listen")
+	add(playChanged(running, next), "play (its settings and members)")
 	return keys
 }
 

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
+	"streamlb/internal/config"
 	"streamlb/internal/ems"
 	"streamlb/internal/play"
 )
@@ -97,3 +99,22 @@ func (a *App) PlayAddr() string { return a.pl.addr }
 
 // Play returns the placement service, or nil without a play block.
 func (a *App) Play() *play.Service { return a.pl.svc }
+
+// playChanged reports whether the play block (its listen address aside)
+// or the members it places players on differ: placement keeps the
+// settings and members it started with.
+func playChanged(running, next *config.Config) bool {
+	if (running.Play == nil) != (next.Play == nil) {
+		return true
+	}
+	if running.Play != nil {
+		a, b := *running.Play, *next.Play
+		a.Listen, b.Listen = "", ""
+		if a != b {
+			return true
+		}
+	}
+	return !slices.EqualFunc(running.Members, next.Members, func(x, y config.Member) bool {
+		return x.Name == y.Name && x.Address == y.Address && x.Endpoint == y.Endpoint && x.Placement == y.Placement
+	})
+}

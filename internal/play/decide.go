@@ -28,6 +28,9 @@ type Sample struct {
 	// its RTMP, RTSP and other network players. HLS sessions are not
 	// counted per stream.
 	Streams map[string]int
+	// Bitrates holds the bitrate, in bits per second, of the inbound
+	// streams whose EMS reports one (EMS 2.0); nil when none does.
+	Bitrates map[string]float64
 	// OutBps is the outbound bandwidth EMS measured (getBandwidth
 	// current.out), in bits per second; HLS and DASH are not in it.
 	OutBps float64

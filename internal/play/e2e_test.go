@@ -15,6 +15,7 @@ import (
 
 	"streamlb/internal/app"
 	"streamlb/internal/config"
+	"streamlb/internal/ems"
 	"streamlb/internal/emsim"
 	"streamlb/internal/play"
 )
@@ -28,7 +29,9 @@ type group struct {
 	base string // http://PLAY_ADDR
 }
 
-func newGroup(t *testing.T) *group {
+// newGroup starts the group; destExtra is added to every destination's
+// keys.
+func newGroup(t *testing.T, destExtra string) *group {
 	t.Helper()
 	ips := emsim.RandomLoopbackIPs(4)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -43,7 +46,7 @@ func newGroup(t *testing.T) *group {
 	t.Cleanup(func() { cl.Close() })
 	var dests []string
 	for i, ip := range ips {
-		dests = append(dests, fmt.Sprintf(`{"enable": false, "address": %q, "name": "m%d", "maxViewers": 200}`, ip, i+1))
+		dests = append(dests, fmt.Sprintf(`{"enable": false, "address": %q, "name": "m%d"%s}`, ip, i+1, destExtra))
 	}
 	text := fmt.Sprintf(`{"StreamLoadBalancer": {"plugin_switch": "enabled", "parameters": {
 		"listen": %q, "resync_interval": "1s", "teardown_grace": "2s",
@@ -159,7 +162,7 @@ func memberLoad(doc play.LoadDoc, name string) play.MemberLoad {
 }
 
 func TestPlayEndToEnd(t *testing.T) {
-	g := newGroup(t)
+	g := newGroup(t, `, "maxViewers": 200`)
 	g.control(0, "/_emsim/publish?name=cam")
 	eventually(t, 15*time.Second, "cam held by all four members", func() bool {
 		return len(g.app.Controller().Holders("cam")) == 4
@@ -246,5 +249,33 @@ func TestPlayEndToEnd(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || ans.Member == "m4" {
 			t.Fatalf("after m4 went down, GET /play/cam from %s: %d %s", c, resp.StatusCode, ans.Member)
 		}
+	}
+}
+
+// TestLoadReadsEveryProtocolAndTheConnectionLimit: RTSP players and HLS
+// sessions count, EMS's bandwidth reading shows, and without maxViewers
+// EMS's connection limit is the member's capacity.
+func TestLoadReadsEveryProtocolAndTheConnectionLimit(t *testing.T) {
+	g := newGroup(t, "")
+	g.control(0, "/_emsim/publish?name=cam")
+	eventually(t, 15*time.Second, "cam held by m2", func() bool {
+		return slices.Contains(g.app.Controller().Holders("cam"), "m2")
+	})
+	g.control(1, "/_emsim/viewers?name=cam&protocol=rtsp&count=3")
+	g.control(1, "/_emsim/viewers?name=cam&protocol=hls&count=4")
+	c := ems.New(ems.Endpoint{Member: "m2", BaseURL: g.cl.Members()[1].APIURL()}, nil)
+	defer c.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Call(ctx, "setConnectionsCountLimit", ems.Params{{Key: "count", Value: "100"}}); err != nil {
+		t.Fatal(err)
+	}
+	var m play.MemberLoad
+	eventually(t, 10*time.Second, "m2's load shows 3 RTSP players, 4 HLS sessions and the limit of 100", func() bool {
+		m = memberLoad(g.load(), "m2")
+		return m.Viewers[play.ProtocolRTSP] == 3 && m.Viewers[play.ProtocolHLS] == 4 && m.MaxViewers == 100
+	})
+	if m.Viewers[play.ProtocolRTMP] != 0 || m.ViewersTotal != 7 || m.Utilization < 0.07 || m.OutMbps <= 0 || !m.Eligible {
+		t.Errorf("m2's load: %+v", m)
 	}
 }

@@ -103,9 +103,22 @@ func (s *Service) Place(name, client string) (Answer, string) {
 	if !d.Sticky {
 		result = ResultChosen
 		t.Pending.Viewers++
-		t.Pending.Bps += s.cfg.DefaultStreamBitrate
+		t.Pending.Bps += s.bitrateLocked(name, holders)
 	}
 	return Answer{Stream: name, Member: d.Member, URLs: urlsFor(t, s.appName, name)}, result
+}
+
+// bitrateLocked returns the bitrate of stream name as a holder's sample
+// reports it, else the configured default.
+func (s *Service) bitrateLocked(name string, holders []string) float64 {
+	for _, h := range holders {
+		if t, ok := s.targets[h]; ok && t.Sample != nil {
+			if b := t.Sample.Bitrates[name]; b > 0 {
+				return b
+			}
+		}
+	}
+	return s.cfg.DefaultStreamBitrate
 }
 
 // listedLocked reports whether a fresh sample of any member lists stream

@@ -233,6 +233,12 @@ func (s *Service) read(ctx context.Context, ms *memberState, withLimit bool, con
 		if !player {
 			if strings.HasPrefix(e.Type, "I") {
 				smp.Streams[e.Name] += 0
+				if e.Bitrate > 0 {
+					if smp.Bitrates == nil {
+						smp.Bitrates = map[string]float64{}
+					}
+					smp.Bitrates[e.Name] = e.Bitrate
+				}
 			}
 			return nil
 		}
