@@ -121,6 +121,10 @@ func helpCmd(ctx context.Context, env Env, args []string) int {
 		usage(env.Stdout)
 		return exitOK
 	case 1:
+		if args[0] == "help" {
+			usage(env.Stdout)
+			return exitOK
+		}
 		if c, ok := lookup(args[0]); ok {
 			// Every command prints its usage on stdout for -h before it
 			// does anything else.

@@ -27,7 +27,7 @@ func TestHelpGoesToStdout(t *testing.T) {
 			})
 		}
 	}
-	for _, args := range [][]string{{"help"}, {"-h"}, {"-help"}, {"--help"}} {
+	for _, args := range [][]string{{"help"}, {"help", "help"}, {"-h"}, {"-help"}, {"--help"}} {
 		code, out, errOut := runMain(t, args...)
 		if code != 0 || errOut != "" || !strings.Contains(out, "Commands:") {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 0 and the command list on stdout", args, code, out, errOut)
