@@ -17,10 +17,11 @@ import (
 
 const (
 	// eventQueueSize bounds the events a member holds before dropping (and
-	// counting) more: a burst of thousands of streams must not lose events,
-	// and a sink that cannot be reached must not grow a member without
-	// bound.
-	eventQueueSize = 1 << 16
+	// counting) more: a burst of tens of thousands of streams and replica
+	// pulls (an inStreamCreated or outStreamCreated each) must not lose
+	// events, and a sink that cannot be reached must not grow a member
+	// without bound.
+	eventQueueSize = 1 << 18
 	// eventDialTimeout and eventWriteTimeout bound connecting to the sink
 	// and writing one event.
 	eventDialTimeout  = time.Second
