@@ -138,6 +138,20 @@ func (g *group) play(client, path string) (*http.Response, play.Answer) {
 	return resp, ans
 }
 
+func (g *group) get(url string) string {
+	g.t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return string(b)
+}
+
 func (g *group) load() play.LoadDoc {
 	g.t.Helper()
 	resp, err := http.Get("http://" + g.app.AdminAddr() + "/api/v1/load")
@@ -200,6 +214,9 @@ func TestPlayEndToEnd(t *testing.T) {
 	origin := memberLoad(g.load(), "m1")
 	if origin.ViewersTotal != 50 || origin.ReplicaPulls != 3 {
 		t.Errorf("origin load: %d viewers, %d replica pulls; want 50 and 3", origin.ViewersTotal, origin.ReplicaPulls)
+	}
+	if metrics := g.get("http://" + g.app.AdminAddr() + "/metrics"); !strings.Contains(metrics, `streamlb_member_viewers{member="m1",protocol="rtmp"} 50`+"\n") {
+		t.Errorf("/metrics lacks m1's 50 RTMP players:\n%s", metrics)
 	}
 
 	// 100 players from distinct addresses: the idle member gets at least

@@ -1,0 +1,203 @@
+package play
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"streamlb/internal/config"
+	"streamlb/internal/ems"
+)
+
+// fakeClient is a LoadClient whose answers the test sets; it records when
+// listStreams was called.
+type fakeClient struct {
+	mu      sync.Mutex
+	entries []ems.StreamEntry
+	bw      ems.Bandwidth
+	hls     int
+	limit   ems.ConnectionsLimit
+	err     error // of every call
+	block   bool  // calls wait for their context
+	calls   []time.Time
+}
+
+func (f *fakeClient) answer(ctx context.Context) error {
+	f.mu.Lock()
+	err, block := f.err, f.block
+	f.mu.Unlock()
+	if block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return err
+}
+
+func (f *fakeClient) EachStream(ctx context.Context, fn func(e *ems.StreamEntry) error) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, time.Now())
+	entries := append([]ems.StreamEntry(nil), f.entries...)
+	f.mu.Unlock()
+	if err := f.answer(ctx); err != nil {
+		return err
+	}
+	for i := range entries {
+		if err := fn(&entries[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fakeClient) GetBandwidth(ctx context.Context) (ems.Bandwidth, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bw, nil
+}
+
+func (f *fakeClient) HTTPClientsConnected(ctx context.Context, group string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hls, nil
+}
+
+func (f *fakeClient) GetConnectionsCountLimit(ctx context.Context) (ems.ConnectionsLimit, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.limit, nil
+}
+
+func (f *fakeClient) set(fn func(f *fakeClient)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
+func (f *fakeClient) callTimes() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Time(nil), f.calls...)
+}
+
+func newPolledService(t *testing.T, fc *fakeClient, others ...Member) *Service {
+	t.Helper()
+	cfg := &config.Play{Listen: "127.0.0.1:0", PollInterval: time.Second, StaleAfter: 3 * time.Second,
+		HighWater: 0.8, StickyTTL: time.Minute, DefaultStreamBitrate: 2e6}
+	members := append([]Member{{Name: "a", Address: "10.0.0.1", Placement: placement(200), Client: fc}}, others...)
+	s, err := New(Options{Config: cfg, Members: members, Holders: &fakeHolders{m: map[string][]string{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestReadTellsPlayersFromReplicaPulls: outbound streams are players
+// unless they carry streamlb's user agent or come from a member's
+// address; file writers are not players; inbound streams give their
+// bitrate.
+func TestReadTellsPlayersFromReplicaPulls(t *testing.T) {
+	fc := &fakeClient{
+		entries: []ems.StreamEntry{
+			{Name: "cam", Type: "INR", FarIP: "192.0.2.9", Bitrate: 1.5e6},
+			{Name: "cam", Type: "ONR", FarIP: "10.0.0.2", UserAgent: "streamlb"},
+			{Name: "cam", Type: "ONR", FarIP: "10.0.0.3", UserAgent: "EvoStream Media Server (www.evostream.com) player"},
+			{Name: "cam", Type: "ONR", FarIP: "192.0.2.50", UserAgent: "LNX 9,0,124,2"},
+			{Name: "cam", Type: "ONR", FarIP: "192.0.2.51", UserAgent: "EvoStream Media Server (www.evostream.com) player"},
+			{Name: "cam", Type: "ONP", FarIP: "192.0.2.52"},
+			{Name: "cam", Type: "OFHLS"},
+			{Name: "other", Type: "ONTS", FarIP: "192.0.2.53"},
+		},
+		bw:    ems.Bandwidth{CurrentOut: 1e6, MaxOut: 12.5e6},
+		hls:   7,
+		limit: ems.ConnectionsLimit{Current: 20, Limit: 300},
+	}
+	s := newPolledService(t, fc, Member{Name: "b", Address: "10.0.0.3", Placement: placement(200), Client: &fakeClient{}})
+	var limit int
+	smp, err := s.read(t.Context(), s.members[0], true, &limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{ProtocolRTMP: 2, ProtocolRTSP: 1, ProtocolHLS: 7, ProtocolOther: 1}
+	for proto, n := range want {
+		if smp.Viewers[proto] != n {
+			t.Errorf("%s viewers = %d, want %d (all: %v)", proto, smp.Viewers[proto], n, smp.Viewers)
+		}
+	}
+	if smp.ReplicaPulls != 2 || smp.Streams["cam"] != 3 || smp.Streams["other"] != 1 || smp.Bitrates["cam"] != 1.5e6 {
+		t.Errorf("sample = %+v, want 2 replica pulls, 3 players of cam, 1 of other, cam at 1.5 Mbps", smp)
+	}
+	if smp.OutBps != 8e6 || smp.MaxOutBps != 100e6 || smp.ConnLimit != 300 {
+		t.Errorf("sample bandwidth %v of %v bits/s, limit %d; want 8e6 of 1e8, 300", smp.OutBps, smp.MaxOutBps, smp.ConnLimit)
+	}
+}
+
+// TestPollerBacksOffAndRecovers: a member whose API fails is read less
+// and less often (never more than six intervals apart) and is not
+// eligible; once it answers, it is read every interval and eligible.
+func TestPollerBacksOffAndRecovers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := &fakeClient{err: &ems.Error{Member: "a", Command: "listStreams", Kind: ems.KindTransport, Err: errors.New("connection refused")}}
+		s := newPolledService(t, fc)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { _ = s.Run(ctx); close(done) }()
+
+		time.Sleep(60 * time.Second)
+		synctest.Wait()
+		calls := fc.callTimes()
+		if len(calls) < 8 || len(calls) > 30 {
+			t.Errorf("%d reads of a failing member in 60s, want backoff (8 to 30)", len(calls))
+		}
+		for i := 1; i < len(calls); i++ {
+			if gap := calls[i].Sub(calls[i-1]); gap > 6*time.Second {
+				t.Errorf("reads %d and %d are %v apart, want at most 6s", i-1, i, gap)
+			}
+		}
+		if m := s.Load().Members[0]; m.Eligible || m.Why != WhyNoSample || m.LastError == "" {
+			t.Errorf("failing member's load = %+v, want ineligible without a sample, with its error", m)
+		}
+
+		fc.set(func(f *fakeClient) { f.err = nil })
+		time.Sleep(7 * time.Second)
+		synctest.Wait()
+		if m := s.Load().Members[0]; !m.Eligible || m.LastError != "" || m.SampleAgeS >= 1 {
+			t.Errorf("recovered member's load = %+v, want eligible with a fresh sample", m)
+		}
+		before := len(fc.callTimes())
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if n := len(fc.callTimes()) - before; n != 10 {
+			t.Errorf("%d reads in 10s of a healthy member, want 10 (one per interval)", n)
+		}
+		cancel()
+		<-done
+	})
+}
+
+// TestPollerTimesOutAndGoesStale: a member that stops answering is given
+// up on at the call timeout, and its last sample goes stale.
+func TestPollerTimesOutAndGoesStale(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := &fakeClient{}
+		s := newPolledService(t, fc)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { _ = s.Run(ctx); close(done) }()
+		synctest.Wait()
+		if m := s.Load().Members[0]; !m.Eligible {
+			t.Fatalf("answering member's load = %+v, want eligible", m)
+		}
+		fc.set(func(f *fakeClient) { f.block = true })
+		time.Sleep(3*time.Second + time.Millisecond)
+		synctest.Wait()
+		m := s.Load().Members[0]
+		if m.Eligible || m.Why != WhyStale || m.LastError == "" {
+			t.Errorf("silent member's load after stale_after = %+v, want stale with a timeout error", m)
+		}
+		cancel()
+		<-done
+	})
+}
