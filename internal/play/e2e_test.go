@@ -254,6 +254,17 @@ func TestPlayEndToEnd(t *testing.T) {
 	if resp, _ := g.play("127.0.0.1", "/play/nowhere"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown stream: %d, want 404", resp.StatusCode)
 	}
+	// The play listener serves nothing else.
+	for _, path := range []string{"/api/v1/status", "/api/v1/load", "/metrics", "/", "/healthz"} {
+		if resp, _ := g.play("127.0.0.1", path); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the play listener: %d, want 404", path, resp.StatusCode)
+		}
+	}
+	if resp, err := clientFrom("127.0.0.1").Post(g.base+"/evowebservices/", "application/json", strings.NewReader("{}")); err != nil || resp.StatusCode == http.StatusOK {
+		t.Errorf("POST /evowebservices/ on the play listener: %v %v, want refused", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	// m4 goes down: once its sample is stale it is never chosen.
 	g.control(3, "/_emsim/faults?down=1")
