@@ -122,12 +122,19 @@ func BenchmarkResync(b *testing.B) {
 	reportPerReplica(b, streams, members)
 }
 
-// BenchmarkSnapshot measures the status snapshot of the same group.
-func BenchmarkSnapshot(b *testing.B) {
+// BenchmarkStatusCold measures the whole status document of the same
+// group when every row must be recomputed (after a member's state changed).
+func BenchmarkStatusCold(b *testing.B) {
 	const streams, members = 10000, 16
 	c := convergedGroup(b, streams, members)
 	b.ReportAllocs()
 	for b.Loop() {
+		c.mu.Lock()
+		c.allDirtyLocked()
+		c.mu.Unlock()
+		c.rows.mu.Lock()
+		c.rows.last = nil
+		c.rows.mu.Unlock()
 		if st := c.Snapshot(); !st.Converged {
 			b.Fatal("not converged")
 		}
@@ -135,19 +142,36 @@ func BenchmarkSnapshot(b *testing.B) {
 	reportPerReplica(b, streams, members)
 }
 
-// BenchmarkCounts measures what a metrics scrape computes of the same
-// group.
-func BenchmarkCounts(b *testing.B) {
+// BenchmarkStatusWarm measures the whole status document when nothing
+// changed since the last build: the rows are reused, the document is
+// materialised.
+func BenchmarkStatusWarm(b *testing.B) {
 	const streams, members = 10000, 16
 	c := convergedGroup(b, streams, members)
 	b.ReportAllocs()
 	for b.Loop() {
-		c.mu.Lock()
-		n := c.countsLocked(time.Now())
-		c.mu.Unlock()
-		if !n.converged || n.present != streams*(members-1) {
-			b.Fatalf("counts = %+v", n)
+		c.rows.mu.Lock()
+		c.rows.last = nil
+		c.rows.mu.Unlock()
+		if st := c.Snapshot(); !st.Converged {
+			b.Fatal("not converged")
 		}
 	}
 	reportPerReplica(b, streams, members)
+}
+
+// BenchmarkStatusPage measures a dashboard's read: the summary and the
+// first 50 streams, attention first, nothing changed.
+func BenchmarkStatusPage(b *testing.B) {
+	const streams, members = 10000, 16
+	c := convergedGroup(b, streams, members)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.rows.mu.Lock()
+		c.rows.last = nil
+		c.rows.mu.Unlock()
+		if st := c.Status(StatusQuery{Attention: true, Limit: 50}); len(st.Streams) != 50 {
+			b.Fatalf("%d streams", len(st.Streams))
+		}
+	}
 }

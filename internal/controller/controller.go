@@ -135,6 +135,7 @@ type Controller struct {
 	resyncCh chan struct{}
 	inbox    *inbox // stream events on their way from the sink
 	journal  *journal
+	rows     rowCache // the status document's rows
 }
 
 // source is one stream seen as a source on one origin.
@@ -219,6 +220,7 @@ func New(opts Options) (*Controller, error) {
 		resyncCh: make(chan struct{}, 1),
 		inbox:    newInbox(),
 		journal:  newJournal(opts.JournalSize),
+		rows:     newRowCache(),
 	}
 	for i, s := range opts.Members {
 		if err := c.addMemberLocked(s, i); err != nil {
@@ -339,6 +341,7 @@ func (c *Controller) resyncLoop(ctx context.Context) {
 		c.mu.Lock()
 		if !c.isReady {
 			c.isReady = true
+			c.allDirtyLocked()
 			close(c.ready)
 			for _, m := range c.members {
 				c.setUsableLocked(m)
@@ -480,9 +483,17 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	var gone []string
 	if full {
 		wasPull = m.obs.configs
+		oldInbound, oldStalled := m.obs.inbound, m.obs.stalled
 		m.obs.replace(start, now, listed, inbound)
+		c.dirtyListingLocked(m, wasPull, oldInbound, oldStalled)
 	} else {
 		gone = m.obs.replaceInbound(inbound)
+		for _, name := range gone {
+			c.dirtyLocked(name)
+		}
+		for name := range announced {
+			c.dirtyLocked(name)
+		}
 	}
 	m.obs.inboundAt = started
 	if m.obs.runStart.IsZero() {

@@ -165,6 +165,7 @@ const (
 // the event says the replica stopped: nothing is removed on an event's
 // word.
 func (c *Controller) replicaEventLocked(m *member, ev receiver.StreamEvent) {
+	c.dirtyLocked(ev.Name)
 	for i := range m.obs.configs[ev.Name] {
 		cfg := &m.obs.configs[ev.Name][i]
 		if cfg.uri != ev.PullURI {

@@ -37,6 +37,7 @@ func (c *Controller) setStateLocked(m *member, state string, err error) {
 	}
 	prev := m.state
 	m.state = state
+	c.allDirtyLocked()
 	c.setUsableLocked(m)
 	close(m.changed)
 	m.changed = make(chan struct{})
@@ -193,6 +194,7 @@ func (c *Controller) lookupCreated(ctx context.Context, m *member, names []strin
 			}
 		} else if rec := c.sources[name][m]; rec != nil && info.Created > 0 {
 			rec.created = info.Created
+			c.dirtyLocked(name)
 			c.enqueueNeededLocked(name, time.Now())
 		}
 		c.mu.Unlock()

@@ -44,6 +44,7 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 			return
 		}
 		rec.absentSince = now
+		c.dirtyLocked(name)
 		c.record(Entry{At: now, Kind: EntrySourceEnded, Member: m.spec.Name, Stream: name})
 		c.enqueueAllLocked(name, 0)
 		c.enqueueAllLocked(name, c.opts.TeardownGrace)
@@ -82,6 +83,7 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 // sourceAppearedLocked journals name appearing as a source on m, and
 // queues what it needs.
 func (c *Controller) sourceAppearedLocked(m *member, name string, recs map[*member]*source, now time.Time) {
+	c.dirtyLocked(name)
 	c.record(Entry{At: now, Kind: EntrySourceAppeared, Member: m.spec.Name, Stream: name})
 	if why := unreplicable(name); why != "" {
 		c.record(Entry{At: now, Kind: EntryUnreplicable, Member: m.spec.Name, Stream: name, Detail: why})
@@ -129,6 +131,7 @@ func (c *Controller) gcSourcesLocked(now time.Time) {
 		for m, rec := range recs {
 			if c.byName[m.spec.Name] != m || (!rec.absentSince.IsZero() && now.Sub(rec.absentSince) > horizon) {
 				delete(recs, m)
+				c.dirtyLocked(name)
 			}
 		}
 		if len(recs) == 0 {
@@ -143,7 +146,8 @@ func (c *Controller) diffLocked(m *member, now time.Time) {
 		return
 	}
 	for name := range c.sources {
-		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist {
+		// A work record of a replica now present is dropped by its worker.
+		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist || (a.state == StatePresent && m.ops[name] != nil) {
 			m.queue.Add(name)
 		}
 	}
@@ -210,4 +214,76 @@ func (c *Controller) failingTransitionsLocked(m *member, now time.Time) {
 			c.record(Entry{Kind: EntryReplicaRecovered, Member: m.spec.Name, Stream: name})
 		}
 	}
+}
+
+// dirtyListingLocked marks the rows a full listing of m may have changed:
+// the names whose configs, inbound presence or streaming state differ
+// from the listing before.
+func (c *Controller) dirtyListingLocked(m *member, oldConfigs map[string][]pullCfg, oldInbound map[string]struct{}, oldStalled map[uint64]time.Time) {
+	if c.rows.all {
+		return
+	}
+	for name, cfgs := range m.obs.configs {
+		if !sameConfigs(cfgs, oldConfigs[name]) {
+			c.dirtyLocked(name)
+		}
+	}
+	for name := range oldConfigs {
+		if _, ok := m.obs.configs[name]; !ok {
+			c.dirtyLocked(name)
+		}
+	}
+	for name := range m.obs.inbound {
+		if _, ok := oldInbound[name]; !ok {
+			c.dirtyLocked(name)
+		}
+	}
+	for name := range oldInbound {
+		if _, ok := m.obs.inbound[name]; !ok {
+			c.dirtyLocked(name)
+		}
+	}
+	changed := false
+	for id := range m.obs.stalled {
+		if _, ok := oldStalled[id]; !ok {
+			changed = true
+			break
+		}
+	}
+	if !changed {
+		for id := range oldStalled {
+			if _, ok := m.obs.stalled[id]; !ok {
+				changed = true
+				break
+			}
+		}
+	}
+	if changed {
+		names := m.obs.namesByID()
+		for id := range m.obs.stalled {
+			if _, ok := oldStalled[id]; !ok {
+				c.dirtyLocked(names[id])
+			}
+		}
+		for id := range oldStalled {
+			if _, ok := m.obs.stalled[id]; !ok {
+				if n, ok := names[id]; ok {
+					c.dirtyLocked(n)
+				}
+			}
+		}
+	}
+}
+
+// sameConfigs reports whether two listings of one name's configs agree.
+func sameConfigs(a, b []pullCfg) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

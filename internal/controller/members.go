@@ -28,6 +28,7 @@ func (c *Controller) setPaused(name string, paused bool) error {
 		return nil
 	}
 	m.paused = paused
+	c.allDirtyLocked()
 	c.setUsableLocked(m)
 	close(m.changed)
 	m.changed = make(chan struct{})
@@ -100,6 +101,7 @@ func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) b
 		}
 	}
 	c.members, c.byName, c.byAddr = next, byName, byAddr
+	c.allDirtyLocked()
 	for _, m := range next {
 		if m.cancel == nil && c.runCtx != nil {
 			c.startMemberLocked(c.runCtx, m)

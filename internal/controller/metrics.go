@@ -25,6 +25,8 @@ type metrics struct {
 	resyncDuration prometheus.Histogram
 	confirmWait    prometheus.Histogram
 	skipped        *prometheus.CounterVec
+	statusBuild    prometheus.Histogram
+	statusLock     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
@@ -43,6 +45,15 @@ func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
 			Name: "streamlb_stream_events_total",
 			Help: "Stream events handled by the controller, by outcome (confirm, replica, unknown_origin, dropped).",
 		}, []string{"outcome"}),
+		statusBuild: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "streamlb_status_build_duration_seconds",
+			Help:    "Time to build the status document's parts (rows recomputed where something changed).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		statusLock: f.NewGauge(prometheus.GaugeOpts{
+			Name: "streamlb_status_build_lock_seconds",
+			Help: "Longest hold of the controller's lock by the last status build.",
+		}),
 		skipped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamlb_listing_entries_skipped_total",
 			Help: "listConfig entries that did not decode and were left out, by member.",
@@ -140,16 +151,23 @@ func (g *groupCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(m.queue.Len()), m.spec.Name)
 		ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, m.pulls.rate(), m.spec.Name)
 	}
-	// Counted in one pass, without a Status: a scrape of a large group
-	// should cost neither memory nor a long hold of the lock.
-	n := c.countsLocked(time.Now())
 	c.mu.Unlock()
-	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, n.lag.Seconds())
-	ch <- prometheus.MustNewConstMetric(descDesired, prometheus.GaugeValue, float64(n.desired))
-	ch <- prometheus.MustNewConstMetric(descActual, prometheus.GaugeValue, float64(n.present))
-	ch <- prometheus.MustNewConstMetric(descConflict, prometheus.GaugeValue, float64(n.conflicts))
-	ch <- prometheus.MustNewConstMetric(descUnrepl, prometheus.GaugeValue, float64(n.unreplicable))
-	ch <- prometheus.MustNewConstMetric(descConv, prometheus.GaugeValue, b2f(n.converged))
+	// Counted from the status build: a scrape runs no plan for the rows
+	// that did not change.
+	b := c.rows.build(c)
+	var desired, present, conflicts, unreplicable int
+	for _, r := range b.rows {
+		desired += r.counts.total()
+		present += r.counts.present
+		unreplicable += r.counts.unreplicable
+		conflicts += len(r.conflicts)
+	}
+	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, b.lag.Seconds())
+	ch <- prometheus.MustNewConstMetric(descDesired, prometheus.GaugeValue, float64(desired))
+	ch <- prometheus.MustNewConstMetric(descActual, prometheus.GaugeValue, float64(present))
+	ch <- prometheus.MustNewConstMetric(descConflict, prometheus.GaugeValue, float64(conflicts))
+	ch <- prometheus.MustNewConstMetric(descUnrepl, prometheus.GaugeValue, float64(unreplicable))
+	ch <- prometheus.MustNewConstMetric(descConv, prometheus.GaugeValue, b2f(b.converged))
 }
 
 func b2f(b bool) float64 {

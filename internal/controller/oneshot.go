@@ -16,12 +16,13 @@ import (
 func (c *Controller) Survey(ctx context.Context) Status {
 	c.Resync(ctx)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if !c.isReady {
 		c.isReady = true
 		close(c.ready)
 	}
-	return c.snapshotLocked(time.Now())
+	c.allDirtyLocked()
+	c.mu.Unlock()
+	return c.Snapshot()
 }
 
 // Action is one change a sync or prune pass makes (or would make).

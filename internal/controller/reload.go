@@ -31,6 +31,7 @@ func (c *Controller) SetTunables(t Tunables) {
 	c.opts.ResyncInterval, c.opts.TeardownGrace = o.ResyncInterval, o.TeardownGrace
 	c.opts.MaxInflight = o.MaxInflight
 	c.opts.MaxPullsPerSecond = t.MaxPullsPerSecond
+	c.allDirtyLocked()
 	now := time.Now()
 	for _, m := range c.members {
 		c.setWorkersLocked(m, o.MaxInflight)

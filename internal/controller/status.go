@@ -1,7 +1,7 @@
 package controller
 
 import (
-	"cmp"
+	"path"
 	"slices"
 	"time"
 )
@@ -10,13 +10,33 @@ import (
 // dashboard, the status command and the metrics read. Its JSON form is the
 // contract of DESIGN.md §4. It never holds a credential.
 type Status struct {
-	Converged  bool           `json:"converged"`
+	Converged bool `json:"converged"`
+	// State sums the group up: "converged"; "converging" while streamlb
+	// is at work; "needs_attention" when only the operator can fix what is
+	// left (a member refusing the credentials, a conflict, an
+	// unreplicable name) or a member is down.
+	State      string         `json:"state"`
 	Members    []MemberStatus `json:"members"`
 	Streams    []StreamStatus `json:"streams"`
 	Conflicts  []Conflict     `json:"conflicts"`
 	QueueDepth int            `json:"queue_depth"`
 	LastResync *ResyncStatus  `json:"last_resync"`
 	LastReload *ReloadStatus  `json:"last_reload,omitempty"`
+	// Summary counts the whole group, whatever the query selected.
+	Summary Summary `json:"summary"`
+	// NextCursor, when not empty, is the cursor of the page after this
+	// one.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Summary counts the group's streams and replica cells.
+type Summary struct {
+	Streams int `json:"streams"`
+	// Replicas counts the desired replica cells by state.
+	Replicas map[string]int `json:"replicas"`
+	// Attention counts the streams with a cell the operator must look at
+	// (conflict, unreplicable, failing, unknown).
+	Attention int `json:"attention"`
 }
 
 // MemberStatus is one member's health.
@@ -70,110 +90,109 @@ type ResyncStatus struct {
 	Calls      int       `json:"calls"`
 }
 
-// Snapshot returns the current status. Safe for concurrent use.
-func (c *Controller) Snapshot() Status {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.snapshotLocked(time.Now())
+// StatusQuery selects part of the status document. The zero value selects
+// everything.
+type StatusQuery struct {
+	// State keeps the streams with at least one cell in this state.
+	State string
+	// Member keeps, of each stream, the cells of this member (and the
+	// streams whose origin it is).
+	Member string
+	// Stream keeps the streams whose name matches this path.Match glob.
+	Stream string
+	// Attention puts the streams that need attention first.
+	Attention bool
+	// Limit, when positive, is the most streams returned; Cursor the
+	// NextCursor of the page before.
+	Limit  int
+	Cursor string
 }
 
-func (c *Controller) snapshotLocked(now time.Time) Status {
-	st := Status{Converged: true, Members: []MemberStatus{}, Streams: []StreamStatus{}, Conflicts: []Conflict{}}
-	for _, m := range c.members {
-		st.Members = append(st.Members, MemberStatus{
-			Name: m.spec.Name, Address: m.spec.Address, API: m.spec.API, State: m.state,
-			Paused: m.paused, Replicate: m.spec.Replicate, LastError: m.lastErr, LastErrorAt: m.lastErrAt, SkippedEntries: m.skipped, SkipError: m.skipErr, LatencyMS: ms64(time.Duration(m.latency.Load())),
-		})
-		st.QueueDepth += m.queue.Len()
-		if m.state != MemberUp {
-			st.Converged = false
-		}
+// Snapshot returns the whole status document. Safe for concurrent use.
+func (c *Controller) Snapshot() Status { return c.Status(StatusQuery{}) }
+
+// Status returns the status document, restricted to what q selects.
+// Concurrent readers share one build, and a build recomputes only the
+// streams whose state may have changed since the last one, holding the
+// controller's lock a few milliseconds at a time: reading status costs the
+// control loop almost nothing, however large the group. Safe for
+// concurrent use.
+func (c *Controller) Status(q StatusQuery) Status {
+	b := c.rows.build(c)
+	st := Status{
+		Converged:  b.converged,
+		State:      b.state,
+		Members:    b.members,
+		QueueDepth: b.queueDepth,
+		LastResync: b.lastResync,
+		LastReload: b.lastReload,
+		Summary:    b.summary,
+		Conflicts:  []Conflict{},
+		Streams:    []StreamStatus{},
 	}
-	if !c.isReady {
-		st.Converged = false
+	rows := b.rows
+	if q.Attention {
+		rows = b.byAttention
 	}
-	c.eachReplicaLocked(now, func(name string, w, m *member, rs ReplicaStatus, reason string) {
-		if m == nil {
-			st.Streams = append(st.Streams, StreamStatus{Name: name, Origin: w.spec.Name, Replicas: map[string]ReplicaStatus{}})
-			return
+	started := q.Cursor == ""
+	for _, r := range rows {
+		if !started {
+			started = r.name == q.Cursor
+			continue
 		}
-		if rs.State == StateConflict {
-			st.Conflicts = append(st.Conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name, Reason: reason})
+		if !r.selected(q) {
+			continue
 		}
-		if blocksConvergence(rs.State) && m.state == MemberUp && !m.paused {
-			st.Converged = false
+		if q.Limit > 0 && len(st.Streams) == q.Limit {
+			st.NextCursor = st.Streams[len(st.Streams)-1].Name
+			break
 		}
-		st.Streams[len(st.Streams)-1].Replicas[m.spec.Name] = rs
-	})
-	// The same name as a source on two origins: the later one is reported.
-	c.eachSourceConflictLocked(now, func(name string, w, m *member) {
-		st.Conflicts = append(st.Conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name,
-			Reason: "also a source on " + w.spec.Name + ", whose copy is replicated"})
-	})
-	slices.SortFunc(st.Streams, func(a, b StreamStatus) int { return cmp.Compare(a.Name, b.Name) })
-	slices.SortFunc(st.Conflicts, func(a, b Conflict) int {
-		return cmp.Or(cmp.Compare(a.Stream, b.Stream), cmp.Compare(a.Member, b.Member))
-	})
-	if !c.resync.At.IsZero() {
-		r := c.resync
-		st.LastResync = &r
+		ss := r.status()
+		if q.Member != "" && ss.Origin != q.Member {
+			for m := range ss.Replicas {
+				if m != q.Member {
+					delete(ss.Replicas, m)
+				}
+			}
+		}
+		st.Streams = append(st.Streams, ss)
 	}
-	if c.lastReload != nil {
-		r := *c.lastReload
-		st.LastReload = &r
+	for _, r := range b.rows {
+		for _, cf := range r.conflicts {
+			if (q.Member == "" || cf.Member == q.Member) && (q.Stream == "" || globMatch(q.Stream, cf.Stream)) {
+				st.Conflicts = append(st.Conflicts, cf)
+			}
+		}
 	}
 	return st
 }
 
-// eachReplicaLocked calls fn for each stream that has a winning origin w:
-// once with m nil (and rs zero) for the stream itself, then for each
-// desired replica on a member m, with its state as reported and, for a
-// conflict, the reason.
-func (c *Controller) eachReplicaLocked(now time.Time, fn func(name string, w, m *member, rs ReplicaStatus, reason string)) {
-	for name := range c.sources {
-		w, _ := c.winnerLocked(name)
-		if w == nil {
-			continue
-		}
-		fn(name, w, nil, ReplicaStatus{State: StatePresent}, "")
-		for _, m := range c.members {
-			if m == w {
-				continue
-			}
-			a := c.planLocked(m, name, now)
-			if !a.desired {
-				continue
-			}
-			rs := ReplicaStatus{State: a.state, Reason: a.reason}
-			if o := m.ops[name]; o != nil {
-				rs.Attempts, rs.LastError = o.attempts, o.lastErr
-				if o.state == a.state {
-					rs.Since = o.since
-				}
-			}
-			if a.kind == actPull && rs.Attempts > 0 {
-				rs.State = StatePending
-			}
-			fn(name, w, m, rs, a.reason)
-		}
-	}
+func globMatch(pattern, name string) bool {
+	ok, _ := path.Match(pattern, name)
+	return ok
 }
 
-// eachSourceConflictLocked calls fn for each name that is a source on a
-// member m other than its winning origin w, where m's replica cell does
-// not report it already (m takes no replica of name).
-func (c *Controller) eachSourceConflictLocked(now time.Time, fn func(name string, w, m *member)) {
-	for name, recs := range c.sources {
-		if len(recs) < 2 {
-			continue
-		}
-		w, _ := c.winnerLocked(name)
-		for m, rec := range recs {
-			if m != w && w != nil && rec.absentSince.IsZero() && !c.planLocked(m, name, now).desired {
-				fn(name, w, m)
+// selected reports whether the row passes q's filters.
+func (r *streamRow) selected(q StatusQuery) bool {
+	if q.Stream != "" && !globMatch(q.Stream, r.name) {
+		return false
+	}
+	if q.Member != "" && r.origin != q.Member && !slices.ContainsFunc(r.cells, func(c cell) bool { return c.member == q.Member }) {
+		return false
+	}
+	if q.State != "" {
+		for _, c := range r.cells {
+			state := StatePresent
+			if c.rs != nil {
+				state = c.rs.State
+			}
+			if state == q.State && (q.Member == "" || c.member == q.Member) {
+				return true
 			}
 		}
+		return false
 	}
+	return true
 }
 
 // blocksConvergence reports whether a desired replica in state keeps the
@@ -187,51 +206,12 @@ func blocksConvergence(state string) bool {
 	return true
 }
 
-// groupCounts are the figures of the group's gauges, counted without
-// building a Status: a scrape of a large group then costs no memory.
-type groupCounts struct {
-	desired, present, conflicts, unreplicable int
-	converged                                 bool
-	lag                                       time.Duration
-}
-
-// countsLocked returns, in one pass, the figures snapshotLocked reports
-// and the convergence lag: how long the oldest desired replica that is not
-// present (on a member that is up and not paused) has been so, since its
-// work record last changed state or its source was first seen.
-func (c *Controller) countsLocked(now time.Time) groupCounts {
-	g := groupCounts{converged: c.isReady}
-	for _, m := range c.members {
-		if m.state != MemberUp {
-			g.converged = false
-		}
+// needsAttention reports whether a cell in state is for the operator to
+// look at.
+func needsAttention(state string) bool {
+	switch state {
+	case StateConflict, StateUnreplicable, StateFailing, StateUnknown:
+		return true
 	}
-	c.eachReplicaLocked(now, func(name string, w, m *member, rs ReplicaStatus, _ string) {
-		if m == nil {
-			return
-		}
-		g.desired++
-		switch rs.State {
-		case StatePresent:
-			g.present++
-			return
-		case StateConflict:
-			g.conflicts++
-			return
-		case StateUnreplicable:
-			g.unreplicable++
-			return
-		}
-		if m.state != MemberUp || m.paused {
-			return
-		}
-		g.converged = false
-		since := c.sources[name][w].firstSeen
-		if o := m.ops[name]; o != nil && o.since.After(since) {
-			since = o.since
-		}
-		g.lag = max(g.lag, now.Sub(since))
-	})
-	c.eachSourceConflictLocked(now, func(string, *member, *member) { g.conflicts++ })
-	return g
+	return false
 }

@@ -176,9 +176,9 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		if m.listingFull {
 			m.obs.changed[name] = c.gen
 		}
-		// The replica is present: records are kept for replicas in
-		// trouble only.
+		// Records are kept for replicas in trouble only.
 		delete(m.ops, name)
+		c.dirtyLocked(name)
 		c.mu.Unlock()
 		c.met.pulls.Inc()
 		origin.pulls.succeeded()
@@ -254,6 +254,7 @@ func (c *Controller) failedLocked(m *member, name string, o *op, err error) {
 
 // opLocked returns the work record of replica (m, name), creating it.
 func (c *Controller) opLocked(m *member, name string, now time.Time) *op {
+	c.dirtyLocked(name) // the caller changes it
 	o := m.ops[name]
 	if o == nil {
 		o = &op{since: now}
@@ -266,6 +267,7 @@ func (c *Controller) opLocked(m *member, name string, now time.Time) *op {
 // records of replicas that are fine are dropped, so memory follows the
 // trouble, not the group's size.
 func (c *Controller) recordLocked(m *member, name string, a action, now time.Time) {
+	c.dirtyLocked(name)
 	o := m.ops[name]
 	if !a.desired || (a.state == StatePresent && (o == nil || o.attempts == 0)) {
 		if o != nil && a.kind == actNone {
