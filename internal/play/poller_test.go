@@ -23,6 +23,7 @@ type fakeClient struct {
 	err     error // of every call
 	block   bool  // calls wait for their context
 	calls   []time.Time
+	limits  int // getConnectionsCountLimit calls
 }
 
 func (f *fakeClient) answer(ctx context.Context) error {
@@ -67,6 +68,7 @@ func (f *fakeClient) HTTPClientsConnected(ctx context.Context, group string) (in
 func (f *fakeClient) GetConnectionsCountLimit(ctx context.Context) (ems.ConnectionsLimit, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.limits++
 	return f.limit, nil
 }
 
@@ -82,11 +84,13 @@ func (f *fakeClient) callTimes() []time.Time {
 	return append([]time.Time(nil), f.calls...)
 }
 
-func newPolledService(t *testing.T, fc *fakeClient, others ...Member) *Service {
+// newPolledService returns a Service polling member "a" through fc, with
+// placement pl, and others.
+func newPolledService(t *testing.T, fc *fakeClient, pl config.Placement, others ...Member) *Service {
 	t.Helper()
 	cfg := &config.Play{Listen: "127.0.0.1:0", PollInterval: time.Second, StaleAfter: 3 * time.Second,
 		HighWater: 0.8, StickyTTL: time.Minute, DefaultStreamBitrate: 2e6}
-	members := append([]Member{{Name: "a", Address: "10.0.0.1", Placement: placement(200), Client: fc}}, others...)
+	members := append([]Member{{Name: "a", Address: "10.0.0.1", Placement: pl, Client: fc}}, others...)
 	s, err := New(Options{Config: cfg, Members: members, Holders: &fakeHolders{m: map[string][]string{}}})
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +118,7 @@ func TestReadTellsPlayersFromReplicaPulls(t *testing.T) {
 		hls:   7,
 		limit: ems.ConnectionsLimit{Current: 20, Limit: 300},
 	}
-	s := newPolledService(t, fc, Member{Name: "b", Address: "10.0.0.3", Placement: placement(200), Client: &fakeClient{}})
+	s := newPolledService(t, fc, placement(200), Member{Name: "b", Address: "10.0.0.3", Placement: placement(200), Client: &fakeClient{}})
 	var limit int
 	smp, err := s.read(t.Context(), s.members[0], true, &limit)
 	if err != nil {
@@ -140,7 +144,7 @@ func TestReadTellsPlayersFromReplicaPulls(t *testing.T) {
 func TestPollerBacksOffAndRecovers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := &fakeClient{err: &ems.Error{Member: "a", Command: "listStreams", Kind: ems.KindTransport, Err: errors.New("connection refused")}}
-		s := newPolledService(t, fc)
+		s := newPolledService(t, fc, placement(200))
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
 		go func() { _ = s.Run(ctx); close(done) }()
@@ -182,7 +186,7 @@ func TestPollerBacksOffAndRecovers(t *testing.T) {
 func TestPollerTimesOutAndGoesStale(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fc := &fakeClient{}
-		s := newPolledService(t, fc)
+		s := newPolledService(t, fc, placement(200))
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
 		go func() { _ = s.Run(ctx); close(done) }()
@@ -197,6 +201,41 @@ func TestPollerTimesOutAndGoesStale(t *testing.T) {
 		if m.Eligible || m.Why != WhyStale || m.LastError == "" {
 			t.Errorf("silent member's load after stale_after = %+v, want stale with a timeout error", m)
 		}
+		cancel()
+		<-done
+	})
+}
+
+// TestConnectionLimitIsReadWhenNeeded: without maxViewers, EMS's limit is
+// read at the first good poll (even after failures) and then every few
+// polls; with maxViewers, never.
+func TestConnectionLimitIsReadWhenNeeded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fc := &fakeClient{err: errors.New("down"), limit: ems.ConnectionsLimit{Limit: 50}}
+		configured := &fakeClient{}
+		s := newPolledService(t, fc, placement(0), Member{Name: "b", Address: "10.0.0.2", Placement: placement(200), Client: configured})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { _ = s.Run(ctx); close(done) }()
+		time.Sleep(5 * time.Second)
+		fc.set(func(f *fakeClient) { f.err = nil })
+		time.Sleep(6*time.Second + 500*time.Millisecond)
+		synctest.Wait()
+		if m := s.Load().Members[0]; m.MaxViewers != 50 {
+			t.Errorf("a's max viewers = %d after it answered, want EMS's limit 50", m.MaxViewers)
+		}
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		fc.set(func(f *fakeClient) {
+			if f.limits < 3 || f.limits > 5 {
+				t.Errorf("a's limit read %d times over about 36 good polls, want one every 12", f.limits)
+			}
+		})
+		configured.set(func(f *fakeClient) {
+			if f.limits != 0 {
+				t.Errorf("b (maxViewers configured) had its limit read %d times, want 0", f.limits)
+			}
+		})
 		cancel()
 		<-done
 	})

@@ -71,8 +71,9 @@ type Options struct {
 	Logger     *slog.Logger // nil: discard
 	// Seed seeds the random draws; 0: a random seed.
 	Seed uint64
-	// ConnLimitEvery is how many polls apart the connection limit is read
-	// (the first poll reads it too); default 12.
+	// ConnLimitEvery is how many polls apart the connection limit of a
+	// member without maxViewers is read (the first good poll reads it
+	// too); default 12.
 	ConnLimitEvery int
 	// Now is the clock of decisions and samples; nil: time.Now. Tests and
 	// benchmarks that set samples with SetSample drive it.
@@ -184,7 +185,10 @@ func (s *Service) poller(ctx context.Context, ms *memberState) {
 	log := s.log.With("member", ms.m.Name)
 	interval := s.cfg.PollInterval
 	timeout := min(max(interval, time.Second), 10*time.Second)
+	// The connection limit is read at the first good poll and every
+	// connEach polls, unless the config gives maxViewers.
 	var connLimit int
+	limitRead := ms.m.Placement.MaxViewers > 0
 	var lastErr string
 	fails := 0
 	timer := time.NewTimer(0)
@@ -196,7 +200,7 @@ func (s *Service) poller(ctx context.Context, ms *memberState) {
 		case <-timer.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
-		sample, err := s.read(cctx, ms, n%s.connEach == 0, &connLimit)
+		sample, err := s.read(cctx, ms, !limitRead || n%s.connEach == 0 && ms.m.Placement.MaxViewers == 0, &connLimit)
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -214,6 +218,7 @@ func (s *Service) poller(ctx context.Context, ms *memberState) {
 			if fails > 0 {
 				log.Info("play: reading the member's load again")
 			}
+			limitRead = true
 			fails, lastErr = 0, ""
 		}
 		s.record(ms, sample, err)
