@@ -8,7 +8,8 @@
 // listStreams (outbound network streams are players, except replica
 // pulls: those carrying streamlb's user agent or coming from a member's
 // address), getBandwidth, httpClientsConnected (HLS and DASH sessions)
-// and, every few polls, getConnectionsCountLimit, and stores the result
+// and, for a member without maxViewers, getConnectionsCountLimit at the
+// first good poll and every twelfth after, and stores the result
 // as an immutable Sample. A failing member is polled with capped,
 // jittered backoff; its last sample goes stale and the member ineligible.
 //
