@@ -40,7 +40,10 @@ type MemberSpec struct {
 	Replicate bool   // false: the member is given no replicas
 	// Host marks the sidecar's local EMS: the origin of events whose
 	// payload.ip and sender match no member.
-	Host   bool
+	Host bool
+	// Weight weighs the member in the rendezvous hashing of demand
+	// copies; default 1.
+	Weight float64
 	Client EMS
 }
 
@@ -65,6 +68,9 @@ type Options struct {
 	// as long as the last took; events arriving meanwhile share it. Default
 	// 2ms.
 	ConfirmInterval time.Duration
+	// Replication says how many members hold each source; default every
+	// member (ModeAll).
+	Replication Replication
 	// JournalSize is how many transitions the journal keeps; default
 	// DefaultJournalSize.
 	JournalSize int
@@ -107,6 +113,7 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	o.Replication.setDefaults()
 }
 
 // Controller converges a group of EMS members. Create it with New, run it
@@ -136,6 +143,11 @@ type Controller struct {
 	inbox    *inbox // stream events on their way from the sink
 	journal  *journal
 	rows     rowCache // the status document's rows
+	// Demand copies: the members' load, the rendezvous order of each
+	// stream's members, and the streams a play request wants a copy of.
+	load   LoadView
+	ranks  map[string][]*member
+	wanted map[string]time.Time
 }
 
 // source is one stream seen as a source on one origin.
@@ -221,6 +233,8 @@ func New(opts Options) (*Controller, error) {
 		inbox:    newInbox(),
 		journal:  newJournal(opts.JournalSize),
 		rows:     newRowCache(),
+		ranks:    make(map[string][]*member),
+		wanted:   make(map[string]time.Time),
 	}
 	for i, s := range opts.Members {
 		if err := c.addMemberLocked(s, i); err != nil {
@@ -409,6 +423,7 @@ func (c *Controller) Resync(ctx context.Context) {
 	}
 	d := time.Since(start)
 	c.resync = ResyncStatus{At: start, DurationMS: ms64(d), Calls: total}
+	c.rows.changed = true
 	c.met.resyncDuration.Observe(d.Seconds())
 }
 

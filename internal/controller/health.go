@@ -31,6 +31,7 @@ func (c *Controller) memberFailedLocked(m *member, err error, listing bool) {
 func (c *Controller) setStateLocked(m *member, state string, err error) {
 	if err != nil {
 		m.setErrLocked(err)
+		c.rows.changed = true
 	}
 	if m.state == state {
 		return
@@ -216,6 +217,7 @@ func (c *Controller) probe(ctx context.Context, m *member) bool {
 	if err != nil {
 		if m.state != MemberUnauthorized || ems.IsUnauthorized(err) {
 			m.setErrLocked(err)
+			c.rows.changed = true
 		}
 		return false
 	}

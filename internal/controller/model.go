@@ -2,6 +2,7 @@ package controller
 
 import (
 	"net/url"
+	"strconv"
 	"path"
 	"strings"
 	"time"
@@ -213,13 +214,23 @@ type pullCfg struct {
 	// pulledAt (Unix nanoseconds) is set on a config this controller
 	// pulled and has not seen streaming yet; 0 for a listed one.
 	pulledAt int64
+	// demandAt (Unix seconds) is when a demand copy was made, from its
+	// tag; 0 for any other config.
+	demandAt int64
 }
 
 // compact returns what the controller keeps of c, for the controller of
 // group.
 func compact(c *ems.PullConfig, group string) pullCfg {
 	g, ok := c.Vars[tagGroup]
-	return pullCfg{id: c.ConfigID, uri: c.URI, tagOrigin: c.Vars[tagOrigin], tagged: ok, ours: ok && g == group}
+	pc := pullCfg{id: c.ConfigID, uri: c.URI, tagOrigin: c.Vars[tagOrigin], tagged: ok, ours: ok && g == group}
+	if d, ok := c.Vars[tagDemand]; ok {
+		pc.demandAt, _ = strconv.ParseInt(d, 10, 64)
+		if pc.demandAt <= 0 {
+			pc.demandAt = 1 // a demand copy of unknown age
+		}
+	}
+	return pc
 }
 
 // pullURI is the URI a replica of name from origin pulls.

@@ -45,6 +45,7 @@ func (c *Controller) SetTunables(t Tunables) {
 func (c *Controller) SetLastReload(r ReloadStatus) {
 	c.mu.Lock()
 	c.lastReload = &r
+	c.rows.changed = true
 	c.mu.Unlock()
 	e := Entry{At: r.At, Kind: EntryReload, Detail: "applied"}
 	if !r.OK {

@@ -92,6 +92,9 @@ type rowCache struct {
 	dirty map[string]struct{}
 	all   bool
 	timed map[string]struct{}
+	// changed is set by every change the document shows: a build is
+	// reused only while nothing changed.
+	changed bool
 
 	mu   sync.Mutex
 	last *built
@@ -103,6 +106,7 @@ func newRowCache() rowCache {
 
 // dirtyLocked marks name's row as possibly changed.
 func (c *Controller) dirtyLocked(name string) {
+	c.rows.changed = true
 	if !c.rows.all {
 		c.rows.dirty[name] = struct{}{}
 	}
@@ -111,6 +115,7 @@ func (c *Controller) dirtyLocked(name string) {
 // allDirtyLocked marks every row as possibly changed: a member's state,
 // the member list or the settings changed.
 func (c *Controller) allDirtyLocked() {
+	c.rows.changed = true
 	c.rows.all = true
 	clear(c.rows.dirty)
 }
@@ -141,11 +146,13 @@ const reuseBuild = 100 * time.Millisecond
 func (rc *rowCache) build(c *Controller) *built {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	if rc.last != nil && time.Since(rc.last.at) < reuseBuild {
+	c.mu.Lock()
+	if rc.last != nil && !rc.changed && time.Since(rc.last.at) < reuseBuild {
+		c.mu.Unlock()
 		return rc.last
 	}
+	rc.changed = false
 	started := time.Now()
-	c.mu.Lock()
 	var todo []string
 	if rc.all {
 		rc.all = false
