@@ -46,6 +46,8 @@ func (a *App) newPlay() error {
 		return err
 	}
 	a.pl.svc = svc
+	// Replication on demand follows the members' load.
+	a.ctl.SetLoad(svc)
 	return nil
 }
 

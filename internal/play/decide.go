@@ -39,6 +39,10 @@ type Sample struct {
 	MaxOutBps float64
 	// ConnLimit is EMS's connection limit; 0: none or not read yet.
 	ConnLimit int
+
+	// copyViewers is Streams as demand copies read it (see
+	// Service.MemberLoad); nil: Streams itself.
+	copyViewers map[string]int
 }
 
 // TotalViewers returns the players of every protocol.
@@ -68,6 +72,8 @@ type Target struct {
 	Placement config.Placement
 	Sample    *Sample
 	Pending   Pending
+	// Prev is the sample before Sample, or nil.
+	Prev *Sample
 }
 
 // Params are a decision's settings and clock.

@@ -82,22 +82,37 @@ func clientAddr(r *http.Request) string {
 // ResultUnavailable).
 func (s *Service) Place(name, client string) (Answer, string) {
 	holders := s.holders.Holders(name)
+	ans, result, hot := s.place(name, client, holders)
+	if hot {
+		// Outside our lock: the controller takes its own.
+		if cw, ok := s.holders.(CopyWanter); ok {
+			cw.WantCopy(name)
+		}
+	}
+	return ans, result
+}
+
+// place is Place under the lock, given the holders. hot reports that no
+// holder was eligible below high water.
+func (s *Service) place(name, client string, holders []string) (_ Answer, _ string, hot bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	if len(holders) == 0 {
 		if s.listedLocked(name, now) {
-			return Answer{}, ResultUnavailable
+			return Answer{}, ResultUnavailable, true
 		}
-		return Answer{}, ResultNotFound
+		return Answer{}, ResultNotFound, false
 	}
 	key := stickyKey{client: client, stream: name}
 	stuck, _ := s.sticky.get(key, now)
-	d := Choose(holders, s.targets, s.params(now), stuck, s.rnd)
+	p := s.params(now)
+	d := Choose(holders, s.targets, p, stuck, s.rnd)
 	if d.Member == "" {
-		return Answer{}, ResultUnavailable
+		return Answer{}, ResultUnavailable, true
 	}
 	t := s.targets[d.Member]
+	hot = !d.Sticky && Assess(t, p).Utilization >= p.HighWater
 	s.sticky.put(key, d.Member, now)
 	result := ResultSticky
 	if !d.Sticky {
@@ -105,7 +120,7 @@ func (s *Service) Place(name, client string) (Answer, string) {
 		t.Pending.Viewers++
 		t.Pending.Bps += s.bitrateLocked(name, holders)
 	}
-	return Answer{Stream: name, Member: d.Member, URLs: urlsFor(t, s.appName, name)}, result
+	return Answer{Stream: name, Member: d.Member, URLs: urlsFor(t, s.appName, name)}, result, hot
 }
 
 // bitrateLocked returns the bitrate of stream name as a holder's sample

@@ -18,10 +18,23 @@ import (
 	"streamlb/internal/config"
 )
 
-// fakeHolders is a Holders whose answers the test sets.
+// fakeHolders is a Holders (and CopyWanter) whose answers the test sets.
 type fakeHolders struct {
-	mu sync.Mutex
-	m  map[string][]string
+	mu    sync.Mutex
+	m     map[string][]string
+	wants []string
+}
+
+func (f *fakeHolders) WantCopy(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.wants = append(f.wants, name)
+}
+
+func (f *fakeHolders) wanted() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.wants...)
 }
 
 func (f *fakeHolders) Holders(name string) []string {
@@ -330,5 +343,61 @@ func TestServerLimits(t *testing.T) {
 	srv.Handler.ServeHTTP(w, r)
 	if w.Code != http.StatusRequestEntityTooLarge {
 		t.Errorf("GET with a 4 KiB body: %d, want 413", w.Code)
+	}
+}
+
+// TestHotStreamsAskForACopy: a play request that finds no holder below
+// high water (or none eligible) tells the controller, which may add a
+// demand copy; one that finds room does not.
+func TestHotStreamsAskForACopy(t *testing.T) {
+	ts := newTestService(t, "a", "b")
+	ts.holders.set("cam", "a", "b")
+	ts.sample(t, "a", 100) // 0.5
+	ts.sample(t, "b", 170) // 0.85
+	decodeAnswer(t, ts.get(t, "/play/cam", "192.0.2.1"))
+	if w := ts.holders.wanted(); len(w) != 0 {
+		t.Errorf("a copy was wanted while a is below high water: %v", w)
+	}
+	ts.sample(t, "a", 190)
+	decodeAnswer(t, ts.get(t, "/play/cam", "192.0.2.2"))
+	if w := ts.holders.wanted(); !cmp.Equal(w, []string{"cam"}) {
+		t.Errorf("wanted copies %v, want [cam] once every holder is above high water", w)
+	}
+	ts.sample(t, "a", 200)
+	ts.sample(t, "b", 200)
+	if w := ts.get(t, "/play/cam", "192.0.2.3"); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("every holder full: %d, want 503", w.Code)
+	}
+	if w := ts.holders.wanted(); len(w) != 2 {
+		t.Errorf("wanted copies %v, want a second one when no holder can take a player", w)
+	}
+}
+
+// TestMemberLoadForDemandCopies: the two latest fresh samples, newest
+// first, without the pending estimate.
+func TestMemberLoadForDemandCopies(t *testing.T) {
+	ts := newTestService(t, "a")
+	if _, ok := ts.MemberLoad("a"); ok {
+		t.Error("MemberLoad ok without a sample")
+	}
+	ts.sample(t, "a", 20)
+	ts.holders.set("cam", "a")
+	decodeAnswer(t, ts.get(t, "/play/cam", "192.0.2.1")) // pending, not counted
+	l, ok := ts.MemberLoad("a")
+	if !ok || l.Utilization != [2]float64{0.1, -1} || l.Viewers[0]["cam"] != 20 || l.Viewers[1] != nil {
+		t.Errorf("MemberLoad after one sample = %+v, %v", l, ok)
+	}
+	ts.advance(time.Second)
+	ts.SetSample("a", &Sample{At: ts.now, Viewers: map[string]int{ProtocolRTMP: 40}, Streams: map[string]int{"cam": 40}})
+	l, ok = ts.MemberLoad("a")
+	if !ok || l.Utilization != [2]float64{0.2, 0.1} || l.Viewers[0]["cam"] != 40 || l.Viewers[1]["cam"] != 20 || !l.At.Equal(ts.now) {
+		t.Errorf("MemberLoad after two samples = %+v, %v", l, ok)
+	}
+	ts.advance(16 * time.Second)
+	if _, ok := ts.MemberLoad("a"); ok {
+		t.Error("MemberLoad ok with a stale sample")
+	}
+	if _, ok := ts.MemberLoad("nobody"); ok {
+		t.Error("MemberLoad ok for an unknown member")
 	}
 }

@@ -240,3 +240,64 @@ func TestConnectionLimitIsReadWhenNeeded(t *testing.T) {
 		<-done
 	})
 }
+
+// TestHLSSessionsKeepEveryStreamWatchedForDemandCopies: HLS sessions are
+// not counted per stream, so for demand copies each stream of the member
+// counts them.
+func TestHLSSessionsKeepEveryStreamWatchedForDemandCopies(t *testing.T) {
+	fc := &fakeClient{entries: []ems.StreamEntry{{Name: "cam", Type: "INR"}, {Name: "news", Type: "INR"}, {Name: "news", Type: "ONR", FarIP: "192.0.2.1"}}, hls: 2}
+	s := newPolledService(t, fc, placement(200))
+	var limit int
+	smp, err := s.read(t.Context(), s.members[0], false, &limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetSample("a", smp)
+	l, ok := s.MemberLoad("a")
+	if !ok || l.Viewers[0]["cam"] != 2 || l.Viewers[0]["news"] != 3 {
+		t.Errorf("MemberLoad = %+v, %v, want cam 2 (HLS) and news 3", l, ok)
+	}
+	if d := s.Load(); d.Streams[0].Viewers["a"] != 0 || d.Streams[1].Viewers["a"] != 1 {
+		t.Errorf("load document streams %+v, want the network players only", d.Streams)
+	}
+}
+
+// TestSetMembers: a member kept keeps its sample and poller's work, a new
+// one is read, a removed one is no longer.
+func TestSetMembers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fa, fb, fc2 := &fakeClient{}, &fakeClient{}, &fakeClient{}
+		s := newPolledService(t, fa, placement(200), Member{Name: "b", Address: "10.0.0.2", Placement: placement(200), Client: fb})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { _ = s.Run(ctx); close(done) }()
+		time.Sleep(2500 * time.Millisecond)
+		synctest.Wait()
+		bCalls := len(fb.callTimes())
+		pl := placement(50)
+		if err := s.SetMembers([]Member{
+			{Name: "a", Address: "10.0.0.1", Placement: pl, Client: fa},
+			{Name: "c", Address: "10.0.0.3", Placement: placement(200), Client: fc2},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		doc := s.Load()
+		if len(doc.Members) != 2 || doc.Members[0].Name != "a" || doc.Members[0].MaxViewers != 50 || !doc.Members[0].Eligible || doc.Members[1].Name != "c" {
+			t.Errorf("members after SetMembers: %+v", doc.Members)
+		}
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if n := len(fb.callTimes()); n != bCalls {
+			t.Errorf("removed member b read %d more times", n-bCalls)
+		}
+		if len(fc2.callTimes()) < 3 {
+			t.Errorf("new member c read %d times in 3s, want every second", len(fc2.callTimes()))
+		}
+		if err := s.SetMembers([]Member{{Name: "x"}, {Name: "x"}}); err == nil {
+			t.Error("SetMembers accepted two members named x")
+		}
+		cancel()
+		<-done
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,23 +93,27 @@ type Service struct {
 	holders  Holders
 	log      *slog.Logger
 	connEach int
-	members  []*memberState // configuration order; fixed
-	addrs    map[string]bool
 	metrics  *metrics
+	now      func() time.Time
+	addrs    atomic.Pointer[map[string]bool] // every member's address
+	pollers  sync.WaitGroup
 
-	mu      sync.Mutex // guards what follows and each memberState's target, lastErr
+	mu      sync.Mutex     // guards what follows and each memberState's target, lastErr
+	members []*memberState // configuration order
 	targets map[string]*Target
+	runCtx  context.Context // Run's, while it runs
 	rnd     *rand.Rand
 	sticky  *stickyMap
-	now     func() time.Time
 }
 
-// memberState is one member's configuration and, under Service.mu, its
-// observed state.
+// memberState is one member: its configuration (m, fixed), its poller
+// (cancel, done) and, under Service.mu, its observed state.
 type memberState struct {
 	m       Member
 	target  *Target
 	lastErr string
+	cancel  context.CancelFunc // nil while no poller runs
+	done    chan struct{}
 }
 
 // New returns a Service for opts. It starts nothing.
@@ -141,23 +146,102 @@ func New(opts Options) (*Service, error) {
 		holders:  opts.Holders,
 		log:      opts.Logger,
 		connEach: opts.ConnLimitEvery,
-		addrs:    map[string]bool{},
 		targets:  map[string]*Target{},
 		rnd:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		sticky:   newStickyMap(opts.Config.StickyTTL, maxSticky),
 		now:      opts.Now,
 	}
-	for _, m := range opts.Members {
-		if _, dup := s.targets[m.Name]; dup {
-			return nil, fmt.Errorf("play: two members named %q", m.Name)
-		}
-		t := &Target{Name: m.Name, Placement: m.Placement}
-		s.targets[m.Name] = t
-		s.members = append(s.members, &memberState{m: m, target: t})
-		s.addrs[m.Address] = true
+	if err := s.SetMembers(opts.Members); err != nil {
+		return nil, err
 	}
 	s.metrics = newMetrics(opts.Registerer, s)
 	return s, nil
+}
+
+// SetMembers replaces the members players may be sent to. A member whose
+// name, address and API endpoint stay keeps its load sample and pending
+// estimate (its new placement settings apply at once); a member whose API
+// changed starts afresh; a removed one stops being read. While Run runs,
+// pollers start and stop accordingly. It fails, changing nothing, when
+// two members share a name.
+func (s *Service) SetMembers(members []Member) error {
+	names := map[string]bool{}
+	addrs := map[string]bool{}
+	for _, m := range members {
+		if names[m.Name] {
+			return fmt.Errorf("play: two members named %q", m.Name)
+		}
+		names[m.Name] = true
+		addrs[m.Address] = true
+	}
+	s.mu.Lock()
+	old := map[string]*memberState{}
+	for _, ms := range s.members {
+		old[ms.m.Name] = ms
+	}
+	var stop []*memberState
+	next := make([]*memberState, 0, len(members))
+	targets := make(map[string]*Target, len(members))
+	for _, m := range members {
+		t := &Target{Name: m.Name, Placement: m.Placement}
+		if prev, ok := old[m.Name]; ok {
+			delete(old, m.Name)
+			stop = append(stop, prev)
+			if prev.m.Address == m.Address && sameEndpoint(prev.m.Client, m.Client) {
+				t = prev.target
+				t.Placement = m.Placement
+			}
+		}
+		ms := &memberState{m: m, target: t}
+		next = append(next, ms)
+		targets[m.Name] = t
+	}
+	for _, ms := range old {
+		stop = append(stop, ms)
+	}
+	s.members, s.targets = next, targets
+	s.addrs.Store(&addrs)
+	for _, ms := range stop {
+		if ms.cancel != nil {
+			ms.cancel()
+		}
+	}
+	if s.runCtx != nil {
+		for _, ms := range next {
+			s.startLocked(ms)
+		}
+	}
+	s.mu.Unlock()
+	for _, ms := range stop {
+		if ms.done != nil {
+			<-ms.done
+		}
+	}
+	return nil
+}
+
+// sameEndpoint reports whether two clients reach the same API the same
+// way: *ems.Client by their endpoints (credentials included), others by
+// identity.
+func sameEndpoint(a, b LoadClient) bool {
+	ca, okA := a.(*ems.Client)
+	cb, okB := b.(*ems.Client)
+	if okA && okB {
+		return ca.Endpoint() == cb.Endpoint()
+	}
+	return a == b
+}
+
+// startLocked starts ms's poller under Run's context.
+func (s *Service) startLocked(ms *memberState) {
+	ctx, cancel := context.WithCancel(s.runCtx)
+	ms.cancel, ms.done = cancel, make(chan struct{})
+	s.pollers.Add(1)
+	go func() {
+		defer s.pollers.Done()
+		defer close(ms.done)
+		s.poller(ctx, ms)
+	}()
 }
 
 // params returns the decision parameters at now.
@@ -168,11 +252,18 @@ func (s *Service) params(now time.Time) Params {
 // Run polls every member's load every poll interval until ctx ends; it
 // returns after every poller has stopped.
 func (s *Service) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for _, ms := range s.members {
-		wg.Go(func() { s.poller(ctx, ms) })
+	s.mu.Lock()
+	if s.runCtx != nil {
+		s.mu.Unlock()
+		return errors.New("play: Run called twice")
 	}
-	wg.Wait()
+	s.runCtx = ctx
+	for _, ms := range s.members {
+		s.startLocked(ms)
+	}
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.pollers.Wait()
 	return nil
 }
 
@@ -232,6 +323,7 @@ func (s *Service) poller(ctx context.Context, ms *memberState) {
 // unknown; any other failure fails the sample.
 func (s *Service) read(ctx context.Context, ms *memberState, withLimit bool, connLimit *int) (*Sample, error) {
 	c := ms.m.Client
+	memberAddrs := *s.addrs.Load()
 	smp := &Sample{Viewers: make(map[string]int, len(protocols)), Streams: map[string]int{}}
 	err := c.EachStream(ctx, func(e *ems.StreamEntry) error {
 		proto, player := e.PlayerProtocol()
@@ -247,7 +339,7 @@ func (s *Service) read(ctx context.Context, ms *memberState, withLimit bool, con
 			}
 			return nil
 		}
-		if strings.HasPrefix(e.UserAgent, controller.UserAgent) || s.addrs[e.FarIP] {
+		if strings.HasPrefix(e.UserAgent, controller.UserAgent) || memberAddrs[e.FarIP] {
 			smp.ReplicaPulls++
 			return nil
 		}
@@ -278,6 +370,14 @@ func (s *Service) read(ctx context.Context, ms *memberState, withLimit bool, con
 		}
 	}
 	smp.ConnLimit = *connLimit
+	if hls > 0 {
+		// HLS sessions cannot be told apart by stream: for demand copies,
+		// every stream of the member may be watched.
+		smp.copyViewers = make(map[string]int, len(smp.Streams))
+		for name, n := range smp.Streams {
+			smp.copyViewers[name] = n + hls
+		}
+	}
 	smp.At = s.now()
 	return smp, nil
 }
@@ -293,7 +393,7 @@ func (s *Service) record(ms *memberState, smp *Sample, err error) {
 	}
 	ms.lastErr = ""
 	t := ms.target
-	t.Sample = smp
+	t.Prev, t.Sample = t.Sample, smp
 	t.Pending.Viewers *= pendingDecay
 	t.Pending.Bps *= pendingDecay
 	if t.Pending.Viewers < 0.5 {
@@ -306,11 +406,17 @@ func (s *Service) record(ms *memberState, smp *Sample, err error) {
 // tests and benchmarks that drive the Service without EMS. It reports
 // whether there is such a member.
 func (s *Service) SetSample(name string, smp *Sample) bool {
+	s.mu.Lock()
+	var found *memberState
 	for _, ms := range s.members {
 		if ms.m.Name == name {
-			s.record(ms, smp, nil)
-			return true
+			found = ms
 		}
 	}
-	return false
+	s.mu.Unlock()
+	if found == nil {
+		return false
+	}
+	s.record(found, smp, nil)
+	return true
 }
