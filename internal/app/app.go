@@ -422,6 +422,7 @@ func (a *App) reload(cfg *config.Config) error {
 		})
 	}
 	a.recv.SetAccess(cfg.EventsToken.Reveal(), cfg.AllowedSources)
+	a.reloadPlay(cfg)
 	pw := cfg.AdminPassword.Reveal()
 	a.adminPassword.Store(&pw)
 	a.mu.Lock()
@@ -458,7 +459,7 @@ func restartKeys(running, next *config.Config) []string {
 	add(running.KeepAlive != next.KeepAlive, "keep_alive")
 	add(running.AppName != next.AppName, "app_name")
 	add(playListen(running) != playListen(next), "play.listen")
-	add(playChanged(running, next), "play (its settings and members)")
+	add(playChanged(running, next), "play")
 	return keys
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
 	"time"
 
 	"streamlb/internal/config"
@@ -30,13 +29,9 @@ func (a *App) newPlay() error {
 	if cfg.Play == nil {
 		return nil
 	}
-	var members []play.Member
-	for _, m := range cfg.Members {
-		hc, err := httpClient(m)
-		if err != nil {
-			return fmt.Errorf("member %s: %w", m.Name, err)
-		}
-		members = append(members, play.Member{Name: m.Name, Address: m.Address, Placement: m.Placement, Client: ems.New(m.Endpoint, hc)})
+	members, err := playMembers(cfg)
+	if err != nil {
+		return err
 	}
 	svc, err := play.New(play.Options{
 		Config: cfg.Play, AppName: cfg.AppName, Members: members, Holders: a.ctl,
@@ -46,9 +41,36 @@ func (a *App) newPlay() error {
 		return err
 	}
 	a.pl.svc = svc
-	// Replication on demand follows the members' load.
-	a.ctl.SetLoad(svc)
 	return nil
+}
+
+// playMembers returns the members of cfg as placement sees them, each
+// with an EMS client of its own.
+func playMembers(cfg *config.Config) ([]play.Member, error) {
+	var members []play.Member
+	for _, m := range cfg.Members {
+		hc, err := httpClient(m)
+		if err != nil {
+			return nil, fmt.Errorf("member %s: %w", m.Name, err)
+		}
+		members = append(members, play.Member{Name: m.Name, Address: m.Address, Placement: m.Placement, Client: ems.New(m.Endpoint, hc)})
+	}
+	return members, nil
+}
+
+// reloadPlay gives placement the members of a reloaded config; the play
+// block's own settings take effect at the next restart (see playChanged).
+func (a *App) reloadPlay(cfg *config.Config) {
+	if a.pl.svc == nil || cfg.Play == nil {
+		return
+	}
+	members, err := playMembers(cfg)
+	if err == nil {
+		err = a.pl.svc.SetMembers(members)
+	}
+	if err != nil {
+		a.log.Error("reload: placement keeps its members", "err", err)
+	}
 }
 
 // registerLoad serves GET /api/v1/load on the admin mux.
@@ -102,21 +124,17 @@ func (a *App) PlayAddr() string { return a.pl.addr }
 // Play returns the placement service, or nil without a play block.
 func (a *App) Play() *play.Service { return a.pl.svc }
 
-// playChanged reports whether the play block (its listen address aside)
-// or the members it places players on differ: placement keeps the
-// settings and members it started with.
+// playChanged reports whether the play block's settings (its listen
+// address aside) differ, or it appears or goes: those take effect at the
+// next restart. Its members and their placement keys apply at once.
 func playChanged(running, next *config.Config) bool {
 	if (running.Play == nil) != (next.Play == nil) {
 		return true
 	}
-	if running.Play != nil {
-		a, b := *running.Play, *next.Play
-		a.Listen, b.Listen = "", ""
-		if a != b {
-			return true
-		}
+	if running.Play == nil {
+		return false
 	}
-	return !slices.EqualFunc(running.Members, next.Members, func(x, y config.Member) bool {
-		return x.Name == y.Name && x.Address == y.Address && x.Endpoint == y.Endpoint && x.Placement == y.Placement
-	})
+	a, b := *running.Play, *next.Play
+	a.Listen, b.Listen = "", ""
+	return a != b
 }

@@ -1,10 +1,10 @@
 package play
 
 import (
+	"time"
+
 	"streamlb/internal/controller"
 )
-
-var _ controller.LoadView = (*Service)(nil)
 
 // CopyWanter is told when a play request finds no holder of its stream
 // below high water, so that replication on demand can add a copy.
@@ -15,33 +15,26 @@ type CopyWanter interface {
 
 var _ CopyWanter = (*controller.Controller)(nil)
 
-// MemberLoad returns member's two latest load samples as demand copies
-// read them (controller.LoadView): their utilization (without the pending
-// estimate) and their players per stream, where a member's HLS sessions,
-// which EMS does not count per stream, count for every stream it lists.
-// ok is false while the member has no fresh sample. Safe for concurrent
-// use; it takes the Service's lock, never the controller's.
-func (s *Service) MemberLoad(member string) (controller.MemberLoad, bool) {
+// SampleFunc receives each fresh load sample of a member, as replication
+// on demand reads it: its time, the member's utilization by that sample
+// alone (without the pending estimate), and its players per stream, where
+// the member's HLS sessions, which EMS does not count per stream, count
+// for every stream it lists (so that no copy an HLS player may use looks
+// unwatched). viewers must not be changed.
+type SampleFunc func(member string, at time.Time, utilization float64, viewers map[string]int)
+
+// notify hands a fresh sample of ms to the Options.OnSample hook, outside
+// the Service's lock.
+func (s *Service) notify(ms *memberState, smp *Sample) {
+	if s.onSample == nil {
+		return
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok := s.targets[member]
-	if !ok || t.Sample == nil {
-		return controller.MemberLoad{}, false
+	u := Assess(&Target{Placement: ms.target.Placement, Sample: smp}, s.params(smp.At)).Utilization
+	s.mu.Unlock()
+	viewers := smp.copyViewers
+	if viewers == nil {
+		viewers = smp.Streams
 	}
-	p := s.params(s.now())
-	if p.Now.Sub(t.Sample.At) > p.StaleAfter {
-		return controller.MemberLoad{}, false
-	}
-	l := controller.MemberLoad{At: t.Sample.At, Utilization: [2]float64{-1, -1}}
-	for i, smp := range [2]*Sample{t.Sample, t.Prev} {
-		if smp == nil {
-			break
-		}
-		l.Utilization[i] = Assess(&Target{Placement: t.Placement, Sample: smp}, p).Utilization
-		l.Viewers[i] = smp.copyViewers
-		if l.Viewers[i] == nil {
-			l.Viewers[i] = smp.Streams
-		}
-	}
-	return l, true
+	s.onSample(ms.m.Name, smp.At, u, viewers)
 }

@@ -72,8 +72,6 @@ type Target struct {
 	Placement config.Placement
 	Sample    *Sample
 	Pending   Pending
-	// Prev is the sample before Sample, or nil.
-	Prev *Sample
 }
 
 // Params are a decision's settings and clock.

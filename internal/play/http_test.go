@@ -373,31 +373,34 @@ func TestHotStreamsAskForACopy(t *testing.T) {
 	}
 }
 
-// TestMemberLoadForDemandCopies: the two latest fresh samples, newest
-// first, without the pending estimate.
-func TestMemberLoadForDemandCopies(t *testing.T) {
-	ts := newTestService(t, "a")
-	if _, ok := ts.MemberLoad("a"); ok {
-		t.Error("MemberLoad ok without a sample")
+// TestOnSampleForDemandCopies: every fresh sample is handed on with the
+// utilization it shows alone, without the pending estimate.
+func TestOnSampleForDemandCopies(t *testing.T) {
+	type seen struct {
+		member string
+		at     time.Time
+		util   float64
+		cam    int
 	}
-	ts.sample(t, "a", 20)
-	ts.holders.set("cam", "a")
-	decodeAnswer(t, ts.get(t, "/play/cam", "192.0.2.1")) // pending, not counted
-	l, ok := ts.MemberLoad("a")
-	if !ok || l.Utilization != [2]float64{0.1, -1} || l.Viewers[0]["cam"] != 20 || l.Viewers[1] != nil {
-		t.Errorf("MemberLoad after one sample = %+v, %v", l, ok)
+	var got []seen
+	cfg := &config.Play{Listen: "127.0.0.1:0", PollInterval: 5 * time.Second, StaleAfter: 15 * time.Second,
+		HighWater: 0.8, StickyTTL: time.Minute, DefaultStreamBitrate: 2e6}
+	h := &fakeHolders{m: map[string][]string{"cam": {"a"}}}
+	s, err := New(Options{Config: cfg, Holders: h, Now: func() time.Time { return t0 },
+		Members: []Member{{Name: "a", Address: "10.0.0.1", Placement: placement(200)}},
+		OnSample: func(member string, at time.Time, u float64, viewers map[string]int) {
+			got = append(got, seen{member, at, u, viewers["cam"]})
+		}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	ts.advance(time.Second)
-	ts.SetSample("a", &Sample{At: ts.now, Viewers: map[string]int{ProtocolRTMP: 40}, Streams: map[string]int{"cam": 40}})
-	l, ok = ts.MemberLoad("a")
-	if !ok || l.Utilization != [2]float64{0.2, 0.1} || l.Viewers[0]["cam"] != 40 || l.Viewers[1]["cam"] != 20 || !l.At.Equal(ts.now) {
-		t.Errorf("MemberLoad after two samples = %+v, %v", l, ok)
+	s.SetSample("a", &Sample{At: t0, Viewers: map[string]int{ProtocolRTMP: 20}, Streams: map[string]int{"cam": 20}})
+	if a, _ := s.Place("cam", "192.0.2.1"); a.Member != "a" {
+		t.Fatalf("Place chose %q", a.Member)
 	}
-	ts.advance(16 * time.Second)
-	if _, ok := ts.MemberLoad("a"); ok {
-		t.Error("MemberLoad ok with a stale sample")
-	}
-	if _, ok := ts.MemberLoad("nobody"); ok {
-		t.Error("MemberLoad ok for an unknown member")
+	s.SetSample("a", &Sample{At: t0, Viewers: map[string]int{ProtocolRTMP: 40}, Streams: map[string]int{"cam": 40}})
+	want := []seen{{"a", t0, 0.1, 20}, {"a", t0, 0.2, 40}}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(seen{})); diff != "" {
+		t.Errorf("samples handed on (-want +got):\n%s", diff)
 	}
 }

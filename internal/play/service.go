@@ -79,6 +79,9 @@ type Options struct {
 	// Now is the clock of decisions and samples; nil: time.Now. Tests and
 	// benchmarks that set samples with SetSample drive it.
 	Now func() time.Time
+	// OnSample, when set, is called with every fresh sample (replication
+	// on demand follows them); never under the Service's lock.
+	OnSample SampleFunc
 }
 
 // maxSticky bounds the (client, stream) pairs remembered.
@@ -95,6 +98,7 @@ type Service struct {
 	connEach int
 	metrics  *metrics
 	now      func() time.Time
+	onSample SampleFunc
 	addrs    atomic.Pointer[map[string]bool] // every member's address
 	pollers  sync.WaitGroup
 
@@ -150,6 +154,7 @@ func New(opts Options) (*Service, error) {
 		rnd:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		sticky:   newStickyMap(opts.Config.StickyTTL, maxSticky),
 		now:      opts.Now,
+		onSample: opts.OnSample,
 	}
 	if err := s.SetMembers(opts.Members); err != nil {
 		return nil, err
@@ -313,6 +318,9 @@ func (s *Service) poller(ctx context.Context, ms *memberState) {
 			fails, lastErr = 0, ""
 		}
 		s.record(ms, sample, err)
+		if err == nil {
+			s.notify(ms, sample)
+		}
 		timer.Reset(delay)
 	}
 }
@@ -393,7 +401,7 @@ func (s *Service) record(ms *memberState, smp *Sample, err error) {
 	}
 	ms.lastErr = ""
 	t := ms.target
-	t.Prev, t.Sample = t.Sample, smp
+	t.Sample = smp
 	t.Pending.Viewers *= pendingDecay
 	t.Pending.Bps *= pendingDecay
 	if t.Pending.Viewers < 0.5 {
@@ -418,5 +426,6 @@ func (s *Service) SetSample(name string, smp *Sample) bool {
 		return false
 	}
 	s.record(found, smp, nil)
+	s.notify(found, smp)
 	return true
 }
