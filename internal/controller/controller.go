@@ -143,9 +143,8 @@ type Controller struct {
 	inbox    *inbox // stream events on their way from the sink
 	journal  *journal
 	rows     rowCache // the status document's rows
-	// Demand copies: the members' load, the rendezvous order of each
-	// stream's members, and the streams a play request wants a copy of.
-	load   LoadView
+	// Demand copies: the rendezvous order of each stream's members, and
+	// the streams a play request wants a copy of.
 	ranks  map[string][]*member
 	wanted map[string]time.Time
 }
@@ -201,6 +200,9 @@ type member struct {
 	// lookup holds names whose creation time is wanted from this origin
 	// (a conflict's tie-break).
 	lookup map[string]struct{}
+	// load holds the member's two latest load samples, newest first
+	// (demand copies).
+	load [2]*LoadSample
 	// removals holds, per stream, when a removal was decided: it is made
 	// with a configId from a listing of the member started after that.
 	removals map[string]time.Time

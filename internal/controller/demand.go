@@ -47,6 +47,9 @@ type Replication struct {
 	// it was made, and only after two samples with no viewer of it
 	// (default 5m).
 	ScaleDownAfter time.Duration
+	// LoadStaleAfter is the age past which a load sample no longer counts
+	// (play.stale_after; default 15s).
+	LoadStaleAfter time.Duration
 }
 
 func (r *Replication) setDefaults() {
@@ -62,35 +65,97 @@ func (r *Replication) setDefaults() {
 	if r.ScaleDownAfter <= 0 {
 		r.ScaleDownAfter = 5 * time.Minute
 	}
+	if r.LoadStaleAfter <= 0 {
+		r.LoadStaleAfter = 15 * time.Second
+	}
 }
 
-// LoadView is what demand copies need of the members' load: the two
-// latest fresh samples of each member. The play service satisfies it.
-type LoadView interface {
-	// MemberLoad returns member's two latest load samples, newest first;
-	// ok is false while it has no fresh sample.
-	MemberLoad(member string) (l MemberLoad, ok bool)
-}
-
-// MemberLoad is a member's load as its two latest samples showed it.
-type MemberLoad struct {
-	// Utilization of the newest and the one before (-1 when there is no
-	// sample before).
-	Utilization [2]float64
-	// Viewers of each stream, in the newest sample and the one before
-	// (nil when there is none).
-	Viewers [2]map[string]int
-	// At is when the newest sample was taken.
+// LoadSample is one reading of a member's load, as demand copies use it.
+type LoadSample struct {
+	// At is when the reading was taken.
 	At time.Time
+	// Utilization is the member's (0: idle, 1: full).
+	Utilization float64
+	// Viewers counts the players of each stream the member serves.
+	Viewers map[string]int
 }
 
-// SetLoad gives the controller the members' load, which demand copies
-// follow. Safe for concurrent use; nil turns scaling off.
-func (c *Controller) SetLoad(l LoadView) {
+// ObserveLoad gives the controller a fresh load sample of member, which
+// demand copies follow: the controller keeps the two latest of each
+// member. It looks at once for the streams that need a copy more or less
+// because of it. Safe for concurrent use; it never calls back.
+func (c *Controller) ObserveLoad(member string, s LoadSample) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.load = l
-	c.allDirtyLocked()
+	m := c.byName[member]
+	if m == nil || c.opts.Replication.Mode != ModeDemand {
+		return
+	}
+	m.load[1], m.load[0] = m.load[0], &s
+	now := time.Now()
+	r := c.opts.Replication
+	// Copies on m that nobody watched in two samples may go.
+	if m.load[1] != nil {
+		for name, cfgs := range m.obs.configs {
+			if m.load[0].Viewers[name] > 0 || m.load[1].Viewers[name] > 0 {
+				continue
+			}
+			for _, cfg := range cfgs {
+				if cfg.ours && cfg.demandAt != 0 && now.Sub(time.Unix(cfg.demandAt, 0)) >= r.ScaleDownAfter {
+					m.queue.Add(name)
+					c.dirtyLocked(name)
+					break
+				}
+			}
+		}
+	}
+	// Streams all of whose holders are hot may need one more.
+	if !c.hotLocked(m, now) {
+		return
+	}
+	for name := range c.sources {
+		w, _ := c.winnerLocked(name)
+		if w == nil || (w != m && !c.holdsCopyLocked(m, name, w)) {
+			continue
+		}
+		if c.allHotLocked(name, w, now) {
+			c.dirtyLocked(name)
+			c.enqueueNeededLocked(name, now)
+		}
+	}
+}
+
+// loadFresh is how old a load sample may be and still count.
+func (c *Controller) loadFresh(s *LoadSample, now time.Time) bool {
+	return s != nil && now.Sub(s.At) <= c.opts.Replication.LoadStaleAfter
+}
+
+// hotLocked reports whether m's two latest samples are fresh and above
+// scale_up_utilization.
+func (c *Controller) hotLocked(m *member, now time.Time) bool {
+	u := c.opts.Replication.ScaleUpUtilization
+	return c.loadFresh(m.load[0], now) && m.load[1] != nil &&
+		m.load[0].Utilization >= u && m.load[1].Utilization >= u
+}
+
+// holdsCopyLocked reports whether m holds this group's copy of name from w.
+func (c *Controller) holdsCopyLocked(m *member, name string, w *member) bool {
+	_, ok := c.copyOfLocked(m, name, w)
+	return ok
+}
+
+// allHotLocked reports whether every holder of name (its origin w and the
+// members with a copy) is hot.
+func (c *Controller) allHotLocked(name string, w *member, now time.Time) bool {
+	if !c.hotLocked(w, now) {
+		return false
+	}
+	for _, m := range c.members {
+		if m != w && c.holdsCopyLocked(m, name, w) && !c.hotLocked(m, now) {
+			return false
+		}
+	}
+	return true
 }
 
 // WantCopy tells the controller that a player of stream name found no
@@ -106,6 +171,7 @@ func (c *Controller) WantCopy(name string) {
 	if _, ok := c.wanted[name]; !ok {
 		c.wanted[name] = time.Now()
 	}
+	c.dirtyLocked(name)
 	c.enqueueNeededLocked(name, time.Now())
 }
 
@@ -209,22 +275,19 @@ func (c *Controller) demandSetLocked(name string, w *member, now time.Time) dema
 			d.extra = append(d.extra, m)
 		}
 	}
-	if c.load == nil || len(d.base)+len(d.extra) >= limit {
+	if len(d.base)+len(d.extra) >= limit {
 		return d
 	}
 	// Scale up: every holder above scale_up_utilization for two samples,
 	// or a play request found none below its high water.
-	holders := append([]*member{w}, d.base...)
-	holders = append(holders, d.extra...)
-	hot := true
-	for _, h := range holders {
-		l, ok := c.load.MemberLoad(h.spec.Name)
-		if !ok || l.Utilization[0] < r.ScaleUpUtilization || l.Utilization[1] < r.ScaleUpUtilization {
-			hot = false
-			break
-		}
-	}
 	reason := "utilization"
+	hot := c.hotLocked(w, now)
+	for _, m := range d.base {
+		hot = hot && c.hotLocked(m, now)
+	}
+	for _, m := range d.extra {
+		hot = hot && c.hotLocked(m, now)
+	}
 	if !hot {
 		at, ok := c.wanted[name]
 		if !ok || now.Sub(at) > wantedFor {
@@ -236,7 +299,7 @@ func (c *Controller) demandSetLocked(name string, w *member, now time.Time) dema
 		if m == w || d.has(m) || m.state != MemberUp || m.paused {
 			continue
 		}
-		if l, ok := c.load.MemberLoad(m.spec.Name); ok && l.Utilization[0] < r.ScaleUpUtilization {
+		if l := m.load[0]; c.loadFresh(l, now) && l.Utilization < c.opts.Replication.ScaleUpUtilization {
 			d.add, d.reason = m, reason
 			break
 		}
@@ -261,14 +324,10 @@ func (c *Controller) keepCopyLocked(m *member, name string, cfg pullCfg, now tim
 	if cfg.demandAt != 0 && now.Sub(time.Unix(cfg.demandAt, 0)) < c.opts.Replication.ScaleDownAfter {
 		return true
 	}
-	if c.load == nil {
-		return true
+	if m.load[0] == nil || m.load[1] == nil {
+		return true // no evidence that nobody watches it
 	}
-	l, ok := c.load.MemberLoad(m.spec.Name)
-	if !ok || l.Viewers[1] == nil {
-		return true
-	}
-	return l.Viewers[0][name] > 0 || l.Viewers[1][name] > 0
+	return m.load[0].Viewers[name] > 0 || m.load[1].Viewers[name] > 0
 }
 
 // demandTag is the provenance tag value of a demand copy made at t.

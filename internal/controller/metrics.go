@@ -25,6 +25,8 @@ type metrics struct {
 	resyncDuration prometheus.Histogram
 	confirmWait    prometheus.Histogram
 	skipped        *prometheus.CounterVec
+	demandAdded    prometheus.Counter
+	demandRemoved  prometheus.Counter
 	statusBuild    prometheus.Histogram
 	statusLock     prometheus.Gauge
 }
@@ -45,6 +47,14 @@ func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
 			Name: "streamlb_stream_events_total",
 			Help: "Stream events handled by the controller, by outcome (confirm, replica, unknown_origin, dropped).",
 		}, []string{"outcome"}),
+		demandAdded: f.NewCounter(prometheus.CounterOpts{
+			Name: "streamlb_demand_copies_added_total",
+			Help: "Copies added beyond min_copies because every holder was hot or a player found none below its high water (replication mode demand).",
+		}),
+		demandRemoved: f.NewCounter(prometheus.CounterOpts{
+			Name: "streamlb_demand_copies_removed_total",
+			Help: "Copies removed in replication mode demand: nobody watched them for two samples, or their member left the stream's set.",
+		}),
 		statusBuild: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "streamlb_status_build_duration_seconds",
 			Help:    "Time to build the status document's parts (rows recomputed where something changed).",

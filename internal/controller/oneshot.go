@@ -86,7 +86,7 @@ func (c *Controller) Sync(ctx context.Context, dryRun bool, report func(Action))
 				if err := j.a.origin.pulls.wait(ctx); err != nil {
 					return err
 				}
-				c.pull(ctx, j.m, j.n, j.a.origin)
+				c.pull(ctx, j.m, j.n, j.a.origin, j.a.demand)
 				return c.opErr(j.m, j.n)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -155,12 +156,17 @@ type action struct {
 	configID uint64
 	after    time.Duration
 	reason   string
+	// demand marks a pull as a demand copy (tagged _streamlb_demand).
+	demand bool
 	// relist asks for a full listing of the member: it streams the name
 	// without a config this controller knows of, which may be a pull made
 	// since its last full listing, or holds a pull this controller made
 	// and has not seen streaming yet.
 	relist bool
 }
+
+// reasonNotNeeded is the reason of a demand copy's removal.
+const reasonNotNeeded = "copy no longer needed"
 
 // confirmPullAfter is how long after a pull this controller lists the
 // member to see the replica streaming, when no event said so first.
@@ -171,7 +177,14 @@ const confirmPullAfter = time.Second
 func (c *Controller) planLocked(m *member, name string, now time.Time) action {
 	w, decided := c.winnerLocked(name)
 	cfgs := m.obs.configs[name]
-	if w != nil && w != m && m.spec.Replicate && matches(name, c.opts.Include, c.opts.Exclude) {
+	inScope := w != nil && w != m && m.spec.Replicate && matches(name, c.opts.Include, c.opts.Exclude)
+	want, demandCopy := inScope, false
+	if inScope && c.opts.Replication.Mode == ModeDemand {
+		d := c.demandSetLocked(name, w, now)
+		want = d.has(m)
+		demandCopy = d.add == m || slices.Contains(d.extra, m)
+	}
+	if want {
 		if why := unreplicable(name); why != "" {
 			return action{kind: actNone, desired: true, state: StateUnreplicable, origin: w, reason: why}
 		}
@@ -207,7 +220,7 @@ func (c *Controller) planLocked(m *member, name string, now time.Time) action {
 			return action{kind: actNone, desired: true, state: StateConflict, origin: w, relist: c.sources[name][m] == nil,
 				reason: fmt.Sprintf("%q is also a source on this member", name)}
 		}
-		return action{kind: actPull, desired: true, state: StateMissing, origin: w}
+		return action{kind: actPull, desired: true, state: StateMissing, origin: w, demand: demandCopy}
 	}
 	if m.state != MemberUp || !m.obs.listed || !decided {
 		return action{kind: actNone}
@@ -224,6 +237,10 @@ func (c *Controller) planLocked(m *member, name string, now time.Time) action {
 			return action{kind: actRemove, configID: cfg.id, reason: "origin changed"}
 		}
 		if w == o {
+			if inScope && w.state == MemberUp {
+				// Mode demand, and m is not in the stream's set any more.
+				return action{kind: actRemove, configID: cfg.id, reason: reasonNotNeeded}
+			}
 			continue // out of scope here: kept, never pulled
 		}
 		// The source is present on no member. Only a successful listing of

@@ -17,6 +17,7 @@ import (
 // built: readers use it without the controller's lock.
 type streamRow struct {
 	name, origin string
+	desired      []string // mode demand: who should hold it besides its origin
 	cells        []cell
 	conflicts    []Conflict
 	counts       cellCounts
@@ -38,7 +39,7 @@ var presentCell = ReplicaStatus{State: StatePresent}
 
 // status materialises the row as the document shows it.
 func (r *streamRow) status() StreamStatus {
-	ss := StreamStatus{Name: r.name, Origin: r.origin, Replicas: make(map[string]ReplicaStatus, len(r.cells))}
+	ss := StreamStatus{Name: r.name, Origin: r.origin, Replicas: make(map[string]ReplicaStatus, len(r.cells)), Desired: r.desired}
 	for _, c := range r.cells {
 		if c.rs == nil {
 			ss.Replicas[c.member] = presentCell
@@ -284,6 +285,16 @@ func (c *Controller) rowLocked(name string, now time.Time) *streamRow {
 	}
 	r := &streamRow{name: name, origin: w.spec.Name, lagSince: now}
 	firstSeen := c.sources[name][w].firstSeen
+	if c.opts.Replication.Mode == ModeDemand {
+		d := c.demandSetLocked(name, w, now)
+		for _, ms := range [][]*member{d.base, d.extra, {d.add}} {
+			for _, m := range ms {
+				if m != nil {
+					r.desired = append(r.desired, m.spec.Name)
+				}
+			}
+		}
+	}
 	for _, m := range c.members {
 		if m == w {
 			continue
@@ -302,6 +313,9 @@ func (c *Controller) rowLocked(name string, now time.Time) *streamRow {
 		}
 		if a.kind == actPull && rs.Attempts > 0 {
 			rs.State = StatePending
+		}
+		if cfg, ok := c.copyOfLocked(m, name, w); ok && cfg.demandAt != 0 {
+			rs.Demand = true
 		}
 		r.counts.add(rs.State, 1)
 		if rs.State == StateConflict {

@@ -62,6 +62,10 @@ type StreamStatus struct {
 	Name     string                   `json:"name"`
 	Origin   string                   `json:"origin"`
 	Replicas map[string]ReplicaStatus `json:"replicas"`
+	// Desired lists, in replication mode demand, the members that should
+	// hold the stream besides its origin, in rendezvous order; demand
+	// copies among them are marked in their replica status.
+	Desired []string `json:"desired,omitempty"`
 }
 
 // ReplicaStatus is one replica's state.
@@ -73,6 +77,8 @@ type ReplicaStatus struct {
 	// Reason says why a replica is unknown, unreplicable, in conflict or
 	// not streaming yet.
 	Reason string `json:"reason,omitempty"`
+	// Demand marks a copy added for viewers (replication mode demand).
+	Demand bool `json:"demand,omitempty"`
 }
 
 // Conflict is a stream name streamlb leaves alone on a member.

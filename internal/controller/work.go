@@ -117,7 +117,7 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		if err := a.origin.pulls.wait(ctx); err != nil {
 			return
 		}
-		c.pull(ctx, m, name, a.origin)
+		c.pull(ctx, m, name, a.origin, a.demand)
 	case actRemove:
 		// The configId must come from a listing of m started after the
 		// removal was decided: an older one may name a config since
@@ -143,7 +143,7 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 	}
 }
 
-func (c *Controller) pull(ctx context.Context, m *member, name string, origin *member) {
+func (c *Controller) pull(ctx context.Context, m *member, name string, origin *member, demand bool) {
 	uri := unique.Make(pullURI(origin.spec.Address, c.opts.AppName, name)).Value() // shared with the other destinations
 	keep := c.opts.KeepAlive
 	req := ems.PullRequest{
@@ -153,6 +153,12 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		// Players and replica pulls are told apart by it (DESIGN §6).
 		EmulateUserAgent: UserAgent,
 		Vars:             map[string]string{tagGroup: c.opts.Group, tagOrigin: origin.spec.Address},
+	}
+	var demandAt int64
+	if demand {
+		at := time.Now()
+		demandAt = at.Unix()
+		req.Vars[tagDemand] = demandTag(at)
 	}
 	var res ems.PullResult
 	err := c.call(ctx, m, "pullStream", func(ctx context.Context) error {
@@ -168,8 +174,11 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		now := time.Now()
 		m.obs.configs[name] = append(m.obs.configs[name], pullCfg{
 			id: res.ConfigID, uri: uri, tagOrigin: origin.spec.Address, tagged: true, ours: true,
-			pulledAt: now.UnixNano(),
+			pulledAt: now.UnixNano(), demandAt: demandAt,
 		})
+		if demand {
+			c.met.demandAdded.Inc()
+		}
 		// Seen streaming by its inStreamCreated, or else by a listing.
 		m.queue.AddAfter(name, confirmPullAfter)
 		c.gen++
@@ -233,6 +242,9 @@ func (c *Controller) remove(ctx context.Context, m *member, name string, a actio
 	}
 	o.attempts, o.lastErr = 0, ""
 	c.met.removals.Inc()
+	if a.reason == reasonNotNeeded {
+		c.met.demandRemoved.Inc()
+	}
 	c.record(Entry{At: now, Kind: EntryReplicaRemoved, Member: m.spec.Name, Stream: name,
 		Detail: a.reason + " (config " + strconv.FormatUint(a.configID, 10) + ")"})
 	m.queue.Add(name) // a changed origin is pulled next
