@@ -27,6 +27,7 @@ type group struct {
 	app  *app.App
 	ips  []string
 	base string // http://PLAY_ADDR
+	text string // the config
 }
 
 // newGroup starts the group; destExtra is added to every destination's
@@ -72,7 +73,7 @@ func newGroup(t *testing.T, destExtra string) *group {
 			t.Errorf("stop: %v", err)
 		}
 	})
-	return &group{t: t, cl: cl, app: a, ips: ips, base: "http://" + a.PlayAddr()}
+	return &group{t: t, cl: cl, app: a, ips: ips, base: "http://" + a.PlayAddr(), text: text}
 }
 
 // control posts to an emulated member's control route.
@@ -305,5 +306,37 @@ func TestLoadReadsEveryProtocolAndTheConnectionLimit(t *testing.T) {
 	})
 	if m.Viewers[play.ProtocolRTMP] != 0 || m.ViewersTotal != 7 || m.Utilization < 0.07 || m.OutMbps <= 0 || !m.Eligible {
 		t.Errorf("m2's load: %+v", m)
+	}
+}
+
+// TestReloadAppliesPlacementKeys: a reload that makes a member not
+// playable takes it out of placement at once.
+func TestReloadAppliesPlacementKeys(t *testing.T) {
+	g := newGroup(t, `, "maxViewers": 200`)
+	g.control(0, "/_emsim/publish?name=cam")
+	eventually(t, 15*time.Second, "cam held by all four members and their load read", func() bool {
+		doc := g.load()
+		for _, m := range doc.Members {
+			if !m.Eligible {
+				return false
+			}
+		}
+		return len(g.app.Controller().Holders("cam")) == 4
+	})
+	text := strings.Replace(g.text, `"name": "m4", "maxViewers": 200`, `"name": "m4", "maxViewers": 200, "playable": false`, 1)
+	cfg, err := config.Parse("play-e2e.json", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.app.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if m := memberLoad(g.load(), "m4"); m.Playable || m.Eligible || m.Why != play.WhyNotPlayable || m.SampleAgeS < 0 {
+		t.Errorf("m4 after the reload: %+v, want not playable, its readings kept", m)
+	}
+	for _, c := range clientIPs(40) {
+		if resp, ans := g.play(c, "/play/cam"); resp.StatusCode != http.StatusOK || ans.Member == "m4" {
+			t.Fatalf("GET /play/cam from %s after m4 was made not playable: %d %s", c, resp.StatusCode, ans.Member)
+		}
 	}
 }
