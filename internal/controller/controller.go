@@ -411,6 +411,11 @@ func (c *Controller) Resync(ctx context.Context) {
 	defer c.mu.Unlock()
 	now := time.Now()
 	c.gcSourcesLocked(now)
+	for name, at := range c.wanted {
+		if now.Sub(at) > wantedFor {
+			delete(c.wanted, name)
+		}
+	}
 	for name, recs := range c.sources {
 		if len(recs) > 1 {
 			c.needCreatedLocked(name)

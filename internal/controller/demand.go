@@ -227,8 +227,19 @@ func rendezvous(name, addr string, weight float64) float64 {
 	f.Write([]byte(name))
 	f.Write([]byte{0})
 	f.Write([]byte(addr))
-	h := (float64(f.Sum64()>>11) + 0.5) / (1 << 53)
+	h := (float64(mix64(f.Sum64())>>11) + 0.5) / (1 << 53)
 	return -weight / math.Log(h)
+}
+
+// mix64 is splitmix64's finaliser: FNV-1a alone leaves the hashes of
+// names that differ in their last bytes correlated.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // demandSet is who should hold a stream in mode demand.

@@ -177,6 +177,7 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 			pulledAt: now.UnixNano(), demandAt: demandAt,
 		})
 		if demand {
+			delete(c.wanted, name)
 			c.met.demandAdded.Inc()
 		}
 		// Seen streaming by its inStreamCreated, or else by a listing.

@@ -1,0 +1,226 @@
+package controller
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// demandGroup is six fake members a–f on 127.0.0.1–6.
+func demandGroup() (*fakeGroup, []MemberSpec) {
+	var addrs []string
+	for i := 1; i <= 6; i++ {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.%d", i))
+	}
+	g := newFakeGroup(addrs...)
+	return g, g.specs("a", "b", "c", "d", "e", "f")
+}
+
+func demandOptions(specs []MemberSpec) Options {
+	return Options{Group: "g1", KeepAlive: true, ResyncInterval: 10 * time.Second, TeardownGrace: 3 * time.Second,
+		Members: specs, Replication: Replication{Mode: ModeDemand, MinCopies: 2, ScaleUpUtilization: 0.7,
+			ScaleDownAfter: time.Minute, LoadStaleAfter: 15 * time.Second}}
+}
+
+// holders counts, per stream, the members holding it: its origin and the
+// members with a pull of it.
+func holders(g *fakeGroup, names []string) map[string]int {
+	out := map[string]int{}
+	for _, f := range g.members {
+		g.mu.Lock()
+		for n := range f.sources {
+			out[n]++
+		}
+		for _, c := range f.configs {
+			out[c.LocalStreamName]++
+		}
+		g.mu.Unlock()
+	}
+	return out
+}
+
+// Twelve sources across six members settle on exactly two members each,
+// and a second balancer with the same config changes nothing.
+func TestDemandHoldsMinCopies(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, specs := demandGroup()
+		c1, end1 := start(t, demandOptions(specs))
+		defer end1()
+		var names []string
+		for i := range 12 {
+			name := fmt.Sprintf("cam%d", i)
+			names = append(names, name)
+			g.m(specs[i%6].Address).publish(name)
+		}
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		for name, n := range holders(g, names) {
+			if n != 2 {
+				t.Errorf("%s on %d members, want 2", name, n)
+			}
+		}
+		st := c1.Snapshot()
+		if !st.Converged || len(st.Streams) != 12 {
+			t.Fatalf("not converged: %+v", st)
+		}
+		for _, s := range st.Streams {
+			if len(s.Desired) != 1 || len(s.Replicas) != 1 {
+				t.Errorf("%s: desired %v, cells %v; want one member besides the origin", s.Name, s.Desired, s.Replicas)
+			}
+		}
+		settled := writes(g)
+		c2, end2 := start(t, demandOptions(specs))
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		end2()
+		_ = c2
+		if n := writes(g) - settled; n != 0 {
+			t.Errorf("a second balancer made %d changes, want 0", n)
+		}
+	})
+}
+
+// Hot holders bring a third copy; once nobody watches it for two samples
+// and scale_down_after has passed, it goes, and never below min_copies;
+// a copy with viewers is never removed; load oscillating around the
+// threshold adds no copy after copy.
+func TestDemandCopiesFollowViewers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, specs := demandGroup()
+		c, end := start(t, demandOptions(specs))
+		defer end()
+		g.m(specs[0].Address).publish("news")
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		st := c.Snapshot()
+		if len(st.Streams) != 1 || len(st.Streams[0].Desired) != 1 {
+			t.Fatalf("streams %+v", st.Streams)
+		}
+		second := st.Streams[0].Desired[0]
+		sample := func(util float64, viewers map[string]map[string]int) {
+			for _, s := range specs {
+				u := 0.1
+				if s.Name == "a" || s.Name == second {
+					u = util
+				}
+				c.ObserveLoad(s.Name, LoadSample{At: time.Now(), Utilization: u, Viewers: viewers[s.Name]})
+			}
+		}
+		count := func() int { return holders(g, nil)["news"] }
+
+		sample(0.8, nil)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := count(); n != 2 {
+			t.Errorf("after one hot sample news is on %d members, want 2 (two samples needed)", n)
+		}
+		hotAt := time.Now()
+		sample(0.8, nil)
+		synctest.Wait()
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if n := count(); n != 3 {
+			t.Fatalf("after two hot samples news is on %d members, want 3", n)
+		}
+		var third string
+		for _, s := range c.Snapshot().Streams[0].Desired {
+			if s != second {
+				third = s
+			}
+		}
+		if rs := c.Snapshot().Streams[0].Replicas[third]; !rs.Demand {
+			t.Errorf("the third copy on %s is %+v, want a demand copy", third, rs)
+		}
+		t.Logf("third copy on %s within %v", third, time.Since(hotAt))
+
+		// Load oscillates around the threshold: no fourth copy, as long as
+		// the third takes its share (it is not hot).
+		for i := range 6 {
+			sample([]float64{0.75, 0.65}[i%2], map[string]map[string]int{third: {"news": 5}})
+			time.Sleep(5 * time.Second)
+			synctest.Wait()
+		}
+		if n := count(); n != 3 {
+			t.Errorf("news on %d members while load oscillates, want 3", n)
+		}
+		// Viewers stay on the third copy past scale_down_after: kept.
+		for range 20 {
+			sample(0.2, map[string]map[string]int{third: {"news": 1}})
+			time.Sleep(5 * time.Second)
+			synctest.Wait()
+		}
+		if n := count(); n != 3 {
+			t.Errorf("a copy with viewers was removed: news on %d members", n)
+		}
+		// Nobody watches: after two samples it goes, down to min_copies.
+		for range 4 {
+			sample(0.1, nil)
+			time.Sleep(5 * time.Second)
+			synctest.Wait()
+		}
+		if n := count(); n != 2 {
+			t.Errorf("news on %d members after nobody watched the demand copy, want 2", n)
+		}
+		for range 10 {
+			sample(0.0, nil)
+			time.Sleep(5 * time.Second)
+			synctest.Wait()
+		}
+		if n := count(); n != 2 {
+			t.Errorf("news on %d members with no viewers anywhere, want min_copies 2", n)
+		}
+	})
+}
+
+// Adding one member to N moves at most about 1/(N+1) of the streams' sets:
+// rendezvous hashing only moves the streams whose set the new member
+// enters.
+func TestRendezvousMovesFewStreams(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(2, 31).Draw(t, "members")
+		k := rapid.IntRange(1, min(3, n)).Draw(t, "copies")
+		const streams = 2000
+		addrs := make([]string, n+1)
+		for i := range addrs {
+			addrs[i] = fmt.Sprintf("10.%d.%d.%d", i/65536, i/256%256, i%256)
+		}
+		top := func(name string, members []string) []string {
+			ms := slices.Clone(members)
+			slices.SortFunc(ms, func(a, b string) int {
+				return compareScore(rendezvous(name, b, 1), rendezvous(name, a, 1))
+			})
+			return ms[:k]
+		}
+		moved := 0
+		for s := range streams {
+			name := fmt.Sprintf("stream-%d", s)
+			before, after := top(name, addrs[:n]), top(name, addrs)
+			if !slices.Contains(after, addrs[n]) && !slices.Equal(before, after) {
+				t.Fatalf("%s: set changed %v → %v without the new member", name, before, after)
+			}
+			if !slices.Equal(before, after) {
+				moved++
+			}
+		}
+		// Each stream's set takes the new member with probability k/(n+1).
+		want := float64(streams*k) / float64(n+1)
+		if slack := 4*math.Sqrt(want) + 10; float64(moved) > want+slack {
+			t.Fatalf("%d of %d streams moved with %d members and %d copies, want about %.0f", moved, streams, n+1, k, want)
+		}
+	})
+}
+
+func compareScore(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
