@@ -2,8 +2,8 @@ package controller
 
 import (
 	"net/url"
-	"strconv"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 	"unique"
