@@ -1,5 +1,84 @@
-// Package controller keeps a group of EMS members holding the same source
-// streams. It compares the desired state (every source stream on every other
-// member) with what each member lists, and converges them with replica pulls
-// and removals: events are hints, periodic resyncs are the truth.
+// Package controller keeps a group of EMS members holding the streams their
+// viewers need. It compares the desired state (each source stream on the
+// members that should hold it) with what each member lists, and converges
+// them with replica pulls and removals: events are hints, listings are the
+// truth.
+//
+// # Decisions
+//
+// Every decision is a pure function of what the members listed (and the
+// time): plan.go decides what one replica needs (planLocked), which origin
+// wins a name published on several members (winnerLocked), and, in
+// replication mode "demand", which members hold a stream (demand.go). The
+// planner writes nothing, so the daemon's workers, the one-shot Sync and
+// Prune, the status document and every other balancer of the group reach
+// the same decisions from the same listings. Two rules bound it:
+//
+//   - Destroy only on evidence. A source is absent only when a successful
+//     listing of its origin lacked it; an origin that cannot be listed makes
+//     its sources unknown, and nothing is removed on their account. A removal
+//     uses a configId from a listing of the member taken after the removal
+//     was decided.
+//   - Bound what outsiders feed. Events only queue names for confirmation on
+//     their origin (a bounded set per origin, none for a member that is
+//     down); whatever they carry is clipped before it is logged or kept.
+//
+// # Goroutines
+//
+// Run starts, per member, a lister and max_inflight workers (startMemberLocked),
+// plus one event loop for the controller, and runs the resync loop itself:
+//
+//   - resyncLoop lists every member (two calls each, two members at a time)
+//     every resync_interval and on demand, applies the listings and queues
+//     the replicas that need work (diffLocked).
+//   - eventLoop takes stream events from the inbox, which the event sink
+//     fills without waiting for the controller's lock, and queues their
+//     names for confirmation on their origin.
+//   - lister (one per member) runs that member's on-demand listings:
+//     confirmations of announced names, relists after a pull or a name
+//     conflict, creation-time lookups of conflicting names, and the probes
+//     of a member that is down or refuses the credentials.
+//   - worker (max_inflight per member) takes a stream off the member's
+//     deduplicating queue, plans it, and makes the one call it needs:
+//     pullStream or removeConfig, paced per origin (pullGate).
+//
+// Stopping Run's context stops them all; Run returns when they have.
+//
+// # Locks
+//
+// Controller.mu guards the members' observed state, the sources, the work
+// records, the status rows' dirty marks and the member list. Nothing holds
+// it across an EMS call: calls are made outside it and their results
+// applied under it. The journal, the inbox, each queue and each pullGate
+// have their own small locks, taken after Controller.mu when both are
+// held; status builds are serialised by the row cache's own lock, taken
+// before Controller.mu, and hold Controller.mu a few milliseconds at a
+// time.
+//
+// # State
+//
+// Per member (member): what is configured (spec), what was observed
+// (obs: its last listing, with when; state up, down or unauthorized; its
+// two latest load samples) and what is being done (queue, ops: work
+// records of replicas in trouble, removals waiting for a fresh listing).
+// Per stream name (sources): on which members it is a source, since when
+// it is absent, its creation time where a conflict needs it.
+//
+// # The life of a replica
+//
+// desired (its source appears on a winning origin and this member should
+// hold it) → missing → pulled: pending until a listing or its
+// inStreamCreated shows it streaming → present → (not streaming past
+// teardown_grace: failing → present again when it streams) → the source is
+// absent from a successful listing of its origin for teardown_grace, or
+// another origin wins, or in mode demand nobody watches a demand copy →
+// removed. A replica whose origin or member cannot be listed is unknown and
+// left exactly as it is.
+//
+// # Reading
+//
+// Status builds the status document from rows kept between reads
+// (rows.go), recomputed only where a change marked them; the metrics read
+// the same build. Journal reads the transitions, recorded where they
+// happen (journal.go).
 package controller
