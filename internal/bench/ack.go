@@ -54,6 +54,7 @@ func (r *runner) ack(ctx context.Context) error {
 	}
 	r.res.AckMaxInflight = k
 	b, err := startBalancer(ctx, o.Exe, r.dir, listen, g.ips, balancerSettings{
+		defaults:    o.Defaults,
 		maxInflight: k, resyncInterval: 10 * time.Minute, teardownGrace: ackGrace,
 	}, r.prof)
 	if err != nil {

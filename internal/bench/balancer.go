@@ -21,6 +21,9 @@ import (
 
 // balancerSettings are the config keys a scenario sets.
 type balancerSettings struct {
+	// defaults: the production defaults of max_inflight and
+	// max_pulls_per_second instead of maxInflight and no cap.
+	defaults       bool
 	maxInflight    int
 	resyncInterval time.Duration
 	teardownGrace  time.Duration
@@ -59,7 +62,9 @@ func balancerConfig(listen string, ips []string, s balancerSettings) string {
 	b.WriteString("// streamlb bench: a group of emulated members\n{\"StreamLoadBalancer\": {\n  \"plugin_switch\": \"enabled\",\n  \"parameters\": {\n")
 	fmt.Fprintf(&b, "    \"listen\": %q,\n    \"group\": \"bench\",\n", listen)
 	fmt.Fprintf(&b, "    \"resync_interval\": %q,\n    \"teardown_grace\": %q,\n", s.resyncInterval.String(), s.teardownGrace.String())
-	fmt.Fprintf(&b, "    \"max_inflight\": %d,\n    \"max_pulls_per_second\": 0,\n", s.maxInflight)
+	if !s.defaults {
+		fmt.Fprintf(&b, "    \"max_inflight\": %d,\n    \"max_pulls_per_second\": 0,\n", s.maxInflight)
+	}
 	b.WriteString("    \"destination_ems_apiproxies\": [\n")
 	for i, ip := range ips {
 		fmt.Fprintf(&b, "      {\"enable\": false, \"address\": %q, \"apiPort\": %d, \"name\": %q},\n", ip, apiPort, memberName(i))

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"streamlb/internal/config"
 	"time"
 )
 
@@ -78,6 +79,10 @@ func (r *runner) bursts(ctx context.Context) (*liveGroup, error) {
 		best, kept = t, l
 	}
 	r.res.MaxInflight = best.MaxInflight
+	if o.Defaults {
+		r.res.Defaults = true
+		r.res.MaxPullsPerSecond = int(config.DefaultMaxPullsPerSecond)
+	}
 	r.res.BurstStreams = o.Streams
 	r.res.BurstSeconds = best.Seconds
 	r.res.BurstPullCalls = best.PullCalls
@@ -101,6 +106,7 @@ func (r *runner) burst(ctx context.Context, k int) (Trial, *liveGroup, error) {
 		return Trial{}, nil, err
 	}
 	l.b, err = startBalancer(ctx, o.Exe, r.dir, listen, l.g.ips, balancerSettings{
+		defaults:    o.Defaults,
 		maxInflight: k, resyncInterval: 10 * time.Minute, teardownGrace: 10 * time.Second,
 	}, r.prof)
 	if err != nil {

@@ -92,7 +92,10 @@ type Result struct {
 	BurstRatio        Rate    `json:"burst_ratio"`
 	MaxInflight       int     `json:"max_inflight"`
 	MaxPullsPerSecond int     `json:"max_pulls_per_second"`
-	Trials            []Trial `json:"trials"`
+	// Defaults reports a run with the production defaults of max_inflight
+	// and max_pulls_per_second.
+	Defaults bool    `json:"defaults"`
+	Trials   []Trial `json:"trials"`
 
 	// One resync pass over the converged group.
 	ResyncSeconds        Seconds `json:"resync_seconds"`

@@ -94,6 +94,7 @@ func (r *runner) recovery(ctx context.Context, l *liveGroup) error {
 	o := r.o
 	l.stopBalancer(r)
 	b, err := startBalancer(ctx, o.Exe, r.dir, l.listen, l.g.ips, balancerSettings{
+		defaults:    o.Defaults,
 		maxInflight: l.k, resyncInterval: o.RecoveryResync, teardownGrace: 10 * time.Second,
 	}, r.prof)
 	if err != nil {

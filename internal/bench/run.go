@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"streamlb/internal/config"
 	"strings"
 	"time"
 )
@@ -44,6 +45,10 @@ type Options struct {
 	MaxInflight int
 	// Candidates are the max_inflight values tried; default 4, 8, 16.
 	Candidates []int
+	// Defaults runs the balancer with the production defaults of
+	// max_inflight and max_pulls_per_second instead of the best of
+	// Candidates and no cap on pulls.
+	Defaults bool
 	// RecoveryResync is the balancer's resync_interval in the recovery
 	// scenario; default 10s.
 	RecoveryResync time.Duration
@@ -85,6 +90,9 @@ func (o *Options) setDefaults() error {
 	}
 	if len(o.Candidates) == 0 {
 		o.Candidates = []int{4, 8, 16}
+	}
+	if o.Defaults {
+		o.Candidates = []int{defaultMaxInflight}
 	}
 	if o.RecoveryResync == 0 {
 		o.RecoveryResync = 10 * time.Second
@@ -237,3 +245,7 @@ func join(ks []int) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// defaultMaxInflight is the production default of max_inflight, which
+// Defaults runs with.
+const defaultMaxInflight = config.DefaultMaxInflight
