@@ -350,11 +350,18 @@ func (c *Controller) stopMember(m *member) {
 // resyncLoop runs a resync at once and then every ResyncInterval, or when
 // asked through resyncCh.
 func (c *Controller) resyncLoop(ctx context.Context) {
-	t := time.NewTicker(c.opts.ResyncInterval)
+	c.mu.Lock()
+	every := c.opts.ResyncInterval
+	c.mu.Unlock()
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		c.Resync(ctx)
 		c.mu.Lock()
+		if c.opts.ResyncInterval != every { // changed by a reload
+			every = c.opts.ResyncInterval
+			t.Reset(every)
+		}
 		if !c.isReady {
 			c.isReady = true
 			c.allDirtyLocked()

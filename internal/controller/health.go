@@ -98,6 +98,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			continue // woken again once the first resync is done
 		}
 		state := m.state
+		resync := c.opts.ResyncInterval // a reload may change it
 		needList, confirm := m.needList, len(m.confirm) > 0
 		var announced map[string]time.Time
 		var lookup []string
@@ -117,7 +118,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			c.lookupCreated(ctx, m, lookup)
 		}
 		if state != MemberUp {
-			if !upAt.IsZero() && time.Since(upAt) > c.opts.ResyncInterval {
+			if !upAt.IsZero() && time.Since(upAt) > resync {
 				probes = 0 // back for a while: a new outage
 			}
 			if wait := time.Until(notBefore); wait > 0 {
@@ -128,9 +129,9 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			probes++
 			// A down member is probed sooner at first; wrong credentials
 			// will not fix themselves, so that member waits a full interval.
-			wait := min(backoff(probes, time.Second, c.opts.ResyncInterval), c.opts.ResyncInterval)
+			wait := min(backoff(probes, time.Second, resync), resync)
 			if state == MemberUnauthorized {
-				wait = c.opts.ResyncInterval
+				wait = resync
 			}
 			notBefore = time.Now().Add(wait)
 			if ok {

@@ -159,6 +159,6 @@ var entryMessage = map[string]string{
 	EntryMemberUp:           "member is up",
 	EntryMemberUnauthorized: "wrong credentials for member; parked until the config changes",
 	EntryConflict:           "name is a source on several members; one origin is replicated",
-	EntryReload:             "config reloaded",
+	EntryReload:             "config reload",
 	EntryUnreplicable:       "source name cannot be replicated",
 }

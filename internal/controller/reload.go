@@ -28,7 +28,11 @@ func (c *Controller) SetTunables(t Tunables) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.opts.Include, c.opts.Exclude = t.Include, t.Exclude
+	resyncChanged := c.opts.ResyncInterval != o.ResyncInterval
 	c.opts.ResyncInterval, c.opts.TeardownGrace = o.ResyncInterval, o.TeardownGrace
+	if resyncChanged {
+		defer c.TriggerResync() // the resync loop takes the new interval
+	}
 	c.opts.MaxInflight = o.MaxInflight
 	c.opts.MaxPullsPerSecond = t.MaxPullsPerSecond
 	c.allDirtyLocked()

@@ -40,3 +40,20 @@ func TestSetTunablesAppliesLive(t *testing.T) {
 		wantReplica(t, h.g.m(addrB), "tmp_x", "")
 	})
 }
+
+// A reload's resync_interval takes effect at once, also while a member is
+// down (its probes follow it).
+func TestSetTunablesResyncInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil) // resync every 30s
+		defer h.end()
+		h.g.m(addrC).setDown(true)
+		h.settle(31 * time.Second)
+		before := h.g.m(addrA).count("listConfig")
+		h.c.SetTunables(Tunables{ResyncInterval: 5 * time.Second})
+		h.settle(21 * time.Second)
+		if n := h.g.m(addrA).count("listConfig") - before; n < 4 {
+			t.Errorf("%d listings of a in 21s after resync_interval became 5s, want at least 4", n)
+		}
+	})
+}
