@@ -103,6 +103,7 @@ func New(opts Options) (*App, error) {
 		Exclude:           cfg.Exclude,
 		MaxInflight:       cfg.MaxInflight,
 		MaxPullsPerSecond: cfg.MaxPullsPerSecond,
+		Replication:       replication(cfg),
 		CallTimeout:       opts.CallTimeout,
 		RetryBase:         opts.RetryBase,
 		RetryMax:          opts.RetryMax,
@@ -154,7 +155,7 @@ func MemberSpecs(cfg *config.Config) ([]controller.MemberSpec, error) {
 		}
 		specs = append(specs, controller.MemberSpec{
 			Name: m.Name, Address: m.Address, API: api, Replicate: m.Replicate, Host: m.IsHost,
-			Client: ems.New(m.Endpoint, hc),
+			Weight: m.Placement.Weight, Client: ems.New(m.Endpoint, hc),
 		})
 	}
 	return specs, nil
@@ -456,6 +457,7 @@ func restartKeys(running, next *config.Config) []string {
 	add(running.Listen != next.Listen, "listen")
 	add(running.AdminListen != next.AdminListen, "admin_listen")
 	add(running.Group != next.Group, "group")
+	add(running.Replication != next.Replication, "replication")
 	add(running.KeepAlive != next.KeepAlive, "keep_alive")
 	add(running.AppName != next.AppName, "app_name")
 	add(playListen(running) != playListen(next), "play.listen")
@@ -551,4 +553,16 @@ func limitConcurrency(h http.Handler, total, perPeer int) http.Handler {
 			busy(w)
 		}
 	})
+}
+
+// replication returns the controller's replication settings for cfg.
+func replication(cfg *config.Config) controller.Replication {
+	r := controller.Replication{
+		Mode: cfg.Replication.Mode, MinCopies: cfg.Replication.MinCopies, MaxCopies: cfg.Replication.MaxCopies,
+		ScaleUpUtilization: cfg.Replication.ScaleUpUtilization, ScaleDownAfter: cfg.Replication.ScaleDownAfter,
+	}
+	if cfg.Play != nil {
+		r.LoadStaleAfter = cfg.Play.StaleAfter
+	}
+	return r
 }

@@ -84,6 +84,8 @@ type Config struct {
 	Members []Member
 	// Play is the viewer placement block, or nil when it is absent.
 	Play *Play
+	// Replication says how many members hold each source.
+	Replication Replication
 }
 
 // Member is one EMS of the group.

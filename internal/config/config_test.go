@@ -36,6 +36,8 @@ func defaults(path string, members ...Member) *Config {
 		MaxInflight:       8,
 		MaxPullsPerSecond: DefaultMaxPullsPerSecond,
 		Members:           members,
+		Replication: Replication{Mode: ReplicationAll, MinCopies: DefaultMinCopies,
+			ScaleUpUtilization: DefaultScaleUpUtilization, ScaleDownAfter: DefaultScaleDownAfter},
 	}
 	if n := len(members); n > 0 && members[n-1].IsHost {
 		c.Host = &c.Members[n-1]
@@ -115,7 +117,9 @@ func TestLoadGood(t *testing.T) {
 			Exclude:           []string{"*-test"},
 			MaxInflight:       4,
 			MaxPullsPerSecond: 12.5,
-			EventsToken:       "tok-123_abc",
+			Replication: Replication{Mode: ReplicationAll, MinCopies: DefaultMinCopies,
+				ScaleUpUtilization: DefaultScaleUpUtilization, ScaleDownAfter: DefaultScaleDownAfter},
+			EventsToken: "tok-123_abc",
 			AllowedSources: []netip.Prefix{
 				netip.MustParsePrefix("10.0.0.0/8"),
 				netip.MustParsePrefix("192.168.1.7/32"),

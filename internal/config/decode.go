@@ -103,7 +103,7 @@ func parameterKeys() []string {
 		"listen", "admin_listen", "admin_password",
 		"group", "resync_interval", "teardown_grace", "keep_alive", "app_name",
 		"include", "exclude", "max_inflight", "max_pulls_per_second",
-		"events_token", "allowed_sources", playKey,
+		"events_token", "allowed_sources", playKey, replicationKey,
 	}
 }
 
@@ -192,6 +192,7 @@ func (d *decoder) parameters(cfg *Config, v *hujson.Value) {
 		cfg.Host = &cfg.Members[n-1]
 	}
 	d.play(p, cfg)
+	d.replication(p, cfg)
 }
 
 // patterns decodes a list of glob patterns.
