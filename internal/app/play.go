@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"streamlb/internal/config"
+	"streamlb/internal/controller"
 	"streamlb/internal/ems"
 	"streamlb/internal/play"
 )
@@ -33,9 +34,14 @@ func (a *App) newPlay() error {
 	if err != nil {
 		return err
 	}
+	ctl := a.ctl
 	svc, err := play.New(play.Options{
-		Config: cfg.Play, AppName: cfg.AppName, Members: members, Holders: a.ctl,
+		Config: cfg.Play, AppName: cfg.AppName, Members: members, Holders: ctl,
 		Registerer: a.reg, Logger: a.log,
+		// Replication on demand follows the members' load.
+		OnSample: func(member string, at time.Time, utilization float64, viewers map[string]int) {
+			ctl.ObserveLoad(member, controller.LoadSample{At: at, Utilization: utilization, Viewers: viewers})
+		},
 	})
 	if err != nil {
 		return err

@@ -31,8 +31,8 @@ type group struct {
 }
 
 // newGroup starts the group; destExtra is added to every destination's
-// keys.
-func newGroup(t *testing.T, destExtra string) *group {
+// keys, params to the parameters.
+func newGroup(t *testing.T, destExtra string, params ...string) *group {
 	t.Helper()
 	ips := emsim.RandomLoopbackIPs(4)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -50,9 +50,9 @@ func newGroup(t *testing.T, destExtra string) *group {
 		dests = append(dests, fmt.Sprintf(`{"enable": false, "address": %q, "name": "m%d"%s}`, ip, i+1, destExtra))
 	}
 	text := fmt.Sprintf(`{"StreamLoadBalancer": {"plugin_switch": "enabled", "parameters": {
-		"listen": %q, "resync_interval": "1s", "teardown_grace": "2s",
+		"listen": %q, "resync_interval": "1s", "teardown_grace": "2s", %s
 		"play": {"listen": "127.0.0.1:0", "poll_interval": "200ms", "stale_after": "1s", "sticky_ttl": "1m"},
-		"destination_ems_apiproxies": [%s]}}}`, ln.Addr().String(), strings.Join(dests, ",\n"))
+		"destination_ems_apiproxies": [%s]}}}`, ln.Addr().String(), strings.Join(params, ""), strings.Join(dests, ",\n"))
 	cfg, err := config.Parse("play-e2e.json", []byte(text))
 	if err != nil {
 		ln.Close()
@@ -338,5 +338,42 @@ func TestReloadAppliesPlacementKeys(t *testing.T) {
 		if resp, ans := g.play(c, "/play/cam"); resp.StatusCode != http.StatusOK || ans.Member == "m4" {
 			t.Fatalf("GET /play/cam from %s after m4 was made not playable: %d %s", c, resp.StatusCode, ans.Member)
 		}
+	}
+}
+
+// TestDemandCopyFollowsTheLoad: with replication on demand, placement's
+// load samples reach the controller: when both holders of a stream stay
+// above scale_up_utilization, a third member gets a copy, and players can
+// be sent there.
+func TestDemandCopyFollowsTheLoad(t *testing.T) {
+	g := newGroup(t, `, "maxViewers": 200`, `"replication": {"mode": "demand", "min_copies": 2, "scale_up_utilization": 0.7},`)
+	g.control(0, "/_emsim/publish?name=cam")
+	var holders []string
+	eventually(t, 15*time.Second, "cam held by two members", func() bool {
+		holders = g.app.Controller().Holders("cam")
+		return len(holders) == 2
+	})
+	for _, h := range holders {
+		g.control(slices.Index([]string{"m1", "m2", "m3", "m4"}, h), "/_emsim/viewers?name=cam&protocol=rtmp&count=180")
+	}
+	eventually(t, 15*time.Second, "a third copy of cam", func() bool {
+		return len(g.app.Controller().Holders("cam")) == 3
+	})
+	third := ""
+	for _, h := range g.app.Controller().Holders("cam") {
+		if !slices.Contains(holders, h) {
+			third = h
+		}
+	}
+	eventually(t, 5*time.Second, "the new copy is eligible", func() bool {
+		return memberLoad(g.load(), third).Eligible
+	})
+	counts := map[string]int{}
+	for _, c := range clientIPs(20) {
+		_, ans := g.play(c, "/play/cam")
+		counts[ans.Member]++
+	}
+	if counts[third] < 10 {
+		t.Errorf("the new copy on %s got %d of 20 players, want most (counts %v)", third, counts[third], counts)
 	}
 }
