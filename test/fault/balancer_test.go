@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,31 @@ const (
 	retryMax       = time.Second
 	groupName      = "fault"
 )
+
+// sidecarText renders the config of the sidecar beside member host: host
+// is its local EMS, the other members its destinations, all direct.
+func sidecarText(members []*member, host int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "{\"StreamLoadBalancer\": {\"plugin_switch\": \"enabled\", \"parameters\": {\n")
+	fmt.Fprintf(&b, "  \"listen\": \"127.0.0.1:0\", \"group\": %q,\n", groupName)
+	fmt.Fprintf(&b, "  \"resync_interval\": %q, \"teardown_grace\": %q,\n", resyncInterval, teardownGrace)
+	h := members[host]
+	fmt.Fprintf(&b, "  \"host\": {\"address\": %q, \"api\": \"http://%s:%d\", \"name\": %q, \"replicate\": %v},\n", h.ip, h.ip, apiPort, h.name, h.replicate)
+	b.WriteString("  \"destination_ems_apiproxies\": [\n")
+	first := true
+	for i, m := range members {
+		if i == host {
+			continue
+		}
+		if !first {
+			b.WriteString(",\n")
+		}
+		first = false
+		fmt.Fprintf(&b, "    {\"enable\": false, \"address\": %q, \"name\": %q, \"replicate\": %v}", m.ip, m.name, m.replicate)
+	}
+	b.WriteString("\n  ]\n}}}\n")
+	return b.String()
+}
 
 // configText renders the balancer's config for the members: the first
 // behind its API proxy with a password file, the others direct.
@@ -188,6 +214,62 @@ func (b *balancer) stop() error {
 	return nil
 }
 
+// reload makes cfg the balancer's config: the running lifetime applies it
+// with App.Reload, and the next lifetimes start with it.
+func (b *balancer) reload(cfg *config.Config) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cfg = cfg
+	if b.app == nil {
+		return nil
+	}
+	if err := b.app.Reload(cfg); err != nil {
+		return fmt.Errorf("balancer %s: reload: %w", b.name, err)
+	}
+	return nil
+}
+
+// memberState returns the state the running lifetime's status gives
+// member, and false when the balancer is not running.
+func (b *balancer) memberState(member string) (string, bool) {
+	b.mu.Lock()
+	a := b.app
+	b.mu.Unlock()
+	if a == nil {
+		return "", false
+	}
+	for _, ms := range a.Controller().Snapshot().Members {
+		if ms.Name == member {
+			return ms.State, true
+		}
+	}
+	return "", true
+}
+
+// resyncs returns how many resyncs the running lifetime has completed, and
+// false when the balancer is not running.
+func (b *balancer) resyncs() (uint64, bool) {
+	b.mu.Lock()
+	reg := b.reg
+	b.mu.Unlock()
+	if reg == nil {
+		return 0, false
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0, true
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() == "streamlb_resync_duration_seconds" {
+			for _, m := range mf.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return n, true
+}
+
 // callsByLabel returns the running lifetime's pullStream and removeConfig
 // calls by member, command and result.
 func (b *balancer) callsByLabel() map[string]float64 {
@@ -226,19 +308,46 @@ func counterSum(reg prometheus.Gatherer, family string, match map[string]string)
 	return sum
 }
 
-// removal is one "replica removed" log line of a balancer.
+// removal is one "replica removed" log line of a balancer, or one of the
+// lines kept to explain removals: "replica pulled" (member, stream,
+// config id), "source appeared" and "source ended" (member is the origin).
 type removal struct {
 	at       time.Time
 	balancer string
+	kind     string // the log message
 	member   string
 	stream   string
 	reason   string
+	configID uint64
 }
 
-// removals collects the replica removals every balancer logs.
+// removals collects the replica removals every balancer logs, and the
+// pulls and source transitions that explain them.
 type removals struct {
-	mu   sync.Mutex
-	list []removal
+	mu      sync.Mutex
+	list    []removal
+	context []removal
+}
+
+// note keeps a pull or a source transition.
+func (r *removals) note(x removal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.context = append(r.context, x)
+}
+
+// lines returns the kept pulls and source transitions of stream logged in
+// [from, to].
+func (r *removals) lines(stream string, from, to time.Time) []removal {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []removal
+	for _, x := range r.context {
+		if x.stream == stream && !x.at.Before(from) && !x.at.After(to) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 func (r *removals) add(x removal) {
@@ -247,12 +356,15 @@ func (r *removals) add(x removal) {
 	r.list = append(r.list, x)
 }
 
-func (r *removals) since(t time.Time) []removal {
+func (r *removals) since(t time.Time) []removal { return r.between(t, time.Time{}) }
+
+// between returns the removals logged in [from, to); a zero to is now.
+func (r *removals) between(from, to time.Time) []removal {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []removal
 	for _, x := range r.list {
-		if !x.at.Before(t) {
+		if !x.at.Before(from) && (to.IsZero() || x.at.Before(to)) {
 			out = append(out, x)
 		}
 	}
@@ -271,8 +383,9 @@ type recorder struct {
 func (h *recorder) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
 
 func (h *recorder) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "replica removed" {
-		x := removal{at: r.Time, balancer: h.balancer}
+	switch r.Message {
+	case "replica removed", "replica pulled", "source appeared", "source ended":
+		x := removal{at: r.Time, balancer: h.balancer, kind: r.Message}
 		set := func(a slog.Attr) bool {
 			switch a.Key {
 			case "member":
@@ -281,6 +394,14 @@ func (h *recorder) Handle(ctx context.Context, r slog.Record) error {
 				x.stream = a.Value.String()
 			case "reason":
 				x.reason = a.Value.String()
+			case "detail":
+				// "source ended (config 12)", "config 12": the reason,
+				// then the config id.
+				d := a.Value.String()
+				if why, id, ok := strings.Cut(d, " (config "); ok {
+					x.reason, d = why, strings.TrimSuffix(id, ")")
+				}
+				x.configID, _ = strconv.ParseUint(strings.TrimPrefix(d, "config "), 10, 64)
 			}
 			return true
 		}
@@ -288,7 +409,11 @@ func (h *recorder) Handle(ctx context.Context, r slog.Record) error {
 			set(a)
 		}
 		r.Attrs(set)
-		h.sink.add(x)
+		if r.Message == "replica removed" {
+			h.sink.add(x)
+		} else {
+			h.sink.note(x)
+		}
 	}
 	return h.inner.Handle(ctx, r)
 }

@@ -16,6 +16,7 @@ var (
 	flagSeed     = flag.Uint64("fault.seed", 0, "seed of the fault schedule (0: a random one, printed)")
 	flagDuration = flag.Duration("fault.duration", 0, "how long faults are injected in all (0: the short CI schedule)")
 	flagReport   = flag.String("fault.report", "", "write the run's figures as JSON to this file")
+	flagStrict   = flag.Bool("fault.strict", false, "fail on the removals that match a known issue too")
 	flagLogs     = flag.String("fault.logs", "", "write the balancers' logs (JSON, info level) to this file and keep it")
 )
 

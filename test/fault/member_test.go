@@ -161,17 +161,29 @@ func (m *member) unpublish(name string) error {
 	return m.control("unpublish", url.Values{"name": {name}})
 }
 
+// faults are the failures injected into a member through emsim's control
+// route; the zero value is none.
+type faults struct {
+	latency   time.Duration
+	errorRate float64
+	apiDown   bool // API connections closed unanswered, media up
+	down      bool // the whole member down: API, events and media
+}
+
 // setFaults replaces the member's injected faults; the zero value clears
 // them.
-func (m *member) setFaults(latency time.Duration, errorRate float64, down bool) error {
+func (m *member) setFaults(f faults) error {
 	q := url.Values{}
-	if latency > 0 {
-		q.Set("latency", latency.String())
+	if f.latency > 0 {
+		q.Set("latency", f.latency.String())
 	}
-	if errorRate > 0 {
-		q.Set("error_rate", strconv.FormatFloat(errorRate, 'f', 2, 64))
+	if f.errorRate > 0 {
+		q.Set("error_rate", strconv.FormatFloat(f.errorRate, 'f', 2, 64))
 	}
-	if down {
+	if f.apiDown {
+		q.Set("api_down", "1")
+	}
+	if f.down {
 		q.Set("down", "1")
 	}
 	return m.control("faults", q)
@@ -183,8 +195,11 @@ type listing struct {
 	inbound map[string]bool
 }
 
-func (m *member) list() (listing, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func (m *member) list() (listing, error) { return m.listWithin(5 * time.Second) }
+
+// listWithin lists the member, giving up after d.
+func (m *member) listWithin(d time.Duration) (listing, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	cfgs, err := m.api.ListConfig(ctx)
 	if err != nil {

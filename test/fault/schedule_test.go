@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -13,31 +14,56 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"streamlb/internal/config"
 )
 
 // Kinds of fault, as counted in the figures.
 const (
-	faultKillState     = "member SIGKILL, restarted with -state"
-	faultKillNoState   = "member SIGKILL, restarted without -state"
-	faultDown          = "member API down (connections closed)"
-	faultLatency       = "member API latency spike"
-	faultErrors        = "member API burst of 5xx"
-	faultLost          = "events lost"
-	faultFlap          = "source flap shorter than teardown_grace"
-	faultEnd           = "source ended"
-	faultStart         = "source started"
-	faultBurst         = "burst of sources published"
-	faultFlood         = "forged event flood"
-	faultBalancerKill  = "balancer killed and restarted"
-	faultSecondJoins   = "second balancer joins (active-active)"
-	faultSecondLeaves  = "second balancer killed (leaves)"
+	faultKillState    = "member SIGKILL, restarted with -state"
+	faultKillNoState  = "member SIGKILL, restarted without -state"
+	faultDown         = "member down (API, events and media)"
+	faultAPIDown      = "member API partition, media up (api_down)"
+	faultLatency      = "member API latency spike"
+	faultHang         = "member API hang (latency 4x the call timeout)"
+	faultErrors       = "member API burst of 5xx"
+	faultErrorsAll    = "member API all 5xx (error_rate=1)"
+	faultCreds        = "wrong credentials for the proxied member (reload)"
+	faultLost         = "events lost"
+	faultFlap         = "source flap shorter than teardown_grace"
+	faultEnd          = "source ended"
+	faultStart        = "source started"
+	faultBurst        = "burst of sources published"
+	faultFlood        = "forged event flood"
+	faultFloodDown    = "forged floods while a member is down"
+	faultBalancerKill = "balancer killed and restarted"
+	faultSecondJoins  = "second balancer joins (active-active)"
+	faultSecondLeaves = "second balancer killed (leaves)"
+)
+
+// Sizes and paces of the schedule.
+const (
 	burstSize          = 25
 	floodSize          = 400
 	floodWorkers       = 8
 	actionSpacing      = 350 * time.Millisecond
 	maxFaultWindow     = 3 * time.Second
 	initialConvergence = 20 * time.Second
+	// hangLatency is the API latency of a hang: far beyond the call
+	// timeout, so every call to the member times out. A pull the member
+	// starts meanwhile connects this much later (emsim delays pulls by
+	// its latency), which the convergence bound allows for.
+	hangLatency = 4 * callTimeout
 )
+
+// apiFaultKinds are the faults the schedule injects into a member's API or
+// the whole member for a window; faultCreds applies to the proxied member
+// only.
+var apiFaultKinds = []string{faultDown, faultAPIDown, faultLatency, faultHang, faultErrors, faultErrorsAll, faultCreds}
+
+// mandatoryKinds are placed in every round before the random draws, so
+// that even the short schedule injects each of them.
+var mandatoryKinds = []string{faultErrorsAll, faultHang, faultAPIDown, faultCreds}
 
 // step is one scheduled action of a round.
 type step struct {
@@ -54,6 +80,15 @@ type runner struct {
 	count map[string]int
 	seq   int
 	hc    *http.Client
+	// cfgText renders the group's config with the proxied member's
+	// password file; pwFile is that file.
+	cfgText string
+	pwFile  string
+
+	// windows counts the origin fault windows checked, by kind; held the
+	// replicas of live sources seen kept through them.
+	windows map[string]int
+	held    int
 
 	floods    sync.WaitGroup
 	floodMu   sync.Mutex
@@ -64,8 +99,10 @@ type runner struct {
 	floodLost, floodRefused atomic.Int64
 }
 
-// schedule draws the steps of a round of faults lasting d.
-func (r *runner) schedule(d time.Duration) []step {
+// schedule draws the steps of a round of faults lasting d: first one
+// window of each of mandatory, then one action every actionSpacing on
+// average.
+func (r *runner) schedule(d time.Duration, mandatory []string) []step {
 	var starts []time.Duration
 	for range int(d / actionSpacing) {
 		starts = append(starts, time.Duration(r.rng.Int64N(int64(d))))
@@ -79,10 +116,10 @@ func (r *runner) schedule(d time.Duration) []step {
 	window := func(at time.Duration) time.Duration {
 		return min(at+time.Duration(300+r.rng.IntN(int(maxFaultWindow/time.Millisecond)-300))*time.Millisecond, d)
 	}
-	freeMember := func(at time.Duration) int {
+	freeMember := func(at time.Duration, kind string) int {
 		var free []int
 		for i, b := range busy {
-			if b <= at {
+			if b <= at && (kind != faultCreds || r.members[i].proxy) {
 				free = append(free, i)
 			}
 		}
@@ -91,41 +128,36 @@ func (r *runner) schedule(d time.Duration) []step {
 		}
 		return free[r.rng.IntN(len(free))]
 	}
+	for _, kind := range mandatory {
+		for range 20 {
+			at := time.Duration(r.rng.Int64N(int64(max(d-maxFaultWindow, time.Second))))
+			if i := freeMember(at, kind); i >= 0 {
+				end := window(at)
+				busy[i] = end + 200*time.Millisecond
+				steps = append(steps, r.memberFault(i, kind, at, end)...)
+				break
+			}
+		}
+	}
 	for _, at := range starts {
 		switch k := r.rng.IntN(100); {
 		case k < 12: // member killed
-			i := freeMember(at)
+			i := freeMember(at, "")
 			if i < 0 {
 				continue
 			}
 			end := window(at)
 			busy[i] = end + 200*time.Millisecond
-			withState := r.rng.IntN(2) == 0
-			steps = append(steps,
-				step{at, "kill " + r.members[i].name, func() error { return r.killMember(i) }},
-				step{end, "restart " + r.members[i].name, func() error { return r.restartMember(i, withState) }})
-		case k < 32: // member API fault
-			i := freeMember(at)
+			steps = append(steps, r.memberKill(i, r.rng.IntN(2) == 0, at, end)...)
+		case k < 32: // member API fault, or the whole member down
+			kind := apiFaultKinds[r.rng.IntN(len(apiFaultKinds))]
+			i := freeMember(at, kind)
 			if i < 0 {
 				continue
 			}
 			end := window(at)
-			busy[i] = end
-			var kind string
-			var lat time.Duration
-			var rate float64
-			down := false
-			switch r.rng.IntN(3) {
-			case 0:
-				kind, down = faultDown, true
-			case 1:
-				kind, lat = faultLatency, time.Duration(100+r.rng.IntN(2900))*time.Millisecond
-			default:
-				kind, rate = faultErrors, 0.3+0.7*r.rng.Float64()
-			}
-			steps = append(steps,
-				step{at, kind + " on " + r.members[i].name, func() error { return r.memberFault(i, kind, lat, rate, down) }},
-				step{end, "clear faults of " + r.members[i].name, func() error { return r.clearFault(i) }})
+			busy[i] = end + 200*time.Millisecond
+			steps = append(steps, r.memberFault(i, kind, at, end)...)
 		case k < 40: // events lost
 			if lostBusy > at {
 				continue
@@ -180,6 +212,136 @@ func (r *runner) schedule(d time.Duration) []step {
 	return steps
 }
 
+// memberKill returns the steps that kill member i at at and restart it at
+// end, with or without its state file, checking the window of its sources
+// once it is restored.
+func (r *runner) memberKill(i int, withState bool, at, end time.Duration) []step {
+	kind := faultKillNoState
+	if withState {
+		kind = faultKillState
+	}
+	var ow *originWindow
+	return []step{
+		{at, "kill " + r.members[i].name, func() error {
+			r.openFault(i)
+			ow = r.openWindow(i, kind)
+			r.members[i].kill()
+			return nil
+		}},
+		{end, "restart " + r.members[i].name, func() error {
+			r.count[kind]++
+			if err := r.members[i].start(withState); err != nil {
+				return err
+			}
+			err := r.restore(i)
+			r.closeWindowOf(ow)
+			r.closeFault(i)
+			return err
+		}},
+	}
+}
+
+// memberFault returns the steps that inject a fault of kind into member i
+// from at to end. While the fault lasts, the replicas of the member's live
+// sources must stay where they are: that is checked just before it is
+// cleared.
+func (r *runner) memberFault(i int, kind string, at, end time.Duration) []step {
+	m := r.members[i]
+	var f faults
+	switch kind {
+	case faultDown:
+		f.down = true
+	case faultAPIDown:
+		f.apiDown = true
+	case faultLatency:
+		f.latency = time.Duration(100+r.rng.IntN(2900)) * time.Millisecond
+	case faultHang:
+		f.latency = hangLatency
+	case faultErrors:
+		f.errorRate = 0.3 + 0.69*r.rng.Float64()
+	case faultErrorsAll:
+		f.errorRate = 1
+	}
+	var ow *originWindow
+	return []step{
+		{at, kind + " on " + m.name, func() error {
+			r.count[kind]++
+			r.openFault(i)
+			ow = r.openWindow(i, kind)
+			if kind == faultCreds {
+				return r.setPassword(proxyPassword + "-wrong")
+			}
+			return m.setFaults(f)
+		}},
+		{end, "clear " + kind + " on " + m.name, func() error {
+			if kind == faultCreds {
+				r.awaitUnauthorized(m.name)
+			}
+			r.closeWindowOf(ow)
+			var err error
+			if kind == faultCreds {
+				err = r.setPassword(proxyPassword)
+			} else {
+				err = m.setFaults(faults{})
+			}
+			r.closeFault(i)
+			return err
+		}},
+	}
+}
+
+// closeWindowOf checks an origin fault window, reporting what it finds.
+func (r *runner) closeWindowOf(ow *originWindow) {
+	problems, checked := r.closeWindow(ow)
+	r.windows[ow.kind]++
+	r.held += checked
+	for _, p := range problems {
+		r.t.Errorf("replica of a live source not kept: %s", p)
+	}
+}
+
+// setPassword writes pw to the proxied member's password file and has
+// every balancer reload its config: the running ones at once, the others
+// when they next start.
+func (r *runner) setPassword(pw string) error {
+	if err := os.WriteFile(r.pwFile, []byte(pw+"\n"), 0o600); err != nil {
+		return err
+	}
+	cfg, err := config.Parse("fault.json", []byte(r.cfgText))
+	if err != nil {
+		return err
+	}
+	for _, b := range r.balancers {
+		if err := b.reload(cfg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// awaitUnauthorized waits until every running balancer's status shows
+// member unauthorized, and reports those that do not within the time a
+// reload and a probe take.
+func (r *runner) awaitUnauthorized(member string) {
+	deadline := time.Now().Add(resyncInterval + 2*callTimeout + time.Second)
+	for {
+		var wrong []string
+		for _, b := range r.balancers {
+			if st, ok := b.memberState(member); ok && st != "unauthorized" {
+				wrong = append(wrong, fmt.Sprintf("balancer %s says %q", b.name, st))
+			}
+		}
+		if len(wrong) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Errorf("member %s has refused the balancers' credentials since a reload, but its status is not unauthorized: %s", member, strings.Join(wrong, "; "))
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // run executes steps, each at its time from now.
 func (r *runner) run(steps []step) {
 	start := time.Now()
@@ -187,6 +349,7 @@ func (r *runner) run(steps []step) {
 		if wait := time.Until(start.Add(s.at)); wait > 0 {
 			time.Sleep(wait) // the schedule's pace, not a wait for a condition
 		}
+		r.t.Logf("%s %s", time.Now().Format(tsFormat), s.name)
 		if err := s.do(); err != nil {
 			r.t.Fatalf("%s: %v", s.name, err)
 		}
@@ -206,38 +369,6 @@ func (r *runner) closeFault(i int) {
 	if n := len(r.faults[i]); n > 0 && r.faults[i][n-1].end.IsZero() {
 		r.faults[i][n-1].end = time.Now()
 	}
-}
-
-func (r *runner) killMember(i int) error {
-	r.openFault(i)
-	r.members[i].kill()
-	return nil
-}
-
-func (r *runner) restartMember(i int, withState bool) error {
-	if withState {
-		r.count[faultKillState]++
-	} else {
-		r.count[faultKillNoState]++
-	}
-	if err := r.members[i].start(withState); err != nil {
-		return err
-	}
-	err := r.restore(i)
-	r.closeFault(i)
-	return err
-}
-
-func (r *runner) memberFault(i int, kind string, lat time.Duration, rate float64, down bool) error {
-	r.count[kind]++
-	r.openFault(i)
-	return r.members[i].setFaults(lat, rate, down)
-}
-
-func (r *runner) clearFault(i int) error {
-	err := r.members[i].setFaults(0, 0, false)
-	r.closeFault(i)
-	return err
 }
 
 func (r *runner) loseEvents(p float64) error {

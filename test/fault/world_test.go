@@ -299,18 +299,22 @@ func (w *world) check() []string {
 	return problems
 }
 
-// checkRemovals returns the replica removals logged since t that the
-// faults do not justify. A removal is due only when its source was gone
-// (off, or its origin unreachable) when the removal was decided, and had
-// been gone a teardown grace before. An origin's trouble counts until it
-// can have been probed again; the decision came before the log line by at
-// most the removal call, which takes up to the call timeout while the
-// member it is made on is slow.
-func (w *world) checkRemovals(since time.Time) []string {
+// checkRemovals returns the replica removals logged in [from, to) that the
+// model does not justify. A removal is due only when its source was off
+// (the model's off spans) when the removal was decided, and had been off a
+// teardown grace before. An origin's trouble never justifies one: killed,
+// down, slow, failing, refusing the credentials or restarted empty (its
+// encoders gone until the test publishes them again, a window much
+// shorter than the grace), its sources are unknown, not absent. The
+// decision came before the log line by at most the removal call, which
+// takes up to the call timeout while the member it is made on is slow.
+//
+// An unjustified removal that matches a known issue (knownIssueLocked) is
+// returned in known instead, unless -fault.strict is given.
+func (w *world) checkRemovals(from, to time.Time) (problems, known []string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var problems []string
-	for _, r := range w.removed.since(since) {
+	for _, r := range w.removed.between(from, to) {
 		s := w.sources[r.stream]
 		if s == nil && w.gone[r.stream] {
 			continue // ended long before
@@ -320,17 +324,8 @@ func (w *world) checkRemovals(since time.Time) []string {
 			continue
 		}
 		if r.reason != "source ended" {
-			problems = append(problems, fmt.Sprintf("%s: balancer %s removed %s on %s: %s", r.at.Format(tsFormat), r.balancer, r.stream, r.member, r.reason))
+			problems = append(problems, fmt.Sprintf("%s: balancer %s removed %s on %s: %q", r.at.Format(tsFormat), r.balancer, r.stream, r.member, r.reason))
 			continue
-		}
-		probe := resyncInterval + callTimeout
-		spans := slices.Clone(s.off)
-		for _, f := range w.faults[s.origin] {
-			end := f.end
-			if !end.IsZero() {
-				end = end.Add(probe)
-			}
-			spans = append(spans, interval{f.start, end})
 		}
 		// The call itself is quick unless the member is slow; a second
 		// covers a loaded machine.
@@ -338,11 +333,227 @@ func (w *world) checkRemovals(since time.Time) []string {
 		if i := w.memberIndex(r.member); i >= 0 && overlaps(w.faults[i], r.at.Add(-callTimeout-lag), r.at) {
 			lag += callTimeout
 		}
-		if !justified(spans, r.at, lag) {
-			problems = append(problems, fmt.Sprintf("%s: balancer %s removed %s on %s while its source was there or before it was gone for %v (off: %s; origin trouble: %s)",
-				r.at.Format(tsFormat), r.balancer, r.stream, r.member, teardownGrace, spansString(recent(s.off, r.at)), spansString(recent(w.faults[s.origin], r.at))))
+		if !justified(s.off, r.at, lag) {
+			p := fmt.Sprintf("%s: balancer %s removed %s on %s (config %d) while its source was live or before it was off for %v (off: %s; origin trouble: %s)",
+				r.at.Format(tsFormat), r.balancer, r.stream, r.member, r.configID, teardownGrace, spansString(recent(s.off, r.at)), spansString(recent(w.faults[s.origin], r.at)))
+			if id := w.knownIssueLocked(r, s, lag); id != "" && !*flagStrict {
+				known = append(known, id+": "+p)
+				continue
+			}
+			problems = append(problems, p)
 		}
 	}
+	return problems, known
+}
+
+// Known issues: the signatures of unjustified removals caused by
+// controller bugs that are reported and not fixed yet. They are logged and
+// counted in the figures, not failed, unless -fault.strict is given.
+// Delete an entry once its bug is fixed.
+const (
+	// issuePeerReplica: a balancer that has not seen the source present
+	// (no "source appeared" or "source ended" of it in its log lately)
+	// removes, as "source ended", a replica another balancer pulled: with
+	// no record of the source, its absence is counted from the start of
+	// the origin's current up-run, and the origin listing that confirms
+	// it predates the replica.
+	issuePeerReplica = "known issue: peer's replica removed on an origin listing older than the replica"
+	// issueAbsenceAcrossOutage: the source is off now, but less than a
+	// grace; its absence is counted from an earlier off, seen before the
+	// origin could not be listed, across the time it was unknown.
+	issueAbsenceAcrossOutage = "known issue: absence counted across the origin's unknown time"
+)
+
+// knownIssueLocked returns the known issue whose signature unjustified
+// removal r of source s matches, or "".
+func (w *world) knownIssueLocked(r removal, s *source, lag time.Duration) string {
+	window := 2*resyncInterval + teardownGrace
+	var pulledByPeer, seenByRemover bool
+	for _, x := range w.removed.lines(r.stream, r.at.Add(-5*time.Minute), r.at) {
+		switch {
+		case x.kind == "replica pulled" && x.member == r.member && x.configID == r.configID:
+			pulledByPeer = x.balancer != r.balancer
+		case (x.kind == "source appeared" || x.kind == "source ended") && x.balancer == r.balancer && !x.at.Before(r.at.Add(-window)):
+			seenByRemover = true
+		}
+	}
+	if pulledByPeer && !seenByRemover {
+		return issuePeerReplica
+	}
+	offNow := false
+	for d := time.Duration(0); d <= lag; d += 25 * time.Millisecond {
+		offNow = offNow || within(s.off, r.at.Add(-d))
+	}
+	if offNow {
+		spans := slices.Clone(s.off)
+		for _, f := range w.faults[s.origin] {
+			end := f.end
+			if !end.IsZero() {
+				end = end.Add(resyncInterval + callTimeout)
+			}
+			spans = append(spans, interval{f.start, end})
+		}
+		if justified(spans, r.at, lag) {
+			return issueAbsenceAcrossOutage
+		}
+	}
+	return ""
+}
+
+// originWindow is what the test saw of an origin's sources when a fault
+// on the origin began: their replicas on the other members, by member and
+// name, with their config ids.
+type originWindow struct {
+	origin int
+	kind   string
+	start  time.Time
+	names  map[string]bool           // the origin's live sources
+	held   map[int]map[string]uint64 // member → name → configId
+}
+
+// openWindow lists the members other than origin and notes the replicas
+// of origin's live sources they hold. A member that does not answer within
+// a second (its own fault) is left out.
+func (w *world) openWindow(origin int, kind string) *originWindow {
+	ow := &originWindow{origin: origin, kind: kind, start: time.Now(), names: map[string]bool{}, held: map[int]map[string]uint64{}}
+	w.mu.Lock()
+	for n, s := range w.sources {
+		if s.origin == origin && s.on && !s.ended {
+			ow.names[n] = true
+		}
+	}
+	w.mu.Unlock()
+	for j, m := range w.members {
+		if j == origin {
+			continue
+		}
+		l, err := m.listWithin(time.Second)
+		if err != nil {
+			continue
+		}
+		held := map[string]uint64{}
+		for _, c := range l.configs {
+			if ow.names[c.LocalStreamName] && c.Vars["_streamlb_group"] == groupName && c.URI == w.uri(origin, c.LocalStreamName) {
+				held[c.LocalStreamName] = c.ConfigID
+			}
+		}
+		ow.held[j] = held
+	}
+	return ow
+}
+
+// closeWindow checks, while the fault on the origin still lasts, that no
+// replica of its sources that stayed live throughout was removed anywhere,
+// and that every replica held when the fault began is still listed, under
+// the same config id, on each member that had no fault of its own
+// meanwhile. It returns the problems and how many replicas it checked.
+func (w *world) closeWindow(ow *originWindow) (problems []string, checked int) {
+	end := time.Now()
+	w.mu.Lock()
+	live := map[string]bool{}
+	for n := range ow.names {
+		if s := w.sources[n]; s != nil && s.on && !s.ended {
+			live[n] = true
+		}
+	}
+	w.mu.Unlock()
+	for _, r := range w.removed.between(ow.start, end.Add(time.Nanosecond)) {
+		if live[r.stream] {
+			problems = append(problems, fmt.Sprintf("%s: during %s on %s (%s–%s), balancer %s removed the replica of its live source %s on %s (%s)",
+				r.at.Format(tsFormat), ow.kind, w.members[ow.origin].name, ow.start.Format(tsFormat), end.Format(tsFormat), r.balancer, r.stream, r.member, r.reason))
+		}
+	}
+	for j, held := range ow.held {
+		w.mu.Lock()
+		faulted := overlaps(w.faults[j], ow.start, end)
+		w.mu.Unlock()
+		if faulted {
+			continue // killed, down or slow itself meanwhile
+		}
+		l, err := w.members[j].listWithin(2 * time.Second)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("during %s on %s: member %s does not answer: %v", ow.kind, w.members[ow.origin].name, w.members[j].name, err))
+			continue
+		}
+		now := map[string]uint64{}
+		for _, c := range l.configs {
+			now[c.LocalStreamName] = c.ConfigID
+		}
+		for n, id := range held {
+			if !live[n] {
+				continue
+			}
+			checked++
+			if got, ok := now[n]; !ok || got != id {
+				problems = append(problems, fmt.Sprintf("during %s on %s (%s–%s): the replica of live source %s on %s (config %d) is gone (now: config %d)",
+					ow.kind, w.members[ow.origin].name, ow.start.Format(tsFormat), end.Format(tsFormat), n, w.members[j].name, id, got))
+			}
+		}
+	}
+	return problems, checked
+}
+
+// checkAlways returns what must never be seen on a member, whatever the
+// faults: two configs of one name, a config of this group pulling a name
+// from anywhere but its source's origin (a replica of a replica, or of a
+// forged stream), a replica on the source's own origin or on a member
+// that does not replicate, a foreign config changed. Members that do not
+// answer within a second are skipped.
+func (w *world) checkAlways() []string {
+	listings := make([]*listing, len(w.members))
+	for i, m := range w.members {
+		if !m.running() {
+			continue
+		}
+		if l, err := m.listWithin(time.Second); err == nil {
+			listings[i] = &l
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var problems []string
+	for i, l := range listings {
+		if l == nil {
+			continue
+		}
+		m := w.members[i]
+		seen := map[string]int{}
+		foreign := map[string]foreignConfig{}
+		for _, f := range w.foreign[i] {
+			foreign[f.name] = f
+		}
+		for _, c := range l.configs {
+			name := c.LocalStreamName
+			seen[name]++
+			if f, ok := foreign[name]; ok {
+				if c.URI != f.uri || !maps.Equal(c.Vars, f.vars) {
+					problems = append(problems, fmt.Sprintf("%s: foreign config %s changed: %s %v, want %s %v", m.name, name, c.URI, c.Vars, f.uri, f.vars))
+				}
+				continue
+			}
+			if c.Vars["_streamlb_group"] != groupName {
+				continue
+			}
+			s := w.sources[name]
+			switch {
+			case s == nil && w.gone[name]:
+			case s == nil:
+				problems = append(problems, fmt.Sprintf("%s holds a replica of %s, which no member ever had as a source (%s)", m.name, name, c.URI))
+			case s.origin == i:
+				problems = append(problems, fmt.Sprintf("%s holds a replica of its own source %s", m.name, name))
+			case !m.replicate:
+				problems = append(problems, fmt.Sprintf("%s (replicate false) holds a replica of %s", m.name, name))
+			case c.URI != w.uri(s.origin, name) || c.Vars["_streamlb_origin"] != w.members[s.origin].ip:
+				problems = append(problems, fmt.Sprintf("%s pulls %s from %s (tag origin %s), want %s", m.name, name, c.URI, c.Vars["_streamlb_origin"], w.uri(s.origin, name)))
+			}
+		}
+		for name, n := range seen {
+			if n > 1 {
+				problems = append(problems, fmt.Sprintf("%s holds %d configs named %s", m.name, n, name))
+			}
+		}
+	}
+	sort.Strings(problems)
 	return problems
 }
 
