@@ -100,7 +100,7 @@ func (s *Service) place(name, client string, holders []string) (_ Answer, _ stri
 	now := s.now()
 	if len(holders) == 0 {
 		if s.listedLocked(name, now) {
-			return Answer{}, ResultUnavailable, true
+			return Answer{}, ResultUnavailable, s.wantLocked(name, now)
 		}
 		return Answer{}, ResultNotFound, false
 	}
@@ -109,10 +109,10 @@ func (s *Service) place(name, client string, holders []string) (_ Answer, _ stri
 	p := s.params(now)
 	d := Choose(holders, s.targets, p, stuck, s.rnd)
 	if d.Member == "" {
-		return Answer{}, ResultUnavailable, true
+		return Answer{}, ResultUnavailable, s.wantLocked(name, now)
 	}
 	t := s.targets[d.Member]
-	hot = !d.Sticky && Assess(t, p).Utilization >= p.HighWater
+	hot = !d.Sticky && Assess(t, p).Utilization >= p.HighWater && s.wantLocked(name, now)
 	s.sticky.put(key, d.Member, now)
 	result := ResultSticky
 	if !d.Sticky {
@@ -121,6 +121,26 @@ func (s *Service) place(name, client string, holders []string) (_ Answer, _ stri
 		t.Pending.Bps += s.bitrateLocked(name, holders)
 	}
 	return Answer{Stream: name, Member: d.Member, URLs: urlsFor(t, s.appName, name)}, result, hot
+}
+
+// Bounds of the copies asked for: at most one request per stream per
+// wantEvery, and maxWants streams remembered.
+const (
+	wantEvery = time.Second
+	maxWants  = 4096
+)
+
+// wantLocked reports whether a copy of name may be asked for now, and
+// notes it.
+func (s *Service) wantLocked(name string, now time.Time) bool {
+	if at, ok := s.wants[name]; ok && now.Sub(at) < wantEvery {
+		return false
+	}
+	if len(s.wants) >= maxWants {
+		clear(s.wants)
+	}
+	s.wants[name] = now
+	return true
 }
 
 // bitrateLocked returns the bitrate of stream name as a holder's sample

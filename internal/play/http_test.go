@@ -368,8 +368,17 @@ func TestHotStreamsAskForACopy(t *testing.T) {
 	if w := ts.get(t, "/play/cam", "192.0.2.3"); w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("every holder full: %d, want 503", w.Code)
 	}
+	if w := ts.holders.wanted(); len(w) != 1 {
+		t.Errorf("wanted copies %v, want no second one within a second", w)
+	}
+	ts.advance(time.Second)
+	ts.sample(t, "a", 200)
+	ts.sample(t, "b", 200)
+	if w := ts.get(t, "/play/cam", "192.0.2.4"); w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("every holder full: %d, want 503", w.Code)
+	}
 	if w := ts.holders.wanted(); len(w) != 2 {
-		t.Errorf("wanted copies %v, want a second one when no holder can take a player", w)
+		t.Errorf("wanted copies %v, want a second one a second later, when no holder can take a player", w)
 	}
 }
 

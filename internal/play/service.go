@@ -108,6 +108,7 @@ type Service struct {
 	runCtx  context.Context // Run's, while it runs
 	rnd     *rand.Rand
 	sticky  *stickyMap
+	wants   map[string]time.Time // copies last asked for, by stream
 }
 
 // memberState is one member: its configuration (m, fixed), its poller
@@ -151,6 +152,7 @@ func New(opts Options) (*Service, error) {
 		log:      opts.Logger,
 		connEach: opts.ConnLimitEvery,
 		targets:  map[string]*Target{},
+		wants:    map[string]time.Time{},
 		rnd:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		sticky:   newStickyMap(opts.Config.StickyTTL, maxSticky),
 		now:      opts.Now,
