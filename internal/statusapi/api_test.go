@@ -123,7 +123,7 @@ func TestStatusEmptyLists(t *testing.T) {
 	empty := controller.Status{Members: []controller.MemberStatus{}, Streams: []controller.StreamStatus{}, Conflicts: []controller.Conflict{}}
 	srv, _ := newServer(t, newFake(empty), nil)
 	_, _, body := get(t, srv.URL+"/api/v1/status")
-	for _, want := range []string{`"members": []`, `"streams": []`, `"conflicts": []`, `"last_resync": null`} {
+	for _, want := range []string{`"members":[]`, `"streams":[]`, `"conflicts":[]`, `"last_resync":null`} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("status lacks %s:\n%s", want, body)
 		}
@@ -155,8 +155,8 @@ func TestPauseResume(t *testing.T) {
 			if !strings.Contains(string(body), tt.wantBody) {
 				t.Errorf("POST %s body = %s, want it to contain %s", tt.path, body, tt.wantBody)
 			}
-			i := slices.IndexFunc(fake.Snapshot().Members, func(m controller.MemberStatus) bool { return m.Name == "ems-2" })
-			if got := fake.Snapshot().Members[i].Paused; got != tt.wantPaused {
+			i := slices.IndexFunc(fake.Status(controller.StatusQuery{}).Members, func(m controller.MemberStatus) bool { return m.Name == "ems-2" })
+			if got := fake.Status(controller.StatusQuery{}).Members[i].Paused; got != tt.wantPaused {
 				t.Errorf("ems-2 paused = %v, want %v", got, tt.wantPaused)
 			}
 		})
@@ -175,8 +175,8 @@ func TestPauseRefusesCrossSiteBrowsers(t *testing.T) {
 	fake := newFake(fixedStatus())
 	srv, _ := newServer(t, fake, nil)
 	paused := func() bool {
-		i := slices.IndexFunc(fake.Snapshot().Members, func(m controller.MemberStatus) bool { return m.Name == "ems-2" })
-		return fake.Snapshot().Members[i].Paused
+		i := slices.IndexFunc(fake.Status(controller.StatusQuery{}).Members, func(m controller.MemberStatus) bool { return m.Name == "ems-2" })
+		return fake.Status(controller.StatusQuery{}).Members[i].Paused
 	}
 	send := func(path string, header map[string]string) (int, []byte) {
 		t.Helper()

@@ -9,7 +9,9 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -22,14 +24,19 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// maxRows caps the streams shown in the matrix; the filter narrows the
-// rest down.
-const maxRows = 500
+// pageRows is how many streams the matrix shows at a time; the page asks
+// the status route for one page (limit and cursor), never the whole group.
+const pageRows = 50
+
+// pageEvents is how many journal entries the first view shows.
+const pageEvents = 100
 
 // Dashboard serves the live dashboard: one page, rendered on the server
-// from a status snapshot (so its first view needs no script), which a small
-// script then keeps current by polling the status and events routes every
-// second. The page holds no credential: the snapshot has none.
+// from one page of the status document (so its first view needs no
+// script), which a small script then keeps current: it polls the status
+// route for the page it shows, follows the journal over server-sent
+// events (GET /api/v1/events/stream) and, when placement is on, reads the
+// load route. The page holds no credential: the status has none.
 //
 // Set Controller (and optionally Logger), then call Register once. Safe for
 // concurrent use once registered.
@@ -37,11 +44,10 @@ type Dashboard struct {
 	Controller Controller
 	Logger     *slog.Logger // nil: discard
 
-	now     func() time.Time // nil: time.Now
-	loc     *time.Location   // nil: time.Local
-	tmpl    *template.Template
-	files   map[string]asset
-	journal *journal
+	now   func() time.Time // nil: time.Now
+	loc   *time.Location   // nil: time.Local
+	tmpl  *template.Template
+	files map[string]asset
 }
 
 // asset is one static file of the dashboard.
@@ -52,8 +58,8 @@ type asset struct {
 }
 
 // RegisterDashboard adds the dashboard for ctl to mux: the page at
-// "GET /", its files under "GET /assets/" and the list of recent events at
-// "GET /api/v1/events".
+// "GET /" and its files under "GET /assets/". The routes it reads are the
+// API's (see API.Register).
 func RegisterDashboard(mux *http.ServeMux, ctl Controller) {
 	(&Dashboard{Controller: ctl}).Register(mux)
 }
@@ -84,11 +90,9 @@ func (d *Dashboard) Register(mux *http.ServeMux) {
 		sum := sha256.Sum256(b)
 		d.files[name] = asset{body: b, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
 	}
-	d.journal = &journal{ctl: d.Controller, now: d.now}
 
 	mux.HandleFunc("GET /{$}", d.page)
 	mux.HandleFunc("GET /assets/{file}", d.asset)
-	mux.HandleFunc("GET /api/v1/events", d.events)
 }
 
 // securityHeaders are set on every dashboard answer: the page loads
@@ -101,10 +105,11 @@ func securityHeaders(h http.Header) {
 }
 
 func (d *Dashboard) page(w http.ResponseWriter, _ *http.Request) {
-	st := d.journal.poll()
-	evs, last := d.journal.since(0)
+	st := d.Controller.Status(controller.StatusQuery{Attention: true, Limit: pageRows})
+	latest, _ := d.Controller.Journal(math.MaxUint64, 1)
+	evs, _ := d.Controller.Journal(latest.Next-min(latest.Next, pageEvents), pageEvents)
 	var buf bytes.Buffer
-	if err := d.tmpl.Execute(&buf, d.view(st, evs, last)); err != nil {
+	if err := d.tmpl.Execute(&buf, d.view(st, evs)); err != nil {
 		d.Logger.Error("render dashboard", "err", err)
 		http.Error(w, "cannot render the dashboard", http.StatusInternalServerError)
 		return
@@ -128,40 +133,20 @@ func (d *Dashboard) asset(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
 }
 
-// eventsAnswer is the JSON of GET /api/v1/events.
-type eventsAnswer struct {
-	Events []Event `json:"events"` // oldest first
-	Last   uint64  `json:"last"`   // seq of the newest event; pass it as ?after= next time
-}
-
-func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
-	var after uint64
-	if s := r.URL.Query().Get("after"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "after: want a sequence number"})
-			return
-		}
-		after = n
-	}
-	d.journal.poll()
-	evs, last := d.journal.since(after)
-	if evs == nil {
-		evs = []Event{}
-	}
-	writeJSON(w, http.StatusOK, eventsAnswer{Events: evs, Last: last})
-}
-
-// The page's view of a snapshot: every string precomputed, so the template
-// only places them. dashboard.js computes the same from the status JSON.
+// The page's view of a status page: every string precomputed, so the
+// template only places them. dashboard.js computes the same from the
+// status JSON.
 
 type pageView struct {
-	Converged    bool
+	State        string // converged, converging, needs_attention
+	StateLabel   string
+	StateClass   string
 	MembersUp    int
 	MembersTotal int
-	Sources      int
+	Streams      int
 	Present      int
 	Desired      int
+	Attention    int
 	QueueDepth   int
 	Resync       string
 	Rendered     string
@@ -169,7 +154,8 @@ type pageView struct {
 	Members      []memberView
 	Columns      []columnView
 	Rows         []rowView
-	Hidden       int
+	PageNote     string
+	NextCursor   string
 	Conflicts    []controller.Conflict
 	Events       []eventView
 	LastSeq      uint64
@@ -186,33 +172,53 @@ type columnView struct {
 }
 
 type rowView struct {
-	Name    string
-	Problem bool
-	Cells   []cellView
-	Count   string
+	Name, History string
+	Problem       bool
+	Cells         []cellView
+	Count         string
 }
 
 type cellView struct {
-	Class, Label, Title string
-	Warn                bool
+	Class, Label, Title, Reason string
+	Warn                        bool
 }
 
 type eventView struct {
-	Clock, ISO, Level, Text string
+	Seq                           uint64
+	Clock, ISO, Level, Kind, Text string
+	Stream, Member                string
 }
 
-func (d *Dashboard) view(st controller.Status, evs []Event, last uint64) pageView {
+// stateLabel is how the page names the group's state.
+func stateLabel(state string) (label, class string) {
+	switch state {
+	case "converged":
+		return "converged", "ok"
+	case "needs_attention":
+		return "needs attention", "bad"
+	}
+	return "converging", "warn"
+}
+
+func (d *Dashboard) view(st controller.Status, evs controller.JournalPage) pageView {
 	now := d.now()
 	v := pageView{
-		Converged:    st.Converged,
+		State:        st.State,
 		MembersTotal: len(st.Members),
-		Sources:      len(st.Streams),
+		Streams:      st.Summary.Streams,
+		Attention:    st.Summary.Attention,
+		Present:      st.Summary.Replicas[controller.StatePresent],
 		QueueDepth:   st.QueueDepth,
 		Resync:       "not yet",
 		Rendered:     d.clock(now),
 		RenderedISO:  now.UTC().Format(time.RFC3339),
 		Conflicts:    st.Conflicts,
-		LastSeq:      last,
+		NextCursor:   st.NextCursor,
+		LastSeq:      evs.Next,
+	}
+	v.StateLabel, v.StateClass = stateLabel(st.State)
+	for _, n := range st.Summary.Replicas {
+		v.Desired += n
 	}
 	for _, m := range st.Members {
 		if m.State == controller.MemberUp {
@@ -228,32 +234,112 @@ func (d *Dashboard) view(st controller.Status, evs []Event, last uint64) pageVie
 		v.Resync = fmt.Sprintf("%s (%s ago) · %.0f ms · %d calls", d.clock(r.At), age(now.Sub(r.At)), r.DurationMS, r.Calls)
 	}
 	for _, s := range st.Streams {
-		row := rowView{Name: s.Name}
+		row := rowView{Name: s.Name, History: "api/v1/events?stream=" + url.QueryEscape(globEscape(s.Name))}
 		present := 0
 		for _, r := range s.Replicas {
-			v.Desired++
 			if r.State == controller.StatePresent {
 				present++
 			} else {
 				row.Problem = true
 			}
 		}
-		v.Present += present
 		row.Count = fmt.Sprintf("%d/%d", present, len(s.Replicas))
-		if len(v.Rows) >= maxRows {
-			v.Hidden++
-			continue
-		}
 		for _, m := range st.Members {
 			row.Cells = append(row.Cells, d.cell(s, m, now))
 		}
 		v.Rows = append(v.Rows, row)
 	}
-	for i := len(evs) - 1; i >= 0 && len(v.Events) < 100; i-- {
-		e := evs[i]
-		v.Events = append(v.Events, eventView{Clock: d.clock(e.At), ISO: e.At.UTC().Format(time.RFC3339), Level: e.Level, Text: e.Text})
+	v.PageNote = pageNote(len(v.Rows), v.Streams, st.NextCursor != "")
+	for i := len(evs.Events) - 1; i >= 0; i-- {
+		e := evs.Events[i]
+		v.Events = append(v.Events, eventView{
+			Seq: e.Seq, Clock: d.clock(e.At), ISO: e.At.UTC().Format(time.RFC3339Nano),
+			Level: entryLevel(e.Kind), Kind: strings.ReplaceAll(e.Kind, "_", " "), Text: entryText(e),
+			Stream: e.Stream, Member: e.Member,
+		})
 	}
 	return v
+}
+
+// pageNote says which streams the matrix shows; dashboard.js says the
+// same.
+func pageNote(shown, total int, more bool) string {
+	switch {
+	case total == 0:
+		return "No source streams on any member yet."
+	case shown == 0:
+		return "No stream matches."
+	case more:
+		return fmt.Sprintf("%d streams shown of %d, those needing attention first: the next page has more.", shown, total)
+	}
+	return fmt.Sprintf("%d streams shown of %d, those needing attention first.", shown, total)
+}
+
+// globEscape makes name a path.Match pattern matching name alone.
+func globEscape(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// entryLevel sorts journal entries for the eye: action (streamlb changed
+// the group), info, warn, error.
+func entryLevel(kind string) string {
+	switch kind {
+	case controller.EntryReplicaPulled, controller.EntryReplicaRecovered, controller.EntryReplicaRemoved:
+		return "action"
+	case controller.EntryReplicaFailing, controller.EntryConflict, controller.EntryUnreplicable:
+		return "warn"
+	case controller.EntryMemberDown, controller.EntryMemberUnauthorized:
+		return "error"
+	}
+	return "info"
+}
+
+// entryText is a journal entry as a sentence; dashboard.js writes the
+// same.
+func entryText(e controller.Entry) string {
+	var s string
+	switch e.Kind {
+	case controller.EntryReplicaPulled:
+		s = e.Stream + " replicated to " + e.Member
+		if e.Origin != "" {
+			s += " from " + e.Origin
+		}
+	case controller.EntryReplicaRemoved:
+		s = "replica of " + e.Stream + " removed from " + e.Member
+	case controller.EntryReplicaFailing:
+		s = "replica of " + e.Stream + " failing on " + e.Member
+	case controller.EntryReplicaRecovered:
+		s = "replica of " + e.Stream + " streaming again on " + e.Member
+	case controller.EntrySourceAppeared:
+		s = "source " + e.Stream + " appeared on " + e.Member
+	case controller.EntrySourceEnded:
+		s = "source " + e.Stream + " ended on " + e.Member
+	case controller.EntryMemberDown:
+		s = e.Member + " is down"
+	case controller.EntryMemberUp:
+		s = e.Member + " is up"
+	case controller.EntryMemberUnauthorized:
+		s = e.Member + " refuses the credentials"
+	case controller.EntryConflict:
+		s = e.Stream + " left alone on " + e.Member + " (conflict)"
+	case controller.EntryReload:
+		s = "configuration reloaded"
+	case controller.EntryUnreplicable:
+		s = e.Stream + " cannot be replicated"
+	default:
+		s = strings.TrimSpace(e.Kind + " " + e.Stream + " " + e.Member)
+	}
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
 }
 
 // cell describes stream s on member m.
@@ -275,6 +361,13 @@ func (d *Dashboard) cell(s controller.StreamStatus, m controller.MemberStatus, n
 		if r.Attempts > 0 {
 			title = append(title, strconv.Itoa(r.Attempts)+" attempts")
 		}
+		if r.Demand {
+			title = append(title, "a copy for viewers")
+		}
+		if r.Reason != "" {
+			title = append(title, r.Reason)
+			c.Reason = r.Reason
+		}
 		if r.LastError != "" {
 			title = append(title, "last error: "+r.LastError)
 			c.Warn = true
@@ -293,7 +386,8 @@ func (d *Dashboard) cell(s controller.StreamStatus, m controller.MemberStatus, n
 // stateClass bounds the CSS class of a replica state.
 func stateClass(s string) string {
 	switch s {
-	case controller.StatePresent, controller.StateMissing, controller.StatePending, controller.StateFailing, controller.StateConflict:
+	case controller.StatePresent, controller.StateMissing, controller.StatePending, controller.StateFailing,
+		controller.StateConflict, controller.StateUnknown, controller.StateUnreplicable:
 		return s
 	}
 	return "other"

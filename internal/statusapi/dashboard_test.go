@@ -1,7 +1,6 @@
 package statusapi
 
 import (
-	"encoding/json"
 	"net/http"
 	"regexp"
 	"strings"
@@ -13,8 +12,19 @@ import (
 
 func fixedClock() time.Time { return t0 }
 
+// fixedJournal is the journal of the golden page.
+func fixedJournal(f *fakeController) *fakeController {
+	f.record(
+		controller.Entry{At: t0.Add(-time.Hour), Kind: controller.EntrySourceAppeared, Member: "ems-1", Stream: "lobby"},
+		controller.Entry{At: t0.Add(-time.Hour), Kind: controller.EntryReplicaPulled, Member: "ems-2", Stream: "lobby", Origin: "ems-1"},
+		controller.Entry{At: t0.Add(-40 * time.Second), Kind: controller.EntryReplicaFailing, Member: "ems-1", Stream: "yard", Detail: "pull ended"},
+		controller.Entry{At: t0.Add(-30 * time.Second), Kind: controller.EntryMemberDown, Member: "ems-3", Detail: "connection refused"},
+	)
+	return f
+}
+
 func TestDashboardGolden(t *testing.T) {
-	srv, _ := newServer(t, newFake(fixedStatus()), fixedClock)
+	srv, _ := newServer(t, fixedJournal(newFake(fixedStatus())), fixedClock)
 	code, _, body := get(t, srv.URL+"/")
 	if code != http.StatusOK {
 		t.Fatalf("GET / = %d, want 200", code)
@@ -23,7 +33,7 @@ func TestDashboardGolden(t *testing.T) {
 }
 
 func TestDashboardShowsTheGroup(t *testing.T) {
-	srv, _ := newServer(t, newFake(fixedStatus()), fixedClock)
+	srv, _ := newServer(t, fixedJournal(newFake(fixedStatus())), fixedClock)
 	_, _, b := get(t, srv.URL+"/")
 	body := string(b)
 	tests := []struct {
@@ -35,7 +45,8 @@ func TestDashboardShowsTheGroup(t *testing.T) {
 		{"member API kind", `<dt>API</dt><dd>proxy</dd>`},
 		{"member latency", `<dd>1.5 ms</dd>`},
 		{"member last error", `dial tcp 10.0.0.13:7777: connect: connection refused</p>`},
-		{"stream row", `<th class="sname" scope="row">lobby</th>`},
+		{"stream row linking to its history", `<th class="sname" scope="row"><a class="hist" href="api/v1/events?stream=lobby" title="history of this stream">lobby</a></th>`},
+		{"unknown replica with its reason", `<td class="cell st-unknown off" title="unknown on ems-3 · ems-3 cannot be listed · ems-3 is down">unknown<small class="why">ems-3 cannot be listed</small></td>`},
 		{"origin cell", `<td class="cell origin" title="lobby is a source on ems-1">origin</td>`},
 		{"present replica", `<td class="cell st-present" title="present on ems-2 · since 08:30:00 (1h)">present</td>`},
 		{"pending replica with its attempts and error", `<td class="cell st-pending" title="pending on ems-2 · since 09:29:48 (12s) · 2 attempts · last error: ems member &#34;ems-2&#34;: pullStream: HTTP 503 Service Unavailable">pending (2)<span class="warnmark"`},
@@ -44,11 +55,13 @@ func TestDashboardShowsTheGroup(t *testing.T) {
 		{"conflict", `<li><b>backup</b> on <b>ems-1</b> <span class="muted">(origin ems-2)</span><br><span class="reason">a pull config named &#34;backup&#34; that streamlb did not create`},
 		{"queue depth", `<b id="queue-depth">2</b>`},
 		{"last resync", `<b id="last-resync">09:29:52 (8s ago) · 35 ms · 6 calls</b>`},
-		{"converged flag", `<span id="converged" class="pill warn">converging</span>`},
+		{"group state", `<span id="state" class="pill bad" data-state="needs_attention">needs attention</span>`},
 		{"members up", `<b id="members-up">2/3</b>`},
-		{"replicas present", `<b id="replicas">3/7</b>`},
-		{"an event", `<span class="txt">watching 3 members (2 up) and 4 sources</span>`},
-		{"the events sequence for the script", `<body data-seq="4">`},
+		{"replicas present", `<b id="replicas">3/8</b>`},
+		{"streams needing attention", `<b id="attention" class="alert">2</b>`},
+		{"which streams are shown", `4 streams shown of 4, those needing attention first.`},
+		{"an entry, newest first", `<li class="ev ev-error" data-seq="4"><time datetime="2025-03-14T09:29:30Z">09:29:30</time><span class="lvl">member down</span><span class="txt">ems-3 is down: connection refused</span></li>`},
+		{"the journal sequence for the script", `<body data-seq="4"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,52 +173,16 @@ func TestDashboardEscapes(t *testing.T) {
 	}
 }
 
-func TestDashboardRowCap(t *testing.T) {
-	st := fixedStatus()
-	st.Streams = nil
-	for i := range maxRows + 7 {
-		st.Streams = append(st.Streams, controller.StreamStatus{Name: "s" + strings.Repeat("x", i%3) + string(rune('a'+i%26)), Origin: "ems-1",
-			Replicas: map[string]controller.ReplicaStatus{"ems-2": present(t0)}})
-	}
-	srv, _ := newServer(t, newFake(st), nil)
-	_, _, b := get(t, srv.URL+"/")
-	if n := strings.Count(string(b), `scope="row"`); n != maxRows {
-		t.Errorf("the page shows %d rows, want %d", n, maxRows)
-	}
-	if !strings.Contains(string(b), "7 more streams not shown") {
-		t.Errorf("the page does not say that 7 streams are not shown")
-	}
-}
-
-func TestEventsRoute(t *testing.T) {
+// TestDashboardAsksForOnePage checks that the page asks the controller for
+// the first page of streams, those needing attention first, never the
+// whole group.
+func TestDashboardAsksForOnePage(t *testing.T) {
 	fake := newFake(fixedStatus())
 	srv, _ := newServer(t, fake, nil)
-	var ans eventsAnswer
-	read := func(query string) {
-		t.Helper()
-		code, _, body := get(t, srv.URL+"/api/v1/events"+query)
-		if code != http.StatusOK {
-			t.Fatalf("GET /api/v1/events%s = %d %s, want 200", query, code, body)
-		}
-		ans = eventsAnswer{}
-		if err := json.Unmarshal(body, &ans); err != nil {
-			t.Fatalf("GET /api/v1/events%s: %v", query, err)
-		}
+	if code, _, _ := get(t, srv.URL+"/"); code != http.StatusOK {
+		t.Fatalf("GET / = %d", code)
 	}
-	read("")
-	if len(ans.Events) != 4 || ans.Last != 4 {
-		t.Fatalf("first read: %d events, last %d; want 4 and 4", len(ans.Events), ans.Last)
-	}
-	fake.set(edit(fixedStatus(), func(st *controller.Status) { st.Members[2].State = controller.MemberUp }))
-	read("?after=4")
-	if len(ans.Events) != 1 || ans.Events[0].Text != "ems-3 is up" || ans.Last != 5 {
-		t.Errorf("after=4: %+v (last %d), want one event: ems-3 is up", ans.Events, ans.Last)
-	}
-	read("?after=5")
-	if len(ans.Events) != 0 || ans.Last != 5 {
-		t.Errorf("after=5: %+v (last %d), want none", ans.Events, ans.Last)
-	}
-	if code, _, _ := get(t, srv.URL+"/api/v1/events?after=x"); code != http.StatusBadRequest {
-		t.Errorf("after=x: %d, want 400", code)
+	if got, want := fake.lastQuery(), (controller.StatusQuery{Attention: true, Limit: pageRows}); got != want {
+		t.Errorf("the page asked for %+v, want %+v", got, want)
 	}
 }

@@ -1,9 +1,11 @@
 package statusapi
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -14,17 +16,61 @@ import (
 	"streamlb/internal/controller"
 )
 
-// fakeController is a Controller whose snapshot the test sets.
+// fakeController is a Controller whose snapshot the test sets. Status
+// returns it whatever the query (the real controller's filtering is
+// tested with it, in realgroup_test.go), and records the query.
 type fakeController struct {
-	mu    sync.Mutex
-	st    controller.Status
-	ready chan struct{}
+	mu      sync.Mutex
+	st      controller.Status
+	queries []controller.StatusQuery
+	ready   chan struct{}
+	journal []controller.Entry
+	newer   chan struct{}
 }
 
 var _ Controller = (*fakeController)(nil)
 
 func newFake(st controller.Status) *fakeController {
-	return &fakeController{st: st, ready: make(chan struct{})}
+	return &fakeController{st: st, ready: make(chan struct{}), newer: make(chan struct{})}
+}
+
+// record adds entries to the fake's journal, numbering them.
+func (f *fakeController) record(es ...controller.Entry) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, e := range es {
+		e.Seq = uint64(len(f.journal) + 1)
+		f.journal = append(f.journal, e)
+	}
+	close(f.newer)
+	f.newer = make(chan struct{})
+}
+
+func (f *fakeController) Journal(since uint64, limit int) (controller.JournalPage, <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := controller.JournalPage{Events: []controller.Entry{}, Next: uint64(len(f.journal))}
+	if len(f.journal) > 0 {
+		p.Oldest = 1
+	}
+	for s := since + 1; since < uint64(len(f.journal)) && s <= uint64(len(f.journal)); s++ {
+		if limit > 0 && len(p.Events) == limit {
+			p.Next = s - 1
+			break
+		}
+		p.Events = append(p.Events, f.journal[s-1])
+	}
+	return p, f.newer
+}
+
+// lastQuery returns the query of the last Status call.
+func (f *fakeController) lastQuery() controller.StatusQuery {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queries) == 0 {
+		return controller.StatusQuery{}
+	}
+	return f.queries[len(f.queries)-1]
 }
 
 // set replaces the snapshot.
@@ -34,9 +80,10 @@ func (f *fakeController) set(st controller.Status) {
 	f.st = st
 }
 
-func (f *fakeController) Snapshot() controller.Status {
+func (f *fakeController) Status(q controller.StatusQuery) controller.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.queries = append(f.queries, q)
 	return cloneStatus(f.st)
 }
 
@@ -75,15 +122,24 @@ func cloneStatus(st controller.Status) controller.Status {
 
 // newServer serves the status API and the dashboard of ctl on
 // 127.0.0.1:0. The dashboard's clock is now (nil: time.Now) and its time
-// zone UTC.
+// zone UTC. Its requests' context ends when the test does, as internal/app
+// ends them when it stops, so that open event streams end.
 func newServer(t *testing.T, ctl Controller, now func() time.Time) (*httptest.Server, *Dashboard) {
 	t.Helper()
+	return newServerWith(t, &API{Controller: ctl, Logger: slog.New(slog.DiscardHandler)}, now)
+}
+
+func newServerWith(t *testing.T, api *API, now func() time.Time) (*httptest.Server, *Dashboard) {
+	t.Helper()
 	mux := http.NewServeMux()
-	(&API{Controller: ctl, Logger: slog.New(slog.DiscardHandler)}).Register(mux)
-	d := &Dashboard{Controller: ctl, Logger: slog.New(slog.DiscardHandler), now: now, loc: time.UTC}
+	api.Register(mux)
+	d := &Dashboard{Controller: api.Controller, Logger: slog.New(slog.DiscardHandler), now: now, loc: time.UTC}
 	d.Register(mux)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
+	srv := httptest.NewUnstartedServer(mux)
+	ctx, stop := context.WithCancel(context.Background())
+	srv.Config.BaseContext = func(net.Listener) context.Context { return ctx }
+	srv.Start()
+	t.Cleanup(func() { stop(); srv.Close() })
 	return srv, d
 }
 
@@ -108,6 +164,11 @@ func fixedStatus() controller.Status {
 	down.LatencyMS = 0
 	return controller.Status{
 		Converged: false,
+		State:     "needs_attention",
+		Summary: controller.Summary{Streams: 4, Attention: 2, Replicas: map[string]int{
+			controller.StatePresent: 3, controller.StateConflict: 1, controller.StatePending: 1,
+			controller.StateMissing: 1, controller.StateFailing: 1, controller.StateUnknown: 1,
+		}},
 		Members: []controller.MemberStatus{
 			member("ems-1", "10.0.0.11", "proxy", controller.MemberUp),
 			member("ems-2", "10.0.0.12", "direct", controller.MemberUp),
@@ -129,6 +190,7 @@ func fixedStatus() controller.Status {
 			}},
 			{Name: "yard", Origin: "ems-2", Replicas: map[string]controller.ReplicaStatus{
 				"ems-1": {State: controller.StateFailing, Since: t0.Add(-40 * time.Second)},
+				"ems-3": {State: controller.StateUnknown, Reason: "ems-3 cannot be listed"},
 			}},
 		},
 		Conflicts: []controller.Conflict{{
