@@ -66,56 +66,71 @@ func (e StreamEntry) PlayerProtocol() (string, bool) {
 // than one entry. *e is reused from one call to the next. An error from fn
 // stops the listing and is returned as a KindDecode error.
 func (c *Client) EachStream(ctx context.Context, fn func(e *StreamEntry) error) error {
-	var e StreamEntry
 	return c.call(ctx, cmdListStreams, nil, func(s *jsonStream) error {
-		return s.elements(func(v []byte) error {
-			e = StreamEntry{}
-			err := eachMember(v, func(key, value []byte) error {
-				var err error
-				switch string(key) {
-				case "name":
-					e.Name, _, err = decodeOptString(value)
-				case "type":
-					e.Type, _, err = decodeOptString(value)
-				case "farIp":
-					e.FarIP, _, err = decodeOptString(value)
-				case "userAgent":
-					e.UserAgent, _, err = decodeOptString(value)
-				case "video", "audio":
-					err = addBitrate(value, "curr"+strings.ToUpper(string(key[:1]))+string(key[1:])+"BitRate", &e.Bitrate)
-				}
-				if err != nil {
-					return fmt.Errorf("%s: %w", key, err)
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			return fn(&e)
-		})
+		return streamEntries(s, fn)
 	}, nil)
 }
 
-// addBitrate adds the number under key in obj (a media block of a stream
-// entry; anything else is ignored) to sum.
-func addBitrate(obj []byte, key string, sum *float64) error {
+// streamEntries reads listStreams' data (an array of stream objects, or
+// null) and calls fn with each entry; *e is reused.
+func streamEntries(s *jsonStream, fn func(e *StreamEntry) error) error {
+	var e StreamEntry
+	return s.elements(func(v []byte) error {
+		e = StreamEntry{}
+		var video, audio float64
+		err := eachMember(v, func(key, value []byte) error {
+			var err error
+			switch string(key) {
+			case "name":
+				e.Name, _, err = decodeOptString(value)
+			case "type":
+				e.Type, _, err = decodeOptString(value)
+			case "farIp":
+				e.FarIP, _, err = decodeOptString(value)
+			case "userAgent":
+				e.UserAgent, _, err = decodeOptString(value)
+			case "video":
+				video, err = bitrateIn(value, "currVideoBitRate")
+			case "audio":
+				audio, err = bitrateIn(value, "currAudioBitRate")
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		e.Bitrate = video + audio
+		return fn(&e)
+	})
+}
+
+// bitrateIn returns the number under key in obj, a media block of a
+// stream entry, when it is above 0; anything else gives 0. When key
+// repeats, the last one counts.
+func bitrateIn(obj []byte, key string) (float64, error) {
 	if len(obj) == 0 || obj[0] != '{' {
-		return nil
+		return 0, nil
 	}
-	return eachMember(obj, func(k, value []byte) error {
-		if string(k) != key || len(value) == 0 || (value[0] != '-' && (value[0] < '0' || value[0] > '9')) {
+	var rate float64
+	err := eachMember(obj, func(k, value []byte) error {
+		if string(k) != key {
+			return nil
+		}
+		rate = 0
+		if len(value) == 0 || (value[0] != '-' && (value[0] < '0' || value[0] > '9')) {
 			return nil
 		}
 		f, err := strconv.ParseFloat(string(value), 64)
 		if err != nil {
 			return fmt.Errorf("%s: %w", key, err)
 		}
-		if f > 0 {
-			*sum += f
-		}
+		rate = max(f, 0)
 		return nil
 	})
+	return rate, err
 }
 
 // Bandwidth is what getBandwidth answers, in bytes per second. Current is

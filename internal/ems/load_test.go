@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
+	"pgregory.net/rapid"
 )
 
 const docExamplesDir = "../../testdata/ems/doc-examples"
@@ -186,4 +189,112 @@ func TestPlayerProtocol(t *testing.T) {
 			t.Errorf("PlayerProtocol(%s) = %q, %v, want %q", typ, got, ok, want)
 		}
 	}
+}
+
+// refEntries decodes listStreams' data with encoding/json, independently
+// of streamEntries.
+func refEntries(body string) ([]StreamEntry, bool) {
+	var env map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(body), &env); err != nil {
+		return nil, false
+	}
+	var items []map[string]any
+	if err := json.Unmarshal(env["data"], &items); err != nil {
+		return nil, false
+	}
+	text := func(v any) string { s, _ := v.(string); return s }
+	rate := func(block any, key string) float64 {
+		m, _ := block.(map[string]any)
+		f, _ := m[key].(float64)
+		return max(f, 0)
+	}
+	out := []StreamEntry{}
+	for _, it := range items {
+		out = append(out, StreamEntry{
+			Name: text(it["name"]), Type: text(it["type"]), FarIP: text(it["farIp"]), UserAgent: text(it["userAgent"]),
+			Bitrate: rate(it["video"], "currVideoBitRate") + rate(it["audio"], "currAudioBitRate"),
+		})
+	}
+	return out, true
+}
+
+func decodeEntries(body string) ([]StreamEntry, error) {
+	out := []StreamEntry{}
+	_, err := walkStream(newJSONStream(iotest.OneByteReader(strings.NewReader(body))), func(s *jsonStream) error {
+		return streamEntries(s, func(e *StreamEntry) error {
+			out = append(out, *e)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// TestStreamEntriesAgreeWithEncodingJSON: on generated listStreams
+// answers (escapes, repeated keys, values of every type), the streaming
+// decoder and encoding/json read the same entries.
+func TestStreamEntriesAgreeWithEncodingJSON(t *testing.T) {
+	value := rapid.SampledFrom([]string{
+		`"ONR"`, `"INR"`, `"a\/b"`, `"\u00e9"`, `"EvoStream Media Server (www.evostream.com) player"`, `"streamlb"`,
+		`12`, `-3.5`, `1e3`, `null`, `true`, `[]`, `{}`, `{"currVideoBitRate":440312,"currAudioBitRate":62411.2}`,
+		`{"currVideoBitRate":"x"}`, `{"currAudioBitRate":-1}`, `{"currVideoBitRate":1,"currVideoBitRate":2}`,
+	})
+	key := rapid.SampledFrom([]string{"name", "type", "farIp", "userAgent", "video", "audio", "na\\u006de", "other", "Name"})
+	rapid.Check(t, func(t *rapid.T) {
+		var entries []string
+		for range rapid.IntRange(0, 4).Draw(t, "entries") {
+			var members []string
+			for range rapid.IntRange(0, 6).Draw(t, "members") {
+				members = append(members, `"`+key.Draw(t, "key")+`":`+value.Draw(t, "value"))
+			}
+			entries = append(entries, "{"+strings.Join(members, ",")+"}")
+		}
+		body := `{"data":[` + strings.Join(entries, ",") + `],"description":"Available streams","status":"SUCCESS"}`
+		want, ok := refEntries(body)
+		if !ok {
+			t.Fatalf("reference decode of %s failed", body)
+		}
+		got, err := decodeEntries(body)
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("%s: mismatch (-encoding/json +streamEntries):\n%s", body, diff)
+		}
+	})
+}
+
+// FuzzStreamEntries: on any answer encoding/json reads as a listStreams
+// answer (put in canonical form, one key each: the envelope's own rules
+// are FuzzDecodeEnvelope's), the streaming decoder reads the same
+// entries.
+func FuzzStreamEntries(f *testing.F) {
+	for _, name := range []string{"ems-listStreams-webuilogs-INR5-OFDASH3.json", "ems-listStreams-crems-data.json", "ems-listStreams-rubyhttpcli-success.json"} {
+		b, err := os.ReadFile(filepath.Join(recordedDir, name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var env map[string]json.RawMessage
+		if json.Unmarshal(body, &env) != nil {
+			return
+		}
+		env["status"] = json.RawMessage(`"SUCCESS"`)
+		canon, err := json.Marshal(env)
+		if err != nil {
+			return
+		}
+		want, ok := refEntries(string(canon))
+		if !ok {
+			return
+		}
+		got, err := decodeEntries(string(canon))
+		if err != nil {
+			t.Fatalf("streamEntries failed where encoding/json did not: %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("mismatch (-encoding/json +streamEntries):\n%s", diff)
+		}
+	})
 }
