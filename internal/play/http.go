@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/time/rate"
 )
 
 // URLs are a member's player URLs for one stream.
@@ -249,18 +251,24 @@ const (
 	maxInflightPerPeer = 16
 	maxHeaderBytes     = 16 << 10
 	maxBodyBytes       = 1 << 10
+	// A client address may ask peerRate requests per second, in bursts of
+	// peerBurst; maxPeers addresses are tracked at once.
+	peerRate  = 20
+	peerBurst = 40
+	maxPeers  = 100_000
 )
 
 // NewServer returns the public play listener's server: GET /play/{stream}
 // only, with read, write and idle timeouts, small header and body limits,
-// and caps on requests in flight in all and per client address (503 with
-// Retry-After beyond). The caller binds it (Serve) and shuts it down.
+// caps on requests in flight in all and per client address (503 with
+// Retry-After beyond), and on requests per second per client address (429
+// with Retry-After beyond). The caller binds it (Serve) and shuts it down.
 func (s *Service) NewServer(log *slog.Logger) *http.Server {
 	if log == nil {
 		log = s.log
 	}
 	return &http.Server{
-		Handler:           limit(s.PlayHandler(), maxInflight, maxInflightPerPeer),
+		Handler:           limit(s.PlayHandler(), maxInflight, maxInflightPerPeer, newPeerRates(peerRate, peerBurst, maxPeers)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -270,9 +278,40 @@ func (s *Service) NewServer(log *slog.Logger) *http.Server {
 	}
 }
 
-// limit refuses bodies past maxBodyBytes (413) and answers 503 beyond
-// total requests in flight, or beyond perPeer from one client address.
-func limit(h http.Handler, total, perPeer int) http.Handler {
+// peerRates keeps a token bucket per client address, for at most max
+// addresses: past that, the buckets start afresh (a bound, not a hole: a
+// client still gets no more than a burst at a time).
+type peerRates struct {
+	mu     sync.Mutex
+	every  rate.Limit
+	burst  int
+	max    int
+	bucket map[string]*rate.Limiter
+}
+
+func newPeerRates(perSecond float64, burst, max int) *peerRates {
+	return &peerRates{every: rate.Limit(perSecond), burst: burst, max: max, bucket: map[string]*rate.Limiter{}}
+}
+
+// allow reports whether peer may make a request now.
+func (p *peerRates) allow(peer string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, ok := p.bucket[peer]
+	if !ok {
+		if len(p.bucket) >= p.max {
+			clear(p.bucket)
+		}
+		l = rate.NewLimiter(p.every, p.burst)
+		p.bucket[peer] = l
+	}
+	return l.Allow()
+}
+
+// limit refuses bodies past maxBodyBytes (413), answers 429 to a client
+// address past its rate, and 503 beyond total requests in flight, or
+// beyond perPeer from one client address.
+func limit(h http.Handler, total, perPeer int, rates *peerRates) http.Handler {
 	sem := make(chan struct{}, total)
 	var mu sync.Mutex
 	byPeer := map[string]int{}
@@ -287,6 +326,11 @@ func limit(h http.Handler, total, perPeer int) http.Handler {
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		peer := clientAddr(r)
+		if !rates.allow(peer) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "too many requests from this address")
+			return
+		}
 		mu.Lock()
 		if byPeer[peer] >= perPeer {
 			mu.Unlock()

@@ -306,7 +306,7 @@ func TestServerLimits(t *testing.T) {
 	h := limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		entered <- struct{}{}
 		<-release
-	}), 100, 2)
+	}), 100, 2, newPeerRates(1000, 1000, 10))
 	serve := func(peer string) chan int {
 		done := make(chan int, 1)
 		go func() {
@@ -331,6 +331,26 @@ func TestServerLimits(t *testing.T) {
 		if code := <-c; code != http.StatusOK {
 			t.Errorf("request within the caps: %d, want 200", code)
 		}
+	}
+
+	// Past its rate, a client address gets 429; another address does not.
+	rated := limit(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), 100, 2, newPeerRates(0.001, 3, 10))
+	codes := func(peer string, n int) []int {
+		var out []int
+		for range n {
+			r := httptest.NewRequest(http.MethodGet, "/play/cam", nil)
+			r.RemoteAddr = peer + ":1"
+			w := httptest.NewRecorder()
+			rated.ServeHTTP(w, r)
+			out = append(out, w.Code)
+		}
+		return out
+	}
+	if got, want := codes("192.0.2.1", 4), []int{200, 200, 200, 429}; !cmp.Equal(got, want) {
+		t.Errorf("four requests from one address with a burst of 3: %v, want %v", got, want)
+	}
+	if got := codes("192.0.2.2", 1); got[0] != http.StatusOK {
+		t.Errorf("another address: %v, want 200", got)
 	}
 
 	ts := newTestService(t, "a")
