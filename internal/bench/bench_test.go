@@ -2,8 +2,10 @@ package bench
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -147,3 +149,33 @@ func TestGCTraceLine(t *testing.T) {
 		t.Errorf("heap() = %v, %v, want 41, 12", peak, live)
 	}
 }
+
+// TestCPUTimeCountsThisProcess checks that cpuTime reads the CPU this
+// process spends.
+func TestCPUTimeCountsThisProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("CPU time is read from /proc")
+	}
+	c0, err := cpuTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c1, err := cpuTime(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c1-c0 >= 50*time.Millisecond {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU time grew by %v while spinning for 10s, want at least 50ms", c1-c0)
+		}
+		for i := range 1_000_000 { // burn a little CPU
+			spin += i * i
+		}
+	}
+}
+
+var spin int

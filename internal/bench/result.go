@@ -105,6 +105,17 @@ type Result struct {
 	RecoverySeconds         Seconds `json:"recovery_seconds"`
 	RecoveryResyncIntervalS Seconds `json:"recovery_resync_interval_s"`
 
+	// Reading the status of the converged burst group (the status
+	// scenario): a full GET /api/v1/status, the longest hold of the
+	// controller's lock by one status build, and the balancer's CPU (in
+	// percent of one core) while one dashboard is open, and idle.
+	StatusMS            Millis `json:"status_ms"`
+	StatusMaxMS         Millis `json:"status_max_ms"`
+	StatusBytes         int64  `json:"status_bytes"`
+	StatusLockMS        Millis `json:"status_lock_ms"`
+	DashboardCPUPct     Rate   `json:"dashboard_cpu_pct"`
+	DashboardIdleCPUPct Rate   `json:"dashboard_idle_cpu_pct"`
+
 	// The balancer processes' peak memory.
 	RSSMiB      Rate `json:"rss_mib"`
 	HeapMiB     Rate `json:"heap_mib"`
@@ -162,6 +173,11 @@ func (r Result) WriteTable(w io.Writer) error {
 	row("resync", fmt.Sprintf("%.3f s, %.2f calls per member", float64(r.ResyncSeconds), float64(r.ResyncCallsPerMember)), "≤ 3 s, 2 calls per member")
 	row("recovery", fmt.Sprintf("%.3f s (resync_interval %gs)", float64(r.RecoverySeconds), float64(r.RecoveryResyncIntervalS)),
 		fmt.Sprintf("≤ %g s", float64(r.RecoveryResyncIntervalS)+5))
+	if r.StatusMS > 0 {
+		row("status p50 / max", fmt.Sprintf("%.1f / %.1f ms (%d bytes, the whole group)", float64(r.StatusMS), float64(r.StatusMaxMS), r.StatusBytes), "p50 ≤ 150 ms")
+		row("status build's lock hold", fmt.Sprintf("%.3f ms (longest)", float64(r.StatusLockMS)), "≤ 5 ms")
+		row("balancer CPU, dashboard open", fmt.Sprintf("%.2f%% of one core (%.2f%% idle)", float64(r.DashboardCPUPct), float64(r.DashboardIdleCPUPct)), "≤ 5%")
+	}
 	row("balancer peak RSS / heap / live heap", fmt.Sprintf("%.1f / %.0f / %.0f MiB", float64(r.RSSMiB), float64(r.HeapMiB), float64(r.HeapLiveMiB)), "RSS ≤ 96 MiB")
 	if r.PlayDecisionsPerS > 0 {
 		row("play decisions", fmt.Sprintf("%.0f/s (16 members, one goroutine, in-process)", float64(r.PlayDecisionsPerS)), "≥ 20000/s")

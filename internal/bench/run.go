@@ -126,12 +126,12 @@ func (o *Options) setDefaults() error {
 		}
 	}
 	for _, s := range o.Scenarios {
-		if !slices.Contains([]string{ScenarioAck, ScenarioBurst, ScenarioResync, ScenarioRecovery, ScenarioPlay}, s) {
-			return fmt.Errorf("scenario %q: want ack, burst, resync, recovery or play", s)
+		if !slices.Contains([]string{ScenarioAck, ScenarioBurst, ScenarioResync, ScenarioRecovery, ScenarioStatus, ScenarioPlay}, s) {
+			return fmt.Errorf("scenario %q: want ack, burst, resync, recovery, status or play", s)
 		}
 	}
-	if (o.has(ScenarioResync) || o.has(ScenarioRecovery)) && !o.has(ScenarioBurst) {
-		return errors.New("scenarios resync and recovery run on the burst's group: add burst")
+	if (o.has(ScenarioResync) || o.has(ScenarioRecovery) || o.has(ScenarioStatus)) && !o.has(ScenarioBurst) {
+		return errors.New("scenarios resync, recovery and status run on the burst's group: add burst")
 	}
 	return nil
 }
@@ -206,6 +206,11 @@ func (r *runner) run(ctx context.Context) error {
 		return fmt.Errorf("burst: %w", err)
 	}
 	defer g.close(r)
+	if o.has(ScenarioStatus) {
+		if err := r.status(ctx, g); err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+	}
 	if o.has(ScenarioResync) {
 		if err := r.resync(ctx, g); err != nil {
 			return fmt.Errorf("resync: %w", err)

@@ -24,7 +24,7 @@ func benchCmd(ctx context.Context, env Env, args []string) int {
 	fs.StringVar(&o.EventsFile, "events-file", "", "recorded event mix `FILE` (default: testdata/ems/recorded/ems-events-webuilogs.jsonl of this clone)")
 	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU and heap profiles of each scenario into this `DIR`")
 	fs.DurationVar(&o.ProfileWindow, "profile-window", 0, "length of each CPU profile (default 10s)")
-	scenarios := fs.String("scenarios", "ack,burst,resync,recovery", "scenarios to run, a comma-separated `LIST` of ack, burst, resync, recovery and play")
+	scenarios := fs.String("scenarios", "ack,burst,resync,recovery", "scenarios to run, a comma-separated `LIST` of ack, burst, resync, recovery, status and play")
 	asJSON := fs.Bool("json", false, "print one JSON object on one line instead of a table")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
 	if rc := fs.parse(args); rc >= 0 {
