@@ -108,7 +108,7 @@ func (r *runner) schedule(d time.Duration, mandatory []string) []step {
 		starts = append(starts, time.Duration(r.rng.Int64N(int64(d))))
 	}
 	slices.Sort(starts)
-	busy := make([]time.Duration, len(r.members)) // member fault windows
+	busy := make([][][2]time.Duration, len(r.members)) // member fault windows
 	balBusy := make([]time.Duration, len(r.balancers))
 	secondOn := r.balancers[1].running()
 	lostBusy := time.Duration(0)
@@ -116,24 +116,32 @@ func (r *runner) schedule(d time.Duration, mandatory []string) []step {
 	window := func(at time.Duration) time.Duration {
 		return min(at+time.Duration(300+r.rng.IntN(int(maxFaultWindow/time.Millisecond)-300))*time.Millisecond, d)
 	}
-	freeMember := func(at time.Duration, kind string) int {
+	// freeMember picks a member with no fault window meeting [at, end]
+	// (and a gap after it), and books the window; -1 when there is none.
+	freeMember := func(at, end time.Duration, kind string) int {
 		var free []int
-		for i, b := range busy {
-			if b <= at && (kind != faultCreds || r.members[i].proxy) {
+		for i, ws := range busy {
+			if kind == faultCreds && !r.members[i].proxy {
+				continue
+			}
+			if !slices.ContainsFunc(ws, func(w [2]time.Duration) bool {
+				return w[0] <= end+200*time.Millisecond && at <= w[1]+200*time.Millisecond
+			}) {
 				free = append(free, i)
 			}
 		}
 		if len(free) == 0 {
 			return -1
 		}
-		return free[r.rng.IntN(len(free))]
+		i := free[r.rng.IntN(len(free))]
+		busy[i] = append(busy[i], [2]time.Duration{at, end})
+		return i
 	}
 	for _, kind := range mandatory {
 		for range 20 {
 			at := time.Duration(r.rng.Int64N(int64(max(d-maxFaultWindow, time.Second))))
-			if i := freeMember(at, kind); i >= 0 {
-				end := window(at)
-				busy[i] = end + 200*time.Millisecond
+			end := window(at)
+			if i := freeMember(at, end, kind); i >= 0 {
 				steps = append(steps, r.memberFault(i, kind, at, end)...)
 				break
 			}
@@ -142,21 +150,19 @@ func (r *runner) schedule(d time.Duration, mandatory []string) []step {
 	for _, at := range starts {
 		switch k := r.rng.IntN(100); {
 		case k < 12: // member killed
-			i := freeMember(at, "")
+			end := window(at)
+			i := freeMember(at, end, "")
 			if i < 0 {
 				continue
 			}
-			end := window(at)
-			busy[i] = end + 200*time.Millisecond
 			steps = append(steps, r.memberKill(i, r.rng.IntN(2) == 0, at, end)...)
 		case k < 32: // member API fault, or the whole member down
 			kind := apiFaultKinds[r.rng.IntN(len(apiFaultKinds))]
-			i := freeMember(at, kind)
+			end := window(at)
+			i := freeMember(at, end, kind)
 			if i < 0 {
 				continue
 			}
-			end := window(at)
-			busy[i] = end + 200*time.Millisecond
 			steps = append(steps, r.memberFault(i, kind, at, end)...)
 		case k < 40: // events lost
 			if lostBusy > at {
