@@ -196,6 +196,9 @@ type member struct {
 	changed  chan struct{} // closed and replaced on every state change
 	wake     chan struct{} // wakes the member's lister
 	needList bool
+	// needInbound asks for a listing of the member's inbound streams only:
+	// pulls made by this controller wait to be seen streaming.
+	needInbound bool
 	confirm  map[string]time.Time // names to confirm on this origin, since when
 	// lookup holds names whose creation time is wanted from this origin
 	// (a conflict's tie-break).
@@ -519,6 +522,16 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		gone = m.obs.replaceInbound(inbound)
 		for _, name := range gone {
 			c.dirtyLocked(name)
+		}
+		// Pulls made by this controller that stream now.
+		for _, name := range inbound {
+			cfgs := m.obs.configs[name]
+			for i := range cfgs {
+				if cfgs[i].pulledAt != 0 && cfgs[i].pulledAt < started.UnixNano() {
+					cfgs[i].pulledAt = 0
+					c.dirtyLocked(name)
+				}
+			}
 		}
 		for name := range announced {
 			c.dirtyLocked(name)

@@ -99,11 +99,11 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		}
 		state := m.state
 		resync := c.opts.ResyncInterval // a reload may change it
-		needList, confirm := m.needList, len(m.confirm) > 0
+		needList, confirm := m.needList, len(m.confirm) > 0 || m.needInbound
 		var announced map[string]time.Time
 		var lookup []string
 		if state == MemberUp {
-			m.needList = false
+			m.needList, m.needInbound = false, false
 			if confirm {
 				announced = m.confirm
 				m.confirm = make(map[string]time.Time)

@@ -147,7 +147,7 @@ func (c *Controller) diffLocked(m *member, now time.Time) {
 	}
 	for name := range c.sources {
 		// A work record of a replica now present is dropped by its worker.
-		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist || (a.state == StatePresent && m.ops[name] != nil) {
+		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.ops[name] != nil) {
 			m.queue.Add(name)
 		}
 	}
@@ -169,7 +169,7 @@ func (c *Controller) enqueueNeededLocked(name string, now time.Time) {
 		if !m.obs.listed {
 			continue
 		}
-		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist {
+		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist || a.confirmPull {
 			m.queue.Add(name)
 		}
 	}

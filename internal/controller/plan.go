@@ -158,6 +158,9 @@ type action struct {
 	reason   string
 	// demand marks a pull as a demand copy (tagged _streamlb_demand).
 	demand bool
+	// confirmPull asks for a listing of the member's inbound streams: it
+	// holds a pull this controller made and has not seen streaming yet.
+	confirmPull bool
 	// relist asks for a full listing of the member: it streams the name
 	// without a config this controller knows of, which may be a pull made
 	// since its last full listing, or holds a pull this controller made
@@ -169,7 +172,8 @@ type action struct {
 const reasonNotNeeded = "copy no longer needed"
 
 // confirmPullAfter is how long after a pull this controller lists the
-// member to see the replica streaming, when no event said so first.
+// member's inbound streams to see the replica streaming, when no event
+// said so first.
 const confirmPullAfter = time.Second
 
 // planLocked decides what stream name needs on member m. It is the whole
@@ -285,7 +289,10 @@ func (c *Controller) replicaStateLocked(m *member, cfg pullCfg, w *member, now t
 		pulled := time.Unix(0, cfg.pulledAt)
 		a.state = StatePending
 		a.reason = "pulled; not seen streaming yet"
-		a.relist = now.Sub(pulled) >= confirmPullAfter
+		if now.Sub(pulled) > c.opts.TeardownGrace {
+			a.state, a.reason = StateFailing, "pulled; not streaming"
+		}
+		a.confirmPull = now.Sub(pulled) >= confirmPullAfter
 		return a
 	}
 	if since, ok := m.obs.stalled[cfg.id]; ok {

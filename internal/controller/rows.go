@@ -321,7 +321,7 @@ func (c *Controller) rowLocked(name string, now time.Time) *streamRow {
 		if rs.State == StateConflict {
 			r.conflicts = append(r.conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name, Reason: a.reason})
 		}
-		if rs.State != StatePresent || (o != nil && o.attempts > 0) || a.relist {
+		if rs.State != StatePresent || (o != nil && o.attempts > 0) || a.relist || a.confirmPull {
 			r.timed = true
 		}
 		if needsAttention(rs.State) {

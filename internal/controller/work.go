@@ -90,6 +90,11 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		m.needList = true
 		c.wakeLocked(m)
 	}
+	if a.confirmPull {
+		m.needInbound = true
+		c.wakeLocked(m)
+		m.queue.AddAfter(name, confirmPullAfter)
+	}
 	c.mu.Unlock()
 
 	switch a.kind {
