@@ -199,7 +199,7 @@ type member struct {
 	// needInbound asks for a listing of the member's inbound streams only:
 	// pulls made by this controller wait to be seen streaming.
 	needInbound bool
-	confirm  map[string]time.Time // names to confirm on this origin, since when
+	confirm     map[string]time.Time // names to confirm on this origin, since when
 	// lookup holds names whose creation time is wanted from this origin
 	// (a conflict's tie-break).
 	lookup map[string]struct{}
