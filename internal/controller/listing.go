@@ -161,16 +161,17 @@ func (c *Controller) diffLocked(m *member, now time.Time) {
 	}
 }
 
-// enqueueNeededLocked queues name on the members that need work for it. A
-// member not listed yet is left to the diff that follows its first
-// listing: planning for it would queue every stream, for nothing.
+// enqueueNeededLocked queues name, ahead of resync and retry work, on the
+// members that need work for it. A member not listed yet is left to the
+// diff that follows its first listing: planning for it would queue every
+// stream, for nothing.
 func (c *Controller) enqueueNeededLocked(name string, now time.Time) {
 	for _, m := range c.members {
 		if !m.obs.listed {
 			continue
 		}
 		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist || a.confirmPull {
-			m.queue.Add(name)
+			m.queue.AddUrgent(name)
 		}
 	}
 }

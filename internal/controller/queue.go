@@ -16,6 +16,10 @@ type queue[K comparable] struct {
 	mu    sync.Mutex
 	cond  *sync.Cond
 	items []K
+	// urgent keys are handed out before items: new streams' first pulls
+	// do not wait behind a resync's or retries' work. A key may sit in
+	// both lanes; Get skips a copy whose key is no longer due.
+	urgent []K
 	// dirty holds the keys needing work, each with when it was queued
 	// (nanoseconds after base): one map, for a queue may hold every
 	// stream of a large group after a burst.
@@ -81,6 +85,27 @@ func (q *queue[K]) addLocked(k K) {
 	q.cond.Signal()
 }
 
+// AddUrgent marks k as needing work before the keys added with Add.
+func (q *queue[K]) AddUrgent(k K) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.shutdown {
+		return
+	}
+	if _, ok := q.dirty[k]; !ok {
+		q.dirty[k] = int64(q.now().Sub(q.base))
+		q.peak = max(q.peak, len(q.dirty))
+		if q.onAdd != nil {
+			q.onAdd()
+		}
+	}
+	if _, ok := q.processing[k]; ok {
+		return // handed out again by Done
+	}
+	q.urgent = append(q.urgent, k)
+	q.cond.Signal()
+}
+
 // AddAfter adds k once d has passed. Of several pending delayed adds of one
 // key, the earliest wins.
 func (q *queue[K]) AddAfter(k K, d time.Duration) {
@@ -137,23 +162,36 @@ func (q *queue[K]) promote() {
 func (q *queue[K]) Get() (k K, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.items) == 0 && !q.shutdown {
-		q.cond.Wait()
+	for {
+		for len(q.urgent) == 0 && len(q.items) == 0 && !q.shutdown {
+			q.cond.Wait()
+		}
+		if q.shutdown {
+			return k, false
+		}
+		lane := &q.items
+		if len(q.urgent) > 0 {
+			lane = &q.urgent
+		}
+		k = (*lane)[0]
+		var zero K
+		(*lane)[0] = zero
+		*lane = (*lane)[1:]
+		_, due := q.dirty[k]
+		_, busy := q.processing[k]
+		if due && !busy {
+			break
+		}
+		// A copy of a key handed out from the other lane, or being
+		// worked on (Done queues it again).
 	}
-	if len(q.items) == 0 {
-		return k, false
-	}
-	k = q.items[0]
-	var zero K
-	q.items[0] = zero
-	q.items = q.items[1:]
 	q.processing[k] = struct{}{}
 	if at, ok := q.dirty[k]; ok && q.onGet != nil {
 		q.onGet(q.now().Sub(q.base) - time.Duration(at))
 	}
 	delete(q.dirty, k)
 	if len(q.dirty) == 0 && q.peak > shrinkAfter {
-		q.dirty, q.items, q.peak = make(map[K]int64), nil, 0
+		q.dirty, q.items, q.urgent, q.peak = make(map[K]int64), nil, nil, 0
 	}
 	return k, true
 }
@@ -178,7 +216,7 @@ func (q *queue[K]) Done(k K) {
 func (q *queue[K]) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.items)
+	return len(q.items) + len(q.urgent)
 }
 
 // Delayed returns the number of keys waiting for their delay to pass.
@@ -193,7 +231,7 @@ func (q *queue[K]) ShutDown() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.shutdown = true
-	q.items = nil
+	q.items, q.urgent = nil, nil
 	q.delayed = nil
 	clear(q.waiting)
 	if q.timer != nil {

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -76,4 +77,40 @@ func TestBackoffIsCappedAndGrows(t *testing.T) {
 			t.Errorf("backoff(%d) = %v, want within [%v, 45s]", n, d, lo)
 		}
 	}
+}
+
+// Urgent keys are handed out first; a key in both lanes is handed out
+// once, and never while it is being worked on.
+func TestQueueUrgentLane(t *testing.T) {
+	q := newQueue[string]()
+	for _, k := range []string{"a", "b", "c"} {
+		q.Add(k)
+	}
+	q.AddUrgent("new")
+	q.AddUrgent("c") // also queued normally
+	var got []string
+	for range 4 {
+		k, _ := q.Get()
+		got = append(got, k)
+		q.Done(k)
+	}
+	if want := []string{"new", "c", "a", "b"}; !slices.Equal(got, want) {
+		t.Errorf("order %q, want %q", got, want)
+	}
+	if n := q.Len(); n != 1 {
+		t.Errorf("Len %d, want 1 (a stale copy of c)", n)
+	}
+	q.AddUrgent("x")
+	k, _ := q.Get() // x, being worked on
+	q.Add("x")      // added again meanwhile: Done queues it
+	q.AddUrgent("y")
+	if k2, _ := q.Get(); k2 != "y" {
+		t.Errorf("got %q while %q is worked on, want y", k2, k)
+	}
+	q.Done("y")
+	q.Done(k)
+	if k3, _ := q.Get(); k3 != "x" {
+		t.Errorf("got %q, want x again after its Done", k3)
+	}
+	q.ShutDown()
 }
