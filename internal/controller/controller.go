@@ -538,6 +538,7 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		}
 	}
 	m.obs.inboundAt = started
+	clear(m.obs.checked) // the listing supersedes them
 	if m.obs.runStart.IsZero() {
 		m.obs.runStart = started
 	}

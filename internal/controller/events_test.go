@@ -99,3 +99,31 @@ func TestEventBacklogIsHandledWhole(t *testing.T) {
 		}
 	})
 }
+
+// A few announced names are confirmed with one getStreamInfo each, not a
+// listing of every stream on the origin; a replica among them is not taken
+// for a source.
+func TestFewEventsConfirmedByName(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		a := h.g.m(addrA)
+		lists := a.count("listInboundStreamNames")
+		a.publish("cam")
+		h.event("inStreamCreated", addrA, "cam")
+		h.settle(100 * time.Millisecond)
+		wantReplica(t, h.g.m(addrB), "cam", "rtmp://127.0.0.1/live/cam")
+		if n := a.count("listInboundStreamNames") - lists; n != 0 {
+			t.Errorf("%d listings of the origin to confirm one name, want 0", n)
+		}
+		if n := a.count("getStreamInfo"); n < 1 {
+			t.Errorf("%d getStreamInfo calls, want the confirmation", n)
+		}
+		// b's replica announced as if it were a source of b: not one.
+		h.c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamCreated", Name: "cam", IP: addrB, Peer: netip.MustParseAddr(addrB)})
+		h.settle(time.Second)
+		if st := h.c.Snapshot(); len(st.Conflicts) != 0 || len(st.Streams) != 1 || st.Streams[0].Origin != "a" {
+			t.Errorf("status %+v, want cam from a and no conflict", st)
+		}
+	})
+}

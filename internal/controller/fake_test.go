@@ -231,7 +231,14 @@ func (f *fakeEMS) GetStreamInfo(_ context.Context, name string) (ems.StreamInfo,
 	if !f.inboundLocked()[name] {
 		return ems.StreamInfo{}, &ems.Error{Member: f.addr, Command: "getStreamInfo", Kind: ems.KindFail, Description: "Stream " + name + " not found"}
 	}
-	return ems.StreamInfo{Name: name, Type: "INR", Created: f.created[name]}, nil
+	info := ems.StreamInfo{Name: name, Type: "INR", Created: f.created[name]}
+	for _, c := range f.configs {
+		if c.LocalStreamName == name {
+			pc := c
+			info.PullSettings, info.ConnectionType = &pc, ems.ConnectionPulled
+		}
+	}
+	return info, nil
 }
 
 func (f *fakeEMS) RemoveConfig(_ context.Context, id uint64) error {

@@ -100,6 +100,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		state := m.state
 		resync := c.opts.ResyncInterval // a reload may change it
 		needList, confirm := m.needList, len(m.confirm) > 0 || m.needInbound
+		wantInbound := m.needInbound
 		var announced map[string]time.Time
 		var lookup []string
 		if state == MemberUp {
@@ -149,6 +150,10 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			c.mu.Lock()
 			c.diffLocked(m, time.Now())
 			c.mu.Unlock()
+		case confirm && !wantInbound && len(announced) <= perNameConfirm:
+			// A few names: one small call each costs the origin less than
+			// listing every stream it has.
+			c.confirmByName(ctx, m, announced)
 		case confirm:
 			c.listMember(ctx, m, false, announced)
 		default:
@@ -173,6 +178,79 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		case <-pause.C:
 		}
 	}
+}
+
+// perNameConfirm is the largest batch of announced names confirmed with
+// one getStreamInfo call each rather than a listing of the origin's
+// inbound streams.
+const perNameConfirm = 4
+
+// confirmByName confirms each announced name on origin m with its own
+// getStreamInfo call: a stream that EMS shows and that is not a pull of
+// this group's or from a member is a source; one EMS answers "not found"
+// for is absent. A call that fails parks m, as a failed listing does, and
+// leaves the names unknown.
+func (c *Controller) confirmByName(ctx context.Context, m *member, announced map[string]time.Time) {
+	type answer struct {
+		source, known bool
+	}
+	got := make(map[string]answer, len(announced))
+	started := time.Now()
+	var failed error
+	for name := range announced {
+		var info ems.StreamInfo
+		err := c.call(ctx, m, "getStreamInfo", func(ctx context.Context) error {
+			var err error
+			info, err = m.spec.Client.GetStreamInfo(ctx, name)
+			return err
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if _, fail := ems.IsFail(err); fail {
+			got[name] = answer{known: true} // not there
+			continue
+		}
+		if err != nil {
+			failed = err
+			break
+		}
+		got[name] = answer{known: true, source: !c.isReplicaInfo(info)}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if failed != nil {
+		c.memberFailedLocked(m, failed, true)
+		return
+	}
+	confirmed := make(map[string]time.Time, len(got))
+	for name, a := range got {
+		if a.source {
+			m.obs.inbound[name] = struct{}{}
+		} else {
+			delete(m.obs.inbound, name)
+		}
+		c.dirtyLocked(name)
+		if len(m.obs.checked) < maxConfirm {
+			m.obs.checked[name] = started
+		}
+		confirmed[name] = announced[name]
+	}
+	c.applyListingLocked(m, time.Now(), false, confirmed, nil, nil)
+}
+
+// isReplicaInfo reports whether a stream EMS describes is a replica: a
+// pull tagged by streamlb, or pulling from a member.
+func (c *Controller) isReplicaInfo(info ems.StreamInfo) bool {
+	ps := info.PullSettings
+	if ps == nil {
+		return false
+	}
+	if _, ok := ps.Vars[tagGroup]; ok {
+		return true
+	}
+	_, ok := c.byAddr[uriHost(ps.URI)]
+	return ok
 }
 
 // lookupCreated asks m for the creation time of each stream in names: each

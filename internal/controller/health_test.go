@@ -135,6 +135,13 @@ func (s *slowEMS) Version(ctx context.Context) (ems.Version, error) {
 	return s.fakeEMS.Version(ctx)
 }
 
+func (s *slowEMS) GetStreamInfo(ctx context.Context, name string) (ems.StreamInfo, error) {
+	if err := s.wait(ctx, "getStreamInfo"); err != nil {
+		return ems.StreamInfo{}, err
+	}
+	return s.fakeEMS.GetStreamInfo(ctx, name)
+}
+
 func (s *slowEMS) ListInboundStreamNames(ctx context.Context) ([]string, error) {
 	if err := s.wait(ctx, "listInboundStreamNames"); err != nil {
 		return nil, err
@@ -160,8 +167,8 @@ func TestMemberParkedByASlowListingIsProbedAtOnce(t *testing.T) {
 		h.settle(time.Second)
 		wantReplica(t, g.m(addrB), "cam", "rtmp://127.0.0.1/live/cam")
 
-		// An event makes the controller list a, which hangs for the call
-		// timeout; a answers again right after.
+		// An event makes the controller confirm the stream on a, which
+		// hangs for the call timeout; a answers again right after.
 		a.slow.Store(true)
 		h.event("inStreamCreated", addrA, "cam")
 		h.settle(5500 * time.Millisecond)

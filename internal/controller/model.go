@@ -64,6 +64,9 @@ type observed struct {
 	// failing holds the configs journaled as failing (not streaming past
 	// the grace), by configId, with their stream's name.
 	failing map[uint64]string
+	// checked holds when names were last confirmed one by one
+	// (confirmByName), since the last listing of the inbound streams.
+	checked map[string]time.Time
 }
 
 func newObserved() observed {
@@ -73,6 +76,7 @@ func newObserved() observed {
 		changed: make(map[string]uint64),
 		stalled: make(map[uint64]time.Time),
 		failing: make(map[uint64]string),
+		checked: make(map[string]time.Time),
 	}
 }
 

@@ -261,7 +261,7 @@ func (c *Controller) planLocked(m *member, name string, now time.Time) action {
 		}
 		deadline := absent.Add(c.opts.TeardownGrace)
 		confirm := action{kind: actConfirm, relist: m.obs.fullAt.Before(deadline)}
-		if o.obs.inboundAt.Before(deadline) {
+		if o.obs.inboundAt.Before(deadline) && o.obs.checked[name].Before(deadline) {
 			confirm.origin = o
 		}
 		if confirm.relist || confirm.origin != nil {
