@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ import (
 // group are computed from the snapshot at scrape time by groupCollector.
 type metrics struct {
 	calls          *prometheus.CounterVec
+	callErrors     *prometheus.CounterVec
 	callDuration   *prometheus.HistogramVec
 	events         *prometheus.CounterVec
 	pulls          prometheus.Counter
@@ -34,6 +36,10 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
 	f := promauto.With(reg)
 	m := &metrics{
+		callErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamlb_ems_call_errors_total",
+			Help: "EMS API calls that failed, by member, command and why (transport, http_5xx, http_4xx, unauthorized, fail, decode, request).",
+		}, []string{"member", "command", "reason"}),
 		calls: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamlb_ems_calls_total",
 			Help: "EMS API calls by member, command and result (ok, fail, unauthorized, error).",
@@ -111,23 +117,24 @@ func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
 }
 
 func (m *metrics) observeCall(member, command string, d time.Duration, err error) {
-	result := "ok"
-	switch {
-	case err == nil:
-	case ems.IsUnauthorized(err):
-		result = "unauthorized"
-	case isFail(err):
-		result = "fail"
+	result, reason := "ok", ""
+	if e, ok := errors.AsType[*ems.Error](err); ok {
+		reason = e.Reason()
+	} else if err != nil {
+		reason = "other" // a context's end, say
+	}
+	switch reason {
+	case "":
+	case "unauthorized", "fail":
+		result = reason
 	default:
 		result = "error"
 	}
 	m.calls.WithLabelValues(member, command, result).Inc()
+	if reason != "" {
+		m.callErrors.WithLabelValues(member, command, reason).Inc()
+	}
 	m.callDuration.WithLabelValues(member, command).Observe(d.Seconds())
-}
-
-func isFail(err error) bool {
-	_, ok := ems.IsFail(err)
-	return ok
 }
 
 var (
