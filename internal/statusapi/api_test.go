@@ -62,16 +62,27 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 }
 
+// TestStatusGolden compares the indented document (pretty=1) with the
+// golden file, and checks that the default answer is the same document,
+// compact.
 func TestStatusGolden(t *testing.T) {
 	srv, _ := newServer(t, newFake(fixedStatus()), nil)
-	code, h, body := get(t, srv.URL+"/api/v1/status")
+	code, h, body := get(t, srv.URL+"/api/v1/status?pretty=1")
 	if code != http.StatusOK {
-		t.Fatalf("GET /api/v1/status = %d, want 200", code)
+		t.Fatalf("GET /api/v1/status?pretty=1 = %d, want 200", code)
 	}
 	if ct := h.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type = %q, want application/json", ct)
 	}
 	golden(t, "status.golden.json", body)
+	_, _, compact := get(t, srv.URL+"/api/v1/status")
+	var want bytes.Buffer
+	if err := json.Compact(&want, body); err != nil {
+		t.Fatal(err)
+	}
+	if got := bytes.TrimSpace(compact); !bytes.Equal(got, want.Bytes()) {
+		t.Errorf("GET /api/v1/status is not the compact form of pretty=1:\n%s", got)
+	}
 }
 
 // TestStatusShape checks the keys of DESIGN.md §4, which scripts rely on.

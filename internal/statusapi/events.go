@@ -195,7 +195,7 @@ func (a *API) eventStream(w http.ResponseWriter, r *http.Request) {
 			since = 0
 			continue
 		}
-		if page.Oldest > since+1 && len(page.Events) > 0 {
+		if since > 0 && page.Oldest > since+1 && len(page.Events) > 0 {
 			gap, _ := json.Marshal(map[string]uint64{"from": since + 1, "to": page.Oldest - 1})
 			bw.WriteString("event: gap\ndata: ")
 			bw.Write(gap)

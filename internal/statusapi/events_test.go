@@ -274,6 +274,19 @@ func TestEventStreamResumes(t *testing.T) {
 			t.Fatalf("entries of yard (-want +got):\n%s", diff)
 		}
 	})
+	t.Run("says what was dropped", func(t *testing.T) {
+		fake.mu.Lock()
+		fake.keep = 2 // entries 3 and 4 are kept
+		fake.mu.Unlock()
+		defer func() { fake.mu.Lock(); fake.keep = 0; fake.mu.Unlock() }()
+		c := openStream(t, srv.URL+"/api/v1/events/stream", "1")
+		if ev := c.next(t); ev.event != "gap" || ev.data != `{"from":2,"to":2}` {
+			t.Fatalf("after Last-Event-ID 1 with entry 2 dropped: %+v, want a gap event from 2 to 2", ev)
+		}
+		if e := c.next(t).entry(t); e.Seq != 3 {
+			t.Fatalf("after the gap: %+v, want seq 3", e)
+		}
+	})
 	t.Run("from a balancer's earlier life", func(t *testing.T) {
 		c := openStream(t, srv.URL+"/api/v1/events/stream", "900")
 		if e := c.next(t).entry(t); e.Seq != 1 {

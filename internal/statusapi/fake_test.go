@@ -25,6 +25,7 @@ type fakeController struct {
 	queries []controller.StatusQuery
 	ready   chan struct{}
 	journal []controller.Entry
+	keep    int // when positive, the journal keeps the last keep entries
 	newer   chan struct{}
 }
 
@@ -53,7 +54,10 @@ func (f *fakeController) Journal(since uint64, limit int) (controller.JournalPag
 	if len(f.journal) > 0 {
 		p.Oldest = 1
 	}
-	for s := since + 1; since < uint64(len(f.journal)) && s <= uint64(len(f.journal)); s++ {
+	if f.keep > 0 && len(f.journal) > f.keep {
+		p.Oldest = uint64(len(f.journal) - f.keep + 1)
+	}
+	for s := max(since+1, p.Oldest); since < uint64(len(f.journal)) && s <= uint64(len(f.journal)); s++ {
 		if limit > 0 && len(p.Events) == limit {
 			p.Next = s - 1
 			break
