@@ -184,13 +184,9 @@ type member struct {
 	// are updated after every call without the controller's lock.
 	latency    atomic.Int64
 	failStreak atomic.Int32
-	// usable mirrors, for the workers to read without the lock, whether
-	// the controller is ready and the member up and not paused; it is set
-	// by setUsableLocked after each of those changes.
-	usable atomic.Bool
-	obs    observed
-	ops    map[string]*op
-	queue  *queue[string]
+	obs        observed
+	ops        map[string]*op
+	queue      *queue[string]
 	// pulls paces the new replica pulls taken from this member as origin.
 	pulls    *pullGate
 	changed  chan struct{} // closed and replaced on every state change
@@ -317,7 +313,6 @@ func (c *Controller) Run(ctx context.Context) error {
 
 // startMemberLocked starts m's workers and lister.
 func (c *Controller) startMemberLocked(parent context.Context, m *member) {
-	c.setUsableLocked(m)
 	ctx, cancel := context.WithCancel(parent)
 	m.cancel = cancel
 	m.ctx = ctx
@@ -370,7 +365,6 @@ func (c *Controller) resyncLoop(ctx context.Context) {
 			c.allDirtyLocked()
 			close(c.ready)
 			for _, m := range c.members {
-				c.setUsableLocked(m)
 				c.wakeLocked(m) // events waiting for the first resync
 			}
 		}
@@ -577,12 +571,6 @@ func (c *Controller) internLocked() map[string]string {
 		in[m.spec.Address] = m.spec.Address
 	}
 	return in
-}
-
-// setUsableLocked updates m.usable after a change of the controller's
-// readiness or of m's state or pause.
-func (c *Controller) setUsableLocked(m *member) {
-	m.usable.Store(c.isReady && m.state == MemberUp && !m.paused)
 }
 
 // call runs one EMS call on m with a deadline, and records its latency and

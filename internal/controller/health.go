@@ -39,7 +39,6 @@ func (c *Controller) setStateLocked(m *member, state string, err error) {
 	prev := m.state
 	m.state = state
 	c.allDirtyLocked()
-	c.setUsableLocked(m)
 	close(m.changed)
 	m.changed = make(chan struct{})
 	e := Entry{Member: m.spec.Name}

@@ -29,7 +29,6 @@ func (c *Controller) setPaused(name string, paused bool) error {
 	}
 	m.paused = paused
 	c.allDirtyLocked()
-	c.setUsableLocked(m)
 	close(m.changed)
 	m.changed = make(chan struct{})
 	if !paused {

@@ -53,9 +53,6 @@ func retire(m *member) bool {
 // waitUsable blocks until m is up, not paused, and the first resync is
 // done. It reports false when ctx ends first.
 func (c *Controller) waitUsable(ctx context.Context, m *member) bool {
-	if m.usable.Load() {
-		return true
-	}
 	for {
 		c.mu.Lock()
 		ok := c.isReady && m.state == MemberUp && !m.paused
