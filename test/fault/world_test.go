@@ -98,8 +98,16 @@ func (w *world) addForeign(i int, conflictName string) error {
 	}
 	var kept []foreignConfig
 	for _, f := range want {
-		if slices.ContainsFunc(l.configs, func(c ems.PullConfig) bool { return c.LocalStreamName == f.name }) {
-			kept = append(kept, f)
+		if k := slices.IndexFunc(l.configs, func(c ems.PullConfig) bool { return c.LocalStreamName == f.name }); k >= 0 {
+			switch c := l.configs[k]; {
+			case c.URI == f.uri:
+				kept = append(kept, f) // restored from the state file
+			case f.name == conflictName:
+				// The balancer refilled the member first.
+				w.t.Logf("member %s: %s is streamlb's replica now; the conflicting config is not recreated", m.name, f.name)
+			default:
+				return fmt.Errorf("member %s: %s pulls %s, not the foreign config %s", m.name, f.name, c.URI, f.uri)
+			}
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
