@@ -133,7 +133,7 @@ func TestReloadRotatesTheEventsToken(t *testing.T) {
 	}
 	// The status document carries it.
 	code, body := get(t, "http://"+a.AdminAddr()+"/api/v1/status", "", "")
-	if code != http.StatusOK || !strings.Contains(body, `"last_reload"`) || !strings.Contains(body, `"ok": false`) {
+	if code != http.StatusOK || !strings.Contains(body, `"last_reload"`) || !strings.Contains(body, `"ok":false`) {
 		t.Errorf("status document lacks the failed last_reload: %d %.500s", code, body)
 	}
 }
