@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"streamlb/internal/config"
+	"streamlb/internal/controller"
 	"streamlb/internal/ems"
 	"streamlb/internal/testkit"
 )
@@ -48,10 +49,14 @@ func TestNoReplicaOfAReplicaInGroupMode(t *testing.T) {
 	for i := range 4 {
 		g.replicated(i, "s"+string(rune('a'+i)), 2*time.Second)
 	}
-	// Let the replicas' own events come back through the sink, then check
-	// nothing more was pulled: 4 streams × 3 replicas, each pulled once.
+	// Wait for the replicas' own events to come back through the sink and
+	// be handled, and for a resync after them, then check nothing more was
+	// pulled: 4 streams × 3 replicas, each pulled once.
 	g.converged(2 * time.Second)
-	time.Sleep(200 * time.Millisecond) // give any wrong fan-out a chance to show; the check below is exact
+	eventually(t, 3*time.Second, "the replicas' 12 inStreamCreated events handled", func() bool {
+		return counterSum(t, g.app.Registry(), "streamlb_stream_events_total", map[string]string{"outcome": "replica"}) >= 12
+	})
+	resyncedSince(t, g.app, time.Now(), 5*time.Second)
 	total := 0
 	for i := range 4 {
 		total += int(g.member(i).CallCount("pullstream"))
@@ -75,12 +80,19 @@ func TestTeardownAfterGraceAndBlipsRemoveNothing(t *testing.T) {
 	if err := m0.Unpublish("live1"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // the blip itself: a source gone for half the grace
+	ended := journalEntry(t, g.app, "source_ended", "live1", time.Second)
+	time.Sleep(500 * time.Millisecond) // paces the blip: the source stays gone for about half the grace
 	if err := m0.Publish("live1"); err != nil {
 		t.Fatal(err)
 	}
 	g.replicated(0, "live1", 3*time.Second)
-	time.Sleep(2500 * time.Millisecond) // past the grace counted from the blip
+	journalEntry(t, g.app, "source_appeared", "live1", 2*time.Second)
+	// The teardown queued when the source ended comes due a grace after
+	// it; a resync begun past that point has seen it through.
+	resyncedSince(t, g.app, ended.At.Add(2*time.Second), 6*time.Second)
+	if es := journal(g.app, "replica_removed", "live1"); len(es) != 0 {
+		t.Errorf("the journal shows removals after a blip: %v", kinds(es))
+	}
 	for i := 1; i < 3; i++ {
 		if n := g.member(i).CallCount("removeconfig"); n != 0 {
 			t.Errorf("member %d: %d removeConfig calls after a blip, want 0", i, n)
@@ -91,14 +103,14 @@ func TestTeardownAfterGraceAndBlipsRemoveNothing(t *testing.T) {
 	}
 
 	// The source ends for good.
-	ended := time.Now()
+	ended = controller.Entry{At: time.Now()}
 	if err := m0.Unpublish("live1"); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i < 3; i++ {
 		eventually(t, 5*time.Second, "replica removed", func() bool { return len(pullsOf(g.member(i), "live1")) == 0 })
 	}
-	if d := time.Since(ended); d < 2*time.Second {
+	if d := time.Since(ended.At); d < 2*time.Second {
 		t.Errorf("replicas removed %v after the source ended, before the 2s grace", d)
 	}
 }
@@ -123,10 +135,28 @@ func TestForgedEventPullsNothing(t *testing.T) {
 	for range 50 {
 		postEvent(t, g.sinkURL, body, 200)
 	}
-	time.Sleep(500 * time.Millisecond) // long enough for a confirmation listing and pulls, had any been made
+	// A real stream announced after them on the same origin: the
+	// confirmation that answers it answers every name announced before,
+	// so once it is replicated and the work is done, any pull the forged
+	// events caused would have been made.
+	if err := g.member(0).Publish("after-forged"); err != nil {
+		t.Fatal(err)
+	}
+	g.replicated(0, "after-forged", 3*time.Second)
+	workIdle(t, g.app, 3*time.Second)
+	if n := counterSum(t, g.app.Registry(), "streamlb_stream_events_total", map[string]string{"outcome": "confirm"}); n < 51 {
+		t.Errorf("%v events went to confirmation, want the 50 forged and the real one", n)
+	}
 	for i := range 3 {
-		if n := g.member(i).CallCount("pullstream"); n != 0 {
-			t.Errorf("member %d got %d pullStream calls after forged events", i, n)
+		if p := pullsOf(g.member(i), "forged"); len(p) != 0 {
+			t.Errorf("member %d pulls forged: %v", i, p)
+		}
+		want := int64(1) // after-forged
+		if i == 0 {
+			want = 0
+		}
+		if n := g.member(i).CallCount("pullstream"); n != want {
+			t.Errorf("member %d got %d pullStream calls, want %d (the real stream's replica)", i, n, want)
 		}
 	}
 	if n := g.member(0).CallCount("listinboundstreamnames"); n > 10 {
@@ -166,7 +196,9 @@ func TestMigrationFromTheOriginalPluginConvergesAtOnce(t *testing.T) {
 	if !st.Converged {
 		t.Fatalf("not converged right after the first resync: %+v", st.Streams)
 	}
-	time.Sleep(300 * time.Millisecond) // any needless pull would be made by now
+	// A second resync, and the work both queued, done: any needless pull
+	// would have been made.
+	resyncedSince(t, g.app, st.LastResync.At, 5*time.Second)
 	if after := g.member(1).CallCount("pullstream") + g.member(2).CallCount("pullstream"); after != before {
 		t.Errorf("%d new pulls, want none", after-before)
 	}
@@ -244,8 +276,15 @@ func TestTwoGroupsSharingAMemberKeepTheirReplicas(t *testing.T) {
 	if err := g.member(0).Unpublish("a1"); err != nil {
 		t.Fatal(err)
 	}
+	pulledB1 := time.Now()
 	eventually(t, 6*time.Second, "a1 replicas removed", func() bool { return len(pullsOf(g.member(2), "a1")) == 0 })
-	time.Sleep(2500 * time.Millisecond) // a full grace: group one would have removed b1 by now if it were going to
+	// A resync of group one begun a full grace after b1's config appeared
+	// on the shared member has listed it and done its work: group one
+	// would have removed b1 by then if it were going to.
+	resyncedSince(t, g.app, pulledB1.Add(2*time.Second), 8*time.Second)
+	if es := journal(g.app, "", "b1"); len(es) != 0 {
+		t.Errorf("group one's journal mentions group two's stream: %v", kinds(es))
+	}
 	if p := pullsOf(g.member(2), "b1"); len(p) != 1 {
 		t.Errorf("group two's replica on the shared member: %v, want it untouched", p)
 	}
@@ -276,8 +315,12 @@ func TestWrongCredentialsForOneMember(t *testing.T) {
 		return counterSum(t, g.app.Registry(), "streamlb_ems_calls_total", map[string]string{"member": "m1", "result": "unauthorized"})
 	}
 	calls := unauthorized()
-	time.Sleep(4 * time.Second) // a window of two resync intervals, to see whether calls storm
-	if n := unauthorized() - calls; n > 3 {
+	time.Sleep(4 * time.Second) // a measuring window of two resync intervals: the refused calls are counted over it
+	n := unauthorized() - calls
+	if n == 0 {
+		t.Errorf("no probe of the member with wrong credentials in two resync intervals; want about one per resync_interval")
+	}
+	if n > 3 {
 		t.Errorf("%v refused calls to the member with wrong credentials in 4s; want it parked (about one per resync_interval)", n)
 	}
 	if g.member(0).CallCount("pullstream") != 0 {

@@ -124,7 +124,6 @@ func TestEventsTokenGuardsTheSink(t *testing.T) {
 
 	// An event for that real stream without the token, or with a wrong
 	// one, is refused and changes nothing.
-	listings := m0.CallCount("listinboundstreamnames")
 	events := counterSum(t, g.app.Registry(), "streamlb_stream_events_total", nil)
 	paths := []string{
 		"/evowebservices/", "/evowebservices", "/evowebservices/wrong-token/",
@@ -135,20 +134,10 @@ func TestEventsTokenGuardsTheSink(t *testing.T) {
 			t.Errorf("POST %s without the right token: %d, want 401", path, code)
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // a confirmation listing and pulls would have been made by now
-	if n := m0.CallCount("listinboundstreamnames"); n != listings {
-		t.Errorf("refused events cost %d listings of the origin", n-listings)
-	}
-	if n := counterSum(t, g.app.Registry(), "streamlb_stream_events_total", nil); n != events {
-		t.Errorf("%v refused events reached the controller", n-events)
-	}
+	confirms := func() int64 { return m0.CallCount("listinboundstreamnames") + m0.CallCount("getstreaminfo") }
+	confirmsBefore := confirms()
 	if n := counterSum(t, g.app.Registry(), "streamlb_events_received_total", map[string]string{"result": "unauthorized"}); n != refusedByMembers+float64(len(paths)) {
 		t.Errorf("events_received_total{result=unauthorized} = %v, want %v", n, refusedByMembers+float64(len(paths)))
-	}
-	for _, m := range g.cl.Members()[1:] {
-		if p := pullsOf(m, "quiet"); len(p) != 0 {
-			t.Errorf("a refused event made %s pull: %v", m.IP(), p)
-		}
 	}
 
 	// The token in the path or in the query, as a sink URL may carry it,
@@ -163,6 +152,22 @@ func TestEventsTokenGuardsTheSink(t *testing.T) {
 		}
 		for _, m := range g.cl.Members()[1:] {
 			eventually(t, time.Second, "replica of "+name+" on "+m.IP(), func() bool { return len(pullsOf(m, name)) == 1 })
+		}
+	}
+	// The accepted events came after the refused ones and their
+	// confirmations answered every name announced before them: had a
+	// refused event reached the controller, quiet (a real stream) would
+	// be pulled by now.
+	workIdle(t, g.app, 3*time.Second)
+	if n := counterSum(t, g.app.Registry(), "streamlb_stream_events_total", nil); n != events+2 {
+		t.Errorf("%v events reached the controller, want the 2 accepted ones", n-events)
+	}
+	if n := confirms() - confirmsBefore; n > 2 {
+		t.Errorf("the origin was asked %d times to confirm names, want at most once per accepted event", n)
+	}
+	for _, m := range g.cl.Members()[1:] {
+		if p := pullsOf(m, "quiet"); len(p) != 0 {
+			t.Errorf("a refused event made %s pull: %v", m.IP(), p)
 		}
 	}
 	if strings.Contains(g.logs.String(), token) {
@@ -181,13 +186,25 @@ func TestAllowedSourcesRefuseOtherPeers(t *testing.T) {
 	eventually(t, 2*time.Second, "the member's own event refused", func() bool {
 		return counterSum(t, g.app.Registry(), "streamlb_events_received_total", map[string]string{"result": "forbidden"}) >= 1
 	})
-	listings := m0.CallCount("listinboundstreamnames")
+	listings := m0.CallCount("listinboundstreamnames") + m0.CallCount("getstreaminfo")
 	if code := postStatus(t, g.base+"/evowebservices/", created(g.ips[0], "outsider"), "127.0.0.1"); code != http.StatusForbidden {
 		t.Errorf("POST from 127.0.0.1: %d, want 403", code)
 	}
-	time.Sleep(300 * time.Millisecond) // a confirmation listing and pulls would have been made by now
-	if n := m0.CallCount("listinboundstreamnames"); n != listings {
-		t.Errorf("a refused event cost %d listings of the origin", n-listings)
+	// A marker stream announced from the allowed address after the
+	// refused event: once it is replicated, the refused event, had it
+	// reached the controller, would have been confirmed and pulled too.
+	if err := m0.Publish("marker"); err != nil {
+		t.Fatal(err)
+	}
+	if code := postStatus(t, g.base+"/evowebservices/", created(g.ips[0], "marker"), allowed); code != http.StatusOK {
+		t.Fatalf("POST from %s: %d, want 200", allowed, code)
+	}
+	for _, m := range g.cl.Members()[1:] {
+		eventually(t, time.Second, "replica of marker on "+m.IP(), func() bool { return len(pullsOf(m, "marker")) == 1 })
+	}
+	workIdle(t, g.app, 3*time.Second)
+	if n := m0.CallCount("listinboundstreamnames") + m0.CallCount("getstreaminfo") - listings; n > 1 {
+		t.Errorf("the origin was asked %d times to confirm names, want once (the marker)", n)
 	}
 	for _, m := range g.cl.Members()[1:] {
 		if p := pullsOf(m, "outsider"); len(p) != 0 {
@@ -252,7 +269,19 @@ func TestForgedEventFloodIsAnsweredAndPullsNothing(t *testing.T) {
 	}
 	t.Logf("%d forged events answered in %v (%.0f/s, slowest answer %v)", n, elapsed.Round(time.Millisecond),
 		float64(n)/elapsed.Seconds(), time.Duration(slowest.Load()).Round(time.Microsecond))
-	time.Sleep(300 * time.Millisecond) // confirmations still in flight finish, pulls would start
+	// A real stream published on each member after the flood: the
+	// confirmation that answers it answers every forged name announced
+	// before it on that member, so once all three are replicated and the
+	// work is done, any pull the flood caused would have been made.
+	for i := range 3 {
+		if err := g.member(i).Publish(fmt.Sprintf("after-flood-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		g.replicated(i, fmt.Sprintf("after-flood-%d", i), 10*time.Second)
+	}
+	workIdle(t, g.app, 5*time.Second)
 	// The events attributed to one member share its listings: each listing
 	// confirms every event that arrived while the previous one ran, and
 	// listings are spaced (by at least 2ms, and by twice their own
@@ -264,11 +293,13 @@ func TestForgedEventFloodIsAnsweredAndPullsNothing(t *testing.T) {
 		if limit := min(perMember/10, int64(elapsed/(2*time.Millisecond))+2); got > limit {
 			t.Errorf("member %d listed %d times for %d forged events in %v; want them batched (at most %d)", i, got, perMember, elapsed, limit)
 		}
-		if p := g.member(i).CallCount("pullstream"); p != 0 {
-			t.Errorf("member %d got %d pullStream calls after forged events", i, p)
+		if p := g.member(i).CallCount("pullstream"); p != 2 {
+			t.Errorf("member %d got %d pullStream calls after forged events, want 2 (the other members' real streams)", i, p)
 		}
 	}
 	for _, s := range g.app.Controller().Snapshot().Streams {
-		t.Errorf("the flood made a stream appear in status: %+v", s)
+		if !strings.HasPrefix(s.Name, "after-flood-") {
+			t.Errorf("the flood made a stream appear in status: %+v", s)
+		}
 	}
 }
