@@ -161,20 +161,16 @@ func MemberSpecs(cfg *config.Config) ([]controller.MemberSpec, error) {
 	return specs, nil
 }
 
-// httpClient returns the HTTP client for one member: timeouts, connection
-// reuse where the member allows it, and its TLS settings.
+// httpClient returns the HTTP client for one member: ems.NewHTTPClient
+// with the member's TLS settings. It has no timeout of its own: every EMS
+// call is bounded by the deadline the controller (CallTimeout) or
+// placement gives its context. EMS closes the connection after each
+// answer, so plain-http calls take ems's one-shot path (HTTPOptions.OneShot;
+// BENCHMARKS.md measures it).
 func httpClient(m config.Member) (*http.Client, error) {
-	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-	}
+	var tc *tls.Config
 	if m.CAFile != "" || m.InsecureSkipVerify {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: m.InsecureSkipVerify} //nolint:gosec // only when configured explicitly
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: m.InsecureSkipVerify} //nolint:gosec // only when configured explicitly
 		if m.CAFile != "" {
 			pem, err := os.ReadFile(m.CAFile)
 			if err != nil {
@@ -186,16 +182,8 @@ func httpClient(m config.Member) (*http.Client, error) {
 			}
 			tc.RootCAs = pool
 		}
-		tr.TLSClientConfig = tc
 	}
-	return &http.Client{
-		Transport: tr,
-		Timeout:   60 * time.Second,
-		// EMS never redirects. Following a redirect would send the API
-		// proxy's credentials wherever it points, in clear text if it
-		// points to http.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}, nil
+	return ems.NewHTTPClient(ems.HTTPOptions{TLS: tc, OneShot: true}), nil
 }
 
 // Controller returns the App's controller.

@@ -3,6 +3,7 @@ package ems
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,10 +14,14 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
-// DefaultTimeout bounds a call whose context has no deadline, and every
-// call made through the HTTP client New builds when given none.
+// DefaultTimeout bounds a call whose context has no deadline. It is the
+// only bound the package sets: the HTTP client NewHTTPClient builds has no
+// timeout of its own, so a call, a streamed listing of any length
+// included, ends exactly at its context's deadline.
 const DefaultTimeout = 10 * time.Second
 
 // MaxResponseBytes is the largest answer body a Client accepts.
@@ -26,26 +31,43 @@ const MaxResponseBytes = 256 << 20
 // connection can be reused.
 const maxDrainBytes = 64 << 10
 
-// NewHTTPClient returns the HTTP client New uses when given none: a per-call
-// timeout of DefaultTimeout, no environment proxy, no redirects followed,
-// and a transport keeping enough idle connections for about 16 concurrent
-// calls per member. (EMS itself answers "Connection: close", so reuse only
-// happens where a server allows it.) Several Clients may share it.
-func NewHTTPClient() *http.Client {
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+// HTTPOptions configures NewHTTPClient.
+type HTTPOptions struct {
+	// TLS is the configuration of https calls; nil: Go's defaults.
+	TLS *tls.Config
+	// OneShot makes plain-http calls on a lighter path for members that
+	// close the connection after every answer, as EMS does ("Connection:
+	// close"): dial, write, read and close in the caller's goroutine, with
+	// pooled buffers, instead of http.Transport's per-connection
+	// goroutines (see closeTransport). Calls to https members and to a
+	// member seen keeping its connection open still take the pooled
+	// transport.
+	OneShot bool
+}
+
+// NewHTTPClient returns the HTTP client for EMS members: no environment
+// proxy, no redirects followed (a redirect would carry an API proxy's
+// credentials wherever it points), a transport keeping enough idle
+// connections for about 64 concurrent calls per member where the member
+// allows reuse, and no timeout: every call is bounded by its context's
+// deadline (see DefaultTimeout), not by a client-wide Timeout that would
+// cut a long streamed listing short, nor by ResponseHeaderTimeout. Several
+// Clients may share it.
+func NewHTTPClient(opts HTTPOptions) *http.Client {
 	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   32,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: DefaultTimeout,
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		TLSClientConfig:     opts.TLS,
+	}
+	var rt http.RoundTripper = tr
+	if opts.OneShot {
+		rt = newCloseTransport(tr)
 	}
 	return &http.Client{
-		Transport: tr,
-		Timeout:   DefaultTimeout,
+		Transport: rt,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -63,32 +85,19 @@ type Client struct {
 	user    string
 	pass    string
 	hc      *http.Client
-	bufs    sync.Pool     // *bytes.Buffer for answers read whole
-	timeout time.Duration // bounds every call, when hc's own was moved here
+	bufs    sync.Pool // *bytes.Buffer for the data of answers decoded whole
 	maxBody int64
 }
 
 // New returns a Client for ep. It never fails: an unusable BaseURL makes
 // every call fail with KindRequest. With hc nil, the Client uses its own
-// NewHTTPClient. Credentials given in BaseURL's user information are never
+// NewHTTPClient(HTTPOptions{OneShot: true}). hc is used as it is. Credentials given in BaseURL's user information are never
 // put in request URLs; for an API proxy they are used when ep.User is empty.
 func New(ep Endpoint, hc *http.Client) *Client {
 	if hc == nil {
-		hc = NewHTTPClient()
+		hc = NewHTTPClient(HTTPOptions{OneShot: true})
 	}
-	var timeout time.Duration
-	if tr, ok := hc.Transport.(*http.Transport); ok {
-		// EMS closes the connection after every answer: make such calls
-		// without http.Transport's machinery (see closeTransport). The
-		// client's timeout becomes a context deadline: http.Client runs a
-		// goroutine per call to enforce its own around a RoundTripper
-		// that is not an *http.Transport.
-		cp := *hc
-		cp.Transport = newCloseTransport(tr)
-		timeout, cp.Timeout = cp.Timeout, 0
-		hc = &cp
-	}
-	c := &Client{ep: ep, hc: hc, timeout: timeout, maxBody: MaxResponseBytes, user: ep.User, pass: ep.Password.Reveal()}
+	c := &Client{ep: ep, hc: hc, maxBody: MaxResponseBytes, user: ep.User, pass: ep.Password.Reveal()}
 	c.bufs.New = func() any { return new(bytes.Buffer) }
 	c.base, c.baseErr = parseBaseURL(ep.BaseURL)
 	if c.base != nil && c.base.User != nil {
@@ -143,22 +152,16 @@ func (c *Client) Call(ctx context.Context, command string, params Params) (json.
 	return out, err
 }
 
-// call runs one command. With stream set it decodes the body as it arrives,
-// handing the data value to stream, which must consume it; otherwise it
-// reads the whole body into a pooled buffer and hands the data of a SUCCESS
-// envelope (nil when null) to whole, which must not keep it. An error from
-// stream or whole is a KindDecode error.
-func (c *Client) call(ctx context.Context, command string, params Params, stream func(*jsonStream) error, whole func(data []byte) error) error {
-	d, hasDeadline := ctx.Deadline()
-	if !hasDeadline {
+// call runs one command and decodes its answer as it arrives. With stream
+// set, stream is called with the decoder positioned at the data value,
+// which it must read; otherwise the data value is copied into a pooled
+// buffer and, once the envelope is known to be a SUCCESS, handed to whole
+// (nil when null), which must not keep it. An error from stream or whole
+// is a KindDecode error.
+func (c *Client) call(ctx context.Context, command string, params Params, stream func(*jsontext.Decoder) error, whole func(data []byte) error) error {
+	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-		d = time.Now().Add(DefaultTimeout)
-	}
-	if c.timeout > 0 && time.Until(d) > c.timeout {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
 	req, err := c.newRequest(ctx, command, params)
@@ -180,33 +183,42 @@ func (c *Client) call(ctx context.Context, command string, params Params, stream
 		return &Error{Member: c.member, Command: command, Kind: KindHTTP, StatusCode: resp.StatusCode, Description: excerpt(head)}
 	}
 
-	if stream != nil {
-		meta, err := walkStream(newJSONStream(body), stream)
-		if err != nil {
-			return c.bodyError(command, resp.StatusCode, body, err)
-		}
-		return c.checkStatus(command, resp.StatusCode, meta.Status, meta.Description)
-	}
-	buf := c.bufs.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= maxPooledBody {
+	var data *bytes.Buffer // whole's data, nil when null
+	if stream == nil {
+		buf := c.bufs.Get().(*bytes.Buffer)
+		defer func() {
+			if buf.Cap() <= maxPooledBody {
+				buf.Reset()
+				c.bufs.Put(buf)
+			}
+		}()
+		stream = func(dec *jsontext.Decoder) error {
+			v, err := dec.ReadValue()
+			if err != nil {
+				return err
+			}
 			buf.Reset()
-			c.bufs.Put(buf)
+			data = nil
+			if v.Kind() != 'n' {
+				buf.Write(v)
+				data = buf
+			}
+			return nil
 		}
-	}()
-	if _, err := buf.ReadFrom(body); err != nil {
+	}
+	meta, err := walkEnvelope(body, stream)
+	if err != nil {
 		return c.bodyError(command, resp.StatusCode, body, err)
 	}
-	b := buf.Bytes()
-	env, err := decodeEnvelope(b)
-	if err != nil {
-		return &Error{Member: c.member, Command: command, Kind: KindDecode, StatusCode: resp.StatusCode, Description: excerpt(b), Err: err}
-	}
-	if err := c.checkStatus(command, resp.StatusCode, env.Status, env.Description); err != nil {
+	if err := c.checkStatus(command, resp.StatusCode, meta.Status, meta.Description); err != nil || whole == nil {
 		return err
 	}
-	if err := whole(env.Data); err != nil {
-		return &Error{Member: c.member, Command: command, Kind: KindDecode, StatusCode: resp.StatusCode, Description: excerpt(env.Data), Err: err}
+	var b []byte
+	if data != nil {
+		b = data.Bytes()
+	}
+	if err := whole(b); err != nil {
+		return &Error{Member: c.member, Command: command, Kind: KindDecode, StatusCode: resp.StatusCode, Description: excerpt(b), Err: err}
 	}
 	return nil
 }
@@ -298,6 +310,10 @@ func (c *Client) transportError(command string, err error) *Error {
 
 // bodyError classifies a failure while reading or decoding an answer body.
 func (c *Client) bodyError(command string, status int, body *cappedReader, err error) *Error {
+	if len(body.head) < excerptLen && body.readErr == nil {
+		// The decoder may have stopped before the excerpt was read.
+		_, _ = io.CopyN(io.Discard, body, int64(excerptLen-len(body.head)))
+	}
 	e := &Error{Member: c.member, Command: command, StatusCode: status, Description: excerpt(body.head), Err: err}
 	switch rerr := body.readErr; {
 	case rerr == nil:

@@ -1,6 +1,7 @@
 package ems
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // EMS command names, as sent.
@@ -79,21 +82,25 @@ func decodePullResult(data []byte) (PullResult, error) {
 	if data == nil {
 		return res, nil
 	}
-	err := eachMember(data, func(key, value []byte) error {
+	dec := newBytesDecoder(data)
+	err := object(dec, true, func(key []byte) error {
 		var err error
 		switch {
-		case strings.EqualFold(string(key), "configId"):
-			err = decodeUint(value, &res.ConfigID)
-		case strings.EqualFold(string(key), "localStreamName"):
-			res.LocalStreamName, _, err = decodeOptString(value)
-		case strings.EqualFold(string(key), "uri"):
-			var u wireURI
-			err = u.UnmarshalJSON(value)
-			res.URI = u.s
-		case strings.EqualFold(string(key), "keepAlive"):
-			var b flexBool
-			err = b.UnmarshalJSON(value)
-			res.KeepAlive = bool(b)
+		case bytes.EqualFold(key, []byte("configId")):
+			err = readValue(dec, func(v []byte) error { return decodeUint(v, &res.ConfigID) })
+		case bytes.EqualFold(key, []byte("localStreamName")):
+			res.LocalStreamName, err = readOptString(dec)
+		case bytes.EqualFold(key, []byte("uri")):
+			res.URI, err = readURI(dec)
+		case bytes.EqualFold(key, []byte("keepAlive")):
+			err = readValue(dec, func(v []byte) error {
+				var b flexBool
+				err := b.UnmarshalJSON(v)
+				res.KeepAlive = bool(b)
+				return err
+			})
+		default:
+			err = dec.SkipValue()
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", key, err)
@@ -136,8 +143,8 @@ func (c *Client) EachPullConfig(ctx context.Context, fn func(pc *PullConfig) err
 // type, say) is skipped, and skip is called with why, instead of failing
 // the whole listing. A listing that is not valid JSON still fails.
 func (c *Client) EachPullConfigSkipping(ctx context.Context, fn func(pc *PullConfig) error, skip func(err error)) error {
-	return c.call(ctx, cmdListConfig, nil, func(s *jsonStream) error {
-		return streamPullConfigs(s, fn, skip)
+	return c.call(ctx, cmdListConfig, nil, func(dec *jsontext.Decoder) error {
+		return streamPullConfigs(dec, fn, skip)
 	}, nil)
 }
 
@@ -159,8 +166,8 @@ func (c *Client) ListInboundStreamNames(ctx context.Context) ([]string, error) {
 // name as it is decoded. name is valid only during the call. An error from
 // fn stops the listing and is returned as a KindDecode error.
 func (c *Client) EachInboundStreamName(ctx context.Context, fn func(name []byte) error) error {
-	return c.call(ctx, cmdListInboundStreamNames, nil, func(s *jsonStream) error {
-		return streamNames(s, fn)
+	return c.call(ctx, cmdListInboundStreamNames, nil, func(dec *jsontext.Decoder) error {
+		return streamNames(dec, fn)
 	}, nil)
 }
 

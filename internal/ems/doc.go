@@ -27,7 +27,12 @@
 // everything else into an *Error whose Kind tells transport failures, HTTP
 // statuses, proxy 401s, FAIL envelopes and undecodable answers apart.
 //
-// Answers are decoded with 64-bit integers kept exact. ListConfig, whose
-// answer may hold thousands of entries, is decoded as it arrives, keeping
-// only the pull entries.
+// Every answer is decoded as it arrives by one streaming JSON decoder
+// (github.com/go-json-experiment/json's jsontext), keeping only the fields
+// a method returns, with 64-bit integers exact. ListConfig, EachPullConfig,
+// EachInboundStreamName and EachStream hand out one entry at a time, so a
+// listing of any length needs no more memory than its largest entry.
+//
+// The HTTP client (NewHTTPClient) has no timeout of its own: a call ends
+// at its context's deadline, DefaultTimeout when the context has none.
 package ems

@@ -12,91 +12,11 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 const recordedDir = "../../testdata/ems/recorded"
-
-func TestDecodeEnvelope(t *testing.T) {
-	tests := []struct {
-		name     string
-		body     string
-		want     envelope
-		wantData string
-		wantErr  string
-	}{
-		{
-			name: "success with trailer",
-			body: "{\"data\":{\"streamCount\":3},\"description\":\"Active streams count\",\"status\":\"SUCCESS\"}\r\n\r\n",
-			want: envelope{Status: "SUCCESS", Description: "Active streams count"}, wantData: `{"streamCount":3}`,
-		},
-		{
-			name: "data null",
-			body: `{"data":null,"description":"Available streams","status":"SUCCESS"}`,
-			want: envelope{Status: "SUCCESS", Description: "Available streams"},
-		},
-		{
-			name: "fail",
-			body: `  {"data":null,"description":"Stream name mystream already taken","status":"FAIL"}  `,
-			want: envelope{Status: "FAIL", Description: "Stream name mystream already taken"},
-		},
-		{
-			name: "escaped slashes and byte order mark",
-			body: "\xef\xbb\xbf{\"data\":{\"u\":\"rtmp:\\/\\/h\\/x\"},\"description\":\"Bandwidth in B\\/s\",\"status\":\"SUCCESS\"}",
-			want: envelope{Status: "SUCCESS", Description: "Bandwidth in B/s"}, wantData: `{"u":"rtmp:\/\/h\/x"}`,
-		},
-		{name: "no status", body: `{"data":null}`, wantErr: "no status"},
-		{name: "empty", body: "\r\n", wantErr: "empty body"},
-		{name: "html", body: "<html><body>Access Denied</body></html>", wantErr: "not a JSON object"},
-		{name: "truncated", body: `{"data":{"a":1`, wantErr: "unexpected end"},
-		{name: "array", body: `[1,2]`, wantErr: "not a JSON object"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := decodeEnvelope([]byte(tt.body))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("decodeEnvelope() error = %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("decodeEnvelope() error = %v", err)
-			}
-			if got.Status != tt.want.Status || got.Description != tt.want.Description || string(got.Data) != tt.wantData {
-				t.Errorf("decodeEnvelope() = {%q %q %s}, want {%q %q %s}", got.Status, got.Description, got.Data, tt.want.Status, tt.want.Description, tt.wantData)
-			}
-		})
-	}
-}
-
-func TestWalkEnvelope(t *testing.T) {
-	tests := []struct {
-		name    string
-		body    string
-		want    envelopeMeta
-		wantErr string
-	}{
-		{"keys in any order with trailer", "{\"status\":\"SUCCESS\",\"x\":[1,{}],\"description\":\"d\",\"data\":null}\r\n\r\n", envelopeMeta{"SUCCESS", "d"}, ""},
-		{"garbage after", `{"status":"SUCCESS","data":null} x`, envelopeMeta{}, "invalid character"},
-		{"second value after", `{"status":"SUCCESS","data":null} {}`, envelopeMeta{}, "data after the envelope"},
-		{"no status", `{"data":null}`, envelopeMeta{}, "no status"},
-		{"not an object", `null`, envelopeMeta{}, "want '{'"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := walkEnvelope(json.NewDecoder(strings.NewReader(tt.body)), skip)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("walkEnvelope() error = %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Errorf("walkEnvelope() = %+v, %v, want %+v", got, err, tt.want)
-			}
-		})
-	}
-}
 
 func TestExcerpt(t *testing.T) {
 	long := strings.Repeat("é", 100) // 200 bytes
@@ -222,26 +142,48 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte("{\"data\":null,\"description\":\"x\",\"status\":\"FAIL\"}\r\n\r\n"))
 	f.Add([]byte(`{"data":{"pull":[{"configId":18446744073709551615,"_x":"y","status":{"current":{"code":4}}}]},"status":"SUCCESS"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		// The member walker also meets unvalidated bytes here.
-		var direct PullConfig
-		_ = decodePullConfigBytes(body, &direct)
-
-		env, envErr := decodeEnvelope(body)
-		var pulls []PullConfig
-		meta, walkErr := walkEnvelope(json.NewDecoder(bytes.NewReader(body)), func(dec *json.Decoder) error {
-			return decodeConfigData(dec, &pulls)
-		})
-		if envErr == nil && walkErr == nil && (env.Status != meta.Status || env.Description != meta.Description) {
-			t.Fatalf("decodeEnvelope says %q %q, walkEnvelope %q %q", env.Status, env.Description, meta.Status, meta.Description)
+		meta, data, err := decodeWhole(body)
+		// The envelope: encoding/json's generic decoding is the oracle.
+		var env map[string]json.RawMessage
+		trimmed := bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))
+		ok := json.Unmarshal(trimmed, &env) == nil && env != nil && firstByteOf(env["status"]) == '"'
+		if ok != (err == nil) {
+			t.Fatalf("decodeWhole(%q) error = %v; encoding/json accepts it: %v", body, err, ok)
 		}
-		if envErr != nil || env.Data == nil {
+		if err == nil {
+			var want envelopeMeta
+			_ = json.Unmarshal(env["status"], &want.Status)
+			if firstByteOf(env["description"]) == '"' {
+				_ = json.Unmarshal(env["description"], &want.Description)
+			}
+			if meta != want {
+				t.Fatalf("decodeWhole(%q) = %+v, want %+v", body, meta, want)
+			}
+		}
+		// The streamed decoders meet the same bytes; with skipping, a
+		// listing fails only when the body is no envelope or its data not
+		// a listConfig's.
+		n := 0
+		_, _ = walkEnvelope(bytes.NewReader(trimmed), func(dec *jsontext.Decoder) error {
+			return streamPullConfigs(dec, func(*PullConfig) error { n++; return nil }, func(error) {})
+		})
+		_, _ = walkEnvelope(bytes.NewReader(trimmed), func(dec *jsontext.Decoder) error {
+			return streamEntries(dec, func(*StreamEntry) error { return nil })
+		})
+		_, _ = walkEnvelope(bytes.NewReader(trimmed), func(dec *jsontext.Decoder) error {
+			return streamNames(dec, func([]byte) error { return nil })
+		})
+		if data == nil {
 			return
 		}
+		var direct PullConfig
+		_ = decodePullConfig(newBytesDecoder(data), &direct)
+		_, _ = decodePullResult(data)
 		var streams []wireStream
-		_ = json.Unmarshal(env.Data, &streams)
+		_ = json.Unmarshal(data, &streams)
 		var stream wireStream
-		_ = json.Unmarshal(env.Data, &stream)
+		_ = json.Unmarshal(data, &stream)
 		var pc wirePullConfig
-		_ = json.Unmarshal(env.Data, &pc)
+		_ = json.Unmarshal(data, &pc)
 	})
 }

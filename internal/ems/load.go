@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Load command names, as sent.
@@ -66,33 +68,35 @@ func (e StreamEntry) PlayerProtocol() (string, bool) {
 // than one entry. *e is reused from one call to the next. An error from fn
 // stops the listing and is returned as a KindDecode error.
 func (c *Client) EachStream(ctx context.Context, fn func(e *StreamEntry) error) error {
-	return c.call(ctx, cmdListStreams, nil, func(s *jsonStream) error {
-		return streamEntries(s, fn)
+	return c.call(ctx, cmdListStreams, nil, func(dec *jsontext.Decoder) error {
+		return streamEntries(dec, fn)
 	}, nil)
 }
 
 // streamEntries reads listStreams' data (an array of stream objects, or
 // null) and calls fn with each entry; *e is reused.
-func streamEntries(s *jsonStream, fn func(e *StreamEntry) error) error {
+func streamEntries(dec *jsontext.Decoder, fn func(e *StreamEntry) error) error {
 	var e StreamEntry
-	return s.elements(func(v []byte) error {
+	return array(dec, func(int) error {
 		e = StreamEntry{}
 		var video, audio float64
-		err := eachMember(v, func(key, value []byte) error {
+		err := object(dec, false, func(key []byte) error {
 			var err error
 			switch string(key) {
 			case "name":
-				e.Name, _, err = decodeOptString(value)
+				e.Name, err = readOptString(dec)
 			case "type":
-				e.Type, _, err = decodeOptString(value)
+				e.Type, err = readOptString(dec)
 			case "farIp":
-				e.FarIP, _, err = decodeOptString(value)
+				e.FarIP, err = readOptString(dec)
 			case "userAgent":
-				e.UserAgent, _, err = decodeOptString(value)
+				e.UserAgent, err = readOptString(dec)
 			case "video":
-				video, err = bitrateIn(value, "currVideoBitRate")
+				video, err = bitrateIn(dec, "currVideoBitRate")
 			case "audio":
-				audio, err = bitrateIn(value, "currAudioBitRate")
+				audio, err = bitrateIn(dec, "currAudioBitRate")
+			default:
+				err = dec.SkipValue()
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", key, err)
@@ -107,28 +111,30 @@ func streamEntries(s *jsonStream, fn func(e *StreamEntry) error) error {
 	})
 }
 
-// bitrateIn returns the number under key in obj, a media block of a
-// stream entry, when it is above 0; anything else gives 0. When key
-// repeats, the last one counts.
-func bitrateIn(obj []byte, key string) (float64, error) {
-	if len(obj) == 0 || obj[0] != '{' {
-		return 0, nil
+// bitrateIn reads a media block of a stream entry and returns the number
+// under key when it is above 0; anything else gives 0. When key repeats,
+// the last one counts.
+func bitrateIn(dec *jsontext.Decoder, key string) (float64, error) {
+	if dec.PeekKind() != '{' {
+		return 0, dec.SkipValue()
 	}
 	var rate float64
-	err := eachMember(obj, func(k, value []byte) error {
+	err := object(dec, false, func(k []byte) error {
 		if string(k) != key {
+			return dec.SkipValue()
+		}
+		return readValue(dec, func(value []byte) error {
+			rate = 0
+			if len(value) == 0 || (value[0] != '-' && (value[0] < '0' || value[0] > '9')) {
+				return nil
+			}
+			f, err := strconv.ParseFloat(string(value), 64)
+			if err != nil {
+				return shapef("%s: %v", key, err)
+			}
+			rate = max(f, 0)
 			return nil
-		}
-		rate = 0
-		if len(value) == 0 || (value[0] != '-' && (value[0] < '0' || value[0] > '9')) {
-			return nil
-		}
-		f, err := strconv.ParseFloat(string(value), 64)
-		if err != nil {
-			return fmt.Errorf("%s: %w", key, err)
-		}
-		rate = max(f, 0)
-		return nil
+		})
 	})
 	return rate, err
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"pgregory.net/rapid"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 const docExamplesDir = "../../testdata/ems/doc-examples"
@@ -220,8 +222,8 @@ func refEntries(body string) ([]StreamEntry, bool) {
 
 func decodeEntries(body string) ([]StreamEntry, error) {
 	out := []StreamEntry{}
-	_, err := walkStream(newJSONStream(iotest.OneByteReader(strings.NewReader(body))), func(s *jsonStream) error {
-		return streamEntries(s, func(e *StreamEntry) error {
+	_, err := walkEnvelope(iotest.OneByteReader(strings.NewReader(body)), func(dec *jsontext.Decoder) error {
+		return streamEntries(dec, func(e *StreamEntry) error {
 			out = append(out, *e)
 			return nil
 		})

@@ -59,7 +59,7 @@ func TestCloseTransport(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := versionServer(t, tt.closeEach, 0)
 			var dials atomic.Int64
-			c := New(Endpoint{Member: "m", BaseURL: srv.URL}, &http.Client{Transport: countingTransport(&dials), Timeout: 10 * time.Second})
+			c := New(Endpoint{Member: "m", BaseURL: srv.URL}, &http.Client{Transport: newCloseTransport(countingTransport(&dials))})
 			t.Cleanup(c.CloseIdleConnections)
 			if _, ok := c.hc.Transport.(*closeTransport); !ok {
 				t.Fatalf("transport = %T, want *closeTransport", c.hc.Transport)

@@ -3,67 +3,78 @@ package ems
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // decodePullConfig reads one stored pull configuration (an object, or null
-// which leaves pc unchanged) from dec. The object is read whole, then only
-// the fields PullConfig has are decoded.
-func decodePullConfig(dec *json.Decoder, pc *PullConfig, buf *json.RawMessage) error {
-	if err := dec.Decode(buf); err != nil {
-		return err
-	}
-	return decodePullConfigBytes(*buf, pc)
-}
-
-// decodePullConfigBytes decodes a stored pull configuration from obj, a
-// valid JSON object or null, keeping only the fields PullConfig has and
-// skipping the others without decoding them.
-func decodePullConfigBytes(obj []byte, pc *PullConfig) error {
-	obj = bytes.TrimSpace(obj)
-	if bytes.Equal(obj, []byte("null")) {
-		return nil
-	}
-	return eachMember(obj, func(key, value []byte) error {
+// which leaves pc unchanged) from dec, keeping only the fields PullConfig
+// has and skipping the others without decoding them. Keys match exactly.
+func decodePullConfig(dec *jsontext.Decoder, pc *PullConfig) error {
+	return object(dec, true, func(key []byte) error {
 		var err error
 		switch string(key) {
 		case "configId":
-			err = decodeUint(value, &pc.ConfigID)
+			err = readValue(dec, func(v []byte) error { return decodeUint(v, &pc.ConfigID) })
 		case "localStreamName":
-			pc.LocalStreamName, _, err = decodeOptString(value)
+			pc.LocalStreamName, err = readOptString(dec)
 		case "uri":
-			var u wireURI
-			err = u.UnmarshalJSON(value)
-			pc.URI = u.s
+			pc.URI, err = readURI(dec)
 		case "keepAlive":
-			var b flexBool
-			err = b.UnmarshalJSON(value)
-			pc.KeepAlive = bool(b)
+			err = readValue(dec, func(v []byte) error {
+				var b flexBool
+				err := b.UnmarshalJSON(v)
+				pc.KeepAlive = bool(b)
+				return err
+			})
 		case "status":
-			err = decodeStatus(value, &pc.Status)
+			err = decodeStatus(dec, &pc.Status)
 		default:
 			if len(key) < 1 || key[0] != '_' {
-				return nil
+				return dec.SkipValue()
 			}
-			var s string
-			var ok bool
-			s, ok, err = decodeOptString(value)
-			if err == nil && ok {
-				if pc.Vars == nil {
-					pc.Vars = make(map[string]string, 2)
+			name := string(key)
+			err = readValue(dec, func(v []byte) error {
+				s, ok, err := decodeOptString(v)
+				if err == nil && ok {
+					if pc.Vars == nil {
+						pc.Vars = make(map[string]string, 2)
+					}
+					pc.Vars[name] = s
 				}
-				pc.Vars[string(key)] = s
-			}
+				return err
+			})
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", key, err)
 		}
 		return nil
 	})
+}
+
+// readValue reads the next value, a scalar or not, and hands its bytes to
+// fn, which must not keep them.
+func readValue(dec *jsontext.Decoder, fn func(v []byte) error) error {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	return fn(v)
+}
+
+// readOptString reads the next value: the text of a string, "" for
+// anything else.
+func readOptString(dec *jsontext.Decoder) (string, error) {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return "", err
+	}
+	s, _, err := decodeOptString(v)
+	return s, err
 }
 
 // decodeUint decodes a non-negative integer, or null (left unchanged).
@@ -73,7 +84,7 @@ func decodeUint(value []byte, n *uint64) error {
 	}
 	v, err := strconv.ParseUint(string(value), 10, 64)
 	if err != nil {
-		return fmt.Errorf("not an unsigned integer: %.24s", value)
+		return shapef("not an unsigned integer: %.24s", value)
 	}
 	*n = v
 	return nil
@@ -140,245 +151,87 @@ func unescapeSimple(inner []byte) (string, bool) {
 	return b.String(), true
 }
 
-// eachMember calls fn with the unescaped key and the raw value of every
-// member of obj, a JSON object, in order. Values are not decoded. obj is
-// expected to be valid JSON (as json.Decoder returns it); malformed input
-// gives an error, never a panic.
-func eachMember(obj []byte, fn func(key, value []byte) error) error {
-	i := skipSpace(obj, 0)
-	if i >= len(obj) || obj[i] != '{' {
-		return errors.New("not an object")
-	}
-	i = skipSpace(obj, i+1)
-	if i < len(obj) && obj[i] == '}' {
-		return nil
-	}
-	for {
-		if i >= len(obj) || obj[i] != '"' {
-			return errors.New("malformed object: want a key")
-		}
-		end, err := endOfString(obj, i)
-		if err != nil {
-			return err
-		}
-		key := obj[i+1 : end-1]
-		if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
-			var k string
-			if err := json.Unmarshal(obj[i:end], &k); err != nil {
-				return err
-			}
-			key = []byte(k)
-		}
-		i = skipSpace(obj, end)
-		if i >= len(obj) || obj[i] != ':' {
-			return errors.New("malformed object: want ':'")
-		}
-		i = skipSpace(obj, i+1)
-		vend, err := endOfValue(obj, i)
-		if err != nil {
-			return err
-		}
-		if err := fn(key, obj[i:vend]); err != nil {
-			return err
-		}
-		i = skipSpace(obj, vend)
-		if i >= len(obj) {
-			return errors.New("malformed object: unexpected end")
-		}
-		switch obj[i] {
-		case ',':
-			i = skipSpace(obj, i+1)
-		case '}':
-			return nil
-		default:
-			return errors.New("malformed object: want ',' or '}'")
-		}
-	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
-		i++
-	}
-	return i
-}
-
-// endOfString returns the index just past the string starting at b[i].
-func endOfString(b []byte, i int) (int, error) {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1, nil
-		}
-	}
-	return 0, errors.New("malformed JSON: unterminated string")
-}
-
-// endOfValue returns the index just past the value starting at b[i].
-func endOfValue(b []byte, i int) (int, error) {
-	if i >= len(b) {
-		return 0, errors.New("malformed JSON: missing value")
-	}
-	switch b[i] {
-	case '"':
-		return endOfString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				end, err := endOfString(b, j)
-				if err != nil {
-					return 0, err
-				}
-				j = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1, nil
-				}
-			}
-		}
-		return 0, errors.New("malformed JSON: unterminated value")
-	}
-	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\r' && b[j] != '\n' {
-		j++
-	}
-	if j == i {
-		return 0, errors.New("malformed JSON: missing value")
-	}
-	return j, nil
-}
-
-// decodePullList reads an array of pull configurations (or null) from dec
-// and appends them to *out.
-func decodePullList(dec *json.Decoder, out *[]PullConfig) error {
-	ok, err := openValue(dec, '[')
-	if err != nil || !ok {
-		return err
-	}
-	var buf json.RawMessage
-	for dec.More() {
-		var pc PullConfig
-		if err := decodePullConfig(dec, &pc, &buf); err != nil {
-			return fmt.Errorf("pull[%d]: %w", len(*out), err)
-		}
-		*out = append(*out, pc)
-	}
-	return expectDelim(dec, ']')
-}
-
-// decodeConfigData reads listConfig's data, an object with one array per
-// configuration category, keeping the pull entries and skipping the other
-// categories wholesale.
-func decodeConfigData(dec *json.Decoder, out *[]PullConfig) error {
-	ok, err := openValue(dec, '{')
-	if err != nil || !ok {
-		return err
-	}
-	for dec.More() {
-		key, err := objectKey(dec)
-		if err != nil {
-			return err
-		}
-		if key == "pull" {
-			if err := decodePullList(dec, out); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := skip(dec); err != nil {
-			return fmt.Errorf("%s: %w", key, err)
-		}
-	}
-	return expectDelim(dec, '}')
-}
-
 // wirePullConfig decodes a PullConfig held inside a larger value.
 type wirePullConfig struct{ pc PullConfig }
 
 // UnmarshalJSON decodes a stored pull configuration.
 func (w *wirePullConfig) UnmarshalJSON(data []byte) error {
-	return decodePullConfigBytes(data, &w.pc)
+	return decodePullConfig(newBytesDecoder(data), &w.pc)
 }
 
-// decodeStatus decodes the current state from a configuration's status
+// decodeStatus reads the current state from a configuration's status
 // object: {"current":{"code":0,"description":"Streaming","timestamp":...},
 // "previous":{...}}. Null leaves st unchanged.
-func decodeStatus(value []byte, st *PullStatus) error {
-	if string(value) == "null" {
-		return nil
-	}
-	return eachMember(value, func(key, cur []byte) error {
-		if string(key) != "current" || string(cur) == "null" {
-			return nil
+func decodeStatus(dec *jsontext.Decoder, st *PullStatus) error {
+	return object(dec, true, func(key []byte) error {
+		if string(key) != "current" {
+			return dec.SkipValue()
 		}
-		return eachMember(cur, func(key, v []byte) error {
+		return object(dec, true, func(key []byte) error {
 			switch string(key) {
-			case "code":
-				var n flexInt
-				if err := n.UnmarshalJSON(v); err != nil {
-					return fmt.Errorf("code: %w", err)
-				}
-				st.Code = int(n)
+			case "code", "timestamp":
+				field := string(key)
+				return readValue(dec, func(v []byte) error {
+					var n flexInt
+					if err := n.UnmarshalJSON(v); err != nil {
+						return fmt.Errorf("%s: %w", field, err)
+					}
+					if field == "code" {
+						st.Code = int(n)
+					} else {
+						st.Timestamp = int64(n)
+					}
+					return nil
+				})
 			case "description":
-				s, _, err := decodeOptString(v)
+				s, err := readOptString(dec)
 				if err != nil {
 					return fmt.Errorf("description: %w", err)
 				}
 				st.Description = s
-			case "timestamp":
-				var n flexInt
-				if err := n.UnmarshalJSON(v); err != nil {
-					return fmt.Errorf("timestamp: %w", err)
-				}
-				st.Timestamp = int64(n)
+				return nil
 			}
-			return nil
+			return dec.SkipValue()
 		})
 	})
 }
 
-// wireURI is a uri that is either a string (stored configurations) or the
-// object EMS makes of a parsed URI (pullStream answers).
-type wireURI struct{ s string }
-
-// UnmarshalJSON accepts a string, an object with originalUri or fullUri,
-// or null.
-func (u *wireURI) UnmarshalJSON(data []byte) error {
-	switch {
-	case len(data) > 0 && data[0] == '"':
-		return json.Unmarshal(data, &u.s)
-	case len(data) > 0 && data[0] == '{':
+// readURI reads a uri that is either a string (stored configurations) or
+// the object EMS makes of a parsed URI (pullStream answers), whose
+// originalUri, else fullUri, it returns; null gives "".
+func readURI(dec *jsontext.Decoder) (string, error) {
+	k, err := peek(dec)
+	if err != nil {
+		return "", err
+	}
+	switch k {
+	case '"':
+		return readOptString(dec)
+	case '{':
 		var original, full string
-		err := eachMember(data, func(key, value []byte) error {
+		err := object(dec, false, func(key []byte) error {
 			var err error
 			switch {
-			case strings.EqualFold(string(key), "originalUri"):
-				original, _, err = decodeOptString(value)
-			case strings.EqualFold(string(key), "fullUri"):
-				full, _, err = decodeOptString(value)
+			case bytes.EqualFold(key, []byte("originalUri")):
+				original, err = readOptString(dec)
+			case bytes.EqualFold(key, []byte("fullUri")):
+				full, err = readOptString(dec)
+			default:
+				err = dec.SkipValue()
 			}
 			return err
 		})
-		if err != nil {
-			return err
+		if original == "" {
+			original = full
 		}
-		u.s = original
-		if u.s == "" {
-			u.s = full
-		}
-		return nil
-	case bytes.Equal(data, []byte("null")):
-		u.s = ""
-		return nil
+		return original, err
+	case 'n':
+		return "", dec.SkipValue()
 	}
-	return fmt.Errorf("uri: unexpected %.20s", data)
+	if err := dec.SkipValue(); err != nil {
+		return "", err
+	}
+	return "", shapef("uri: unexpected %s", kindName(k))
 }
 
 // flexBool is a boolean that EMS may also write as a number (0 false).
@@ -394,7 +247,7 @@ func (b *flexBool) UnmarshalJSON(data []byte) error {
 	default:
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
-			return fmt.Errorf("not a boolean: %.20s", data)
+			return shapef("not a boolean: %.20s", data)
 		}
 		*b = f != 0
 	}
@@ -416,7 +269,7 @@ func (n *flexInt) UnmarshalJSON(data []byte) error {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil {
-		return fmt.Errorf("not a number: %.20s", data)
+		return shapef("not a number: %.20s", data)
 	}
 	*n = flexInt(f)
 	return nil
@@ -437,7 +290,7 @@ func (s *flexString) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	if len(data) > 0 && (data[0] == '{' || data[0] == '[') {
-		return fmt.Errorf("not a string: %.20s", data)
+		return shapef("not a string: %.20s", data)
 	}
 	if string(data) == "null" {
 		*s = ""
@@ -445,4 +298,73 @@ func (s *flexString) UnmarshalJSON(data []byte) error {
 	}
 	*s = flexString(data)
 	return nil
+}
+
+// streamPullConfigs reads listConfig's data (an object with one array per
+// configuration category, or null) and calls fn with each pull entry, the
+// other categories skipped unread. pc is reused from one call to the next,
+// its Vars map included. With skip set, an entry that is valid JSON but no
+// pull configuration is read to its end and reported to skip instead of
+// failing the listing.
+func streamPullConfigs(dec *jsontext.Decoder, fn func(pc *PullConfig) error, skip func(err error)) error {
+	var pc PullConfig
+	var vars map[string]string
+	return object(dec, true, func(key []byte) error {
+		if string(key) != "pull" {
+			return dec.SkipValue()
+		}
+		return array(dec, func(int) error {
+			clear(vars)
+			pc = PullConfig{Vars: vars}
+			depth := dec.StackDepth()
+			err := decodePullConfig(dec, &pc)
+			if pc.Vars != nil {
+				vars = pc.Vars
+				if len(pc.Vars) == 0 {
+					pc.Vars = nil
+				}
+			}
+			if err != nil {
+				if skip == nil || !isShape(err) {
+					return err
+				}
+				if err := skipRest(dec, depth); err != nil {
+					return err
+				}
+				skip(err)
+				return nil
+			}
+			return fn(&pc)
+		})
+	})
+}
+
+// streamNames reads listInboundStreamNames' data (an array of {"name":...}
+// objects, or null) and calls fn with each name's bytes, valid during the
+// call; an entry without a string name gives an empty one.
+func streamNames(dec *jsontext.Decoder, fn func(name []byte) error) error {
+	var name []byte
+	return array(dec, func(int) error {
+		name = name[:0]
+		err := object(dec, false, func(key []byte) error {
+			if string(key) != "name" {
+				return dec.SkipValue()
+			}
+			return readValue(dec, func(v []byte) error {
+				if len(v) < 2 || v[0] != '"' {
+					return nil
+				}
+				var err error
+				name, err = unquoteTo(name[:0], v)
+				return err
+			})
+		})
+		if err != nil {
+			return err
+		}
+		if name == nil {
+			name = []byte{}
+		}
+		return fn(name)
+	})
 }

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
-	"streamlb/internal/ems"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Event types the balancer acts on.
@@ -90,11 +92,22 @@ func decodeEvent(body []byte, maxVars int) (Event, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return Event{}, malformed("empty body")
 	}
-	if !ems.ValidJSON(body) {
+	// Keys match as encoding/json matches a struct's fields: the last of
+	// equal keys wins, and case does not matter. id, processId and
+	// timestamp are left alone (older builds lack some).
+	var rawType, payload []byte
+	isObject, err := walkBody(body, func(key, value []byte) {
+		switch {
+		case fieldIs(key, "type"):
+			rawType = value
+		case fieldIs(key, "payload"):
+			payload = value
+		}
+	})
+	if err != nil {
 		// encoding/json says where and what is wrong.
-		err := json.Unmarshal(body, new(json.RawMessage))
-		msg := "invalid JSON"
-		if serr, ok := errors.AsType[*json.SyntaxError](err); ok {
+		msg := "invalid JSON: " + err.Error()
+		if serr, ok := errors.AsType[*json.SyntaxError](json.Unmarshal(body, new(json.RawMessage))); ok {
 			msg = fmt.Sprintf("invalid JSON at offset %d: %s", serr.Offset, serr.Error())
 		}
 		if firstByte(body) == '<' {
@@ -102,22 +115,9 @@ func decodeEvent(body []byte, maxVars int) (Event, error) {
 		}
 		return Event{}, malformed("%s", msg)
 	}
-	if c := firstByte(body); c != '{' {
-		return Event{}, malformed("body is a JSON %s, not an object", jsonKind(c))
+	if !isObject {
+		return Event{}, malformed("body is a JSON %s, not an object", jsonKind(firstByte(body)))
 	}
-	// Keys match as encoding/json matches a struct's fields: the last of
-	// equal keys wins, and case does not matter. id, processId and
-	// timestamp are left alone (older builds lack some).
-	var rawType, payload []byte
-	_ = ems.EachMember(body, func(key, value []byte) error { // body is valid: no error
-		switch {
-		case fieldIs(key, "type"):
-			rawType = value
-		case fieldIs(key, "payload"):
-			payload = value
-		}
-		return nil
-	})
 
 	typ, err := requiredString(rawType, "type")
 	if err != nil {
@@ -152,7 +152,7 @@ func fieldIs(key []byte, field string) bool {
 // float64. At most maxVars user variables are kept (0: all).
 func decodeStream(typ string, payload []byte, maxVars int) (*StreamEvent, error) {
 	var rawName, rawIP, rawCT, pullSettings []byte
-	_ = ems.EachMember(payload, func(key, value []byte) error { // payload is valid: no error
+	_ = eachMember(payload, func(key, value []byte) error { // payload is valid: no error
 		switch {
 		case fieldIs(key, "name"):
 			rawName = value
@@ -190,14 +190,14 @@ func decodeStream(typ string, payload []byte, maxVars int) (*StreamEvent, error)
 	}
 	// The "_" user variables match exactly, as a map's keys do.
 	var rawURI []byte
-	err = ems.EachMember(pullSettings, func(key, value []byte) error {
+	err = eachMember(pullSettings, func(key, value []byte) error {
 		if fieldIs(key, "uri") {
 			rawURI = value
 		}
 		if len(key) == 0 || key[0] != '_' || firstByte(value) != '"' || maxVars > 0 && len(s.Vars) >= maxVars {
 			return nil
 		}
-		v, err := ems.UnquoteString(value)
+		v, err := unquote(value)
 		if err != nil {
 			return malformed("decode %q: %s", "payload.pullSettings."+string(key), err.Error())
 		}
@@ -240,7 +240,7 @@ func optionalString(raw []byte, field string) (string, error) {
 	if c := firstByte(raw); c != '"' {
 		return "", malformed("%q is a JSON %s, not a string", field, jsonKind(c))
 	}
-	v, err := ems.UnquoteString(raw)
+	v, err := unquote(raw)
 	if err != nil {
 		return "", malformed("decode %q: %s", field, err.Error())
 	}
@@ -294,4 +294,81 @@ func excerpt(b []byte, n int) string {
 		s += "..."
 	}
 	return s
+}
+
+// The event's JSON is read with jsontext's decoder, set to accept what
+// encoding/json accepts (repeated keys, invalid UTF-8 in strings), parsing
+// the body in place: the raw values it returns are slices of the body.
+var decodeOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+
+// walkBody checks that body holds exactly one JSON value, with whitespace
+// around it, and, when it is an object, calls fn with the unescaped key
+// and the raw value of each member, in order. key is valid during the
+// call; value as long as body.
+func walkBody(body []byte, fn func(key, value []byte)) (isObject bool, err error) {
+	dec := jsontext.NewDecoder(bytes.NewBuffer(body), decodeOptions...)
+	if dec.PeekKind() == '{' {
+		isObject = true
+		err = eachMemberOf(dec, func(key, value []byte) error { fn(key, value); return nil })
+	} else {
+		err = dec.SkipValue()
+	}
+	if err != nil {
+		return false, err
+	}
+	switch _, err := dec.ReadToken(); err {
+	case io.EOF:
+		return isObject, nil
+	case nil:
+		return false, errors.New("more than one value")
+	default:
+		return false, err
+	}
+}
+
+// eachMember calls fn with the unescaped key and the raw value of every
+// member of obj, a valid JSON object, in order. An error from fn stops
+// the walk and is returned.
+func eachMember(obj []byte, fn func(key, value []byte) error) error {
+	return eachMemberOf(jsontext.NewDecoder(bytes.NewBuffer(obj), decodeOptions...), fn)
+}
+
+func eachMemberOf(dec *jsontext.Decoder, fn func(key, value []byte) error) error {
+	if _, err := dec.ReadToken(); err != nil { // '{'
+		return err
+	}
+	for dec.PeekKind() != '}' {
+		rawKey, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		key := rawKey[1 : len(rawKey)-1]
+		if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
+			s, err := unquote(rawKey)
+			if err != nil {
+				return err
+			}
+			key = []byte(s)
+		}
+		value, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		if err := fn(key, value); err != nil {
+			return err
+		}
+	}
+	_, err := dec.ReadToken() // '}', or the error that stopped PeekKind
+	return err
+}
+
+// unquote returns the text of raw, a valid JSON string with its quotes, as
+// encoding/json decodes it (invalid UTF-8 and lone surrogates as U+FFFD).
+func unquote(raw []byte) (string, error) {
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
 }
