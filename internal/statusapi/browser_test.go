@@ -3,6 +3,7 @@ package statusapi
 import (
 	"encoding/base64"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -230,4 +231,65 @@ func TestDashboardScreenshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s (%d bytes)", out, len(png))
+}
+
+// TestDashboardLargeGroupInBrowser opens the dashboard of 10,000 streams ×
+// 16 members with a full journal: it asks for one page of 50 streams at a
+// time, pages through them, keeps its journal list short, and renders a
+// page quickly.
+func TestDashboardLargeGroupInBrowser(t *testing.T) {
+	bin := findChromium(t)
+	fake := newFake(bigStatus(10000, 16))
+	fake.paged = true
+	var es []controller.Entry
+	for i := range 10000 {
+		es = append(es, controller.Entry{At: time.Now(), Kind: controller.EntryReplicaPulled, Stream: fmt.Sprintf("burst-%d", i), Member: "m02", Origin: "m01"})
+	}
+	fake.record(es...)
+	srv, _ := newServer(t, fake, nil)
+	p := startBrowser(t, bin).page(t)
+	p.call(t, "Emulation.setDeviceMetricsOverride", map[string]any{"width": 1360, "height": 900, "deviceScaleFactor": 1, "mobile": false}, nil)
+	p.navigate(t, srv.URL+"/")
+	p.waitFor(t, `document.body.dataset.live === "1" && document.body.dataset.following === "1"`, 10*time.Second)
+
+	var shape struct {
+		Rows, Cells, Events int
+		First, Note         string
+	}
+	const shapeJS = `({rows: document.querySelectorAll("#matrix tbody tr").length,
+		cells: document.querySelectorAll("#matrix tbody td.cell").length,
+		events: document.querySelectorAll("#events li.ev").length,
+		first: document.querySelector("#matrix tbody th").textContent,
+		note: document.getElementById("streams-note").textContent})`
+	p.eval(t, shapeJS, &shape)
+	if shape.Rows != pageRows || shape.Cells != pageRows*16 || shape.First != "burst-0" {
+		t.Errorf("first page: %d rows, %d cells, first %q; want %d rows of 16 cells from burst-0", shape.Rows, shape.Cells, shape.First, pageRows)
+	}
+	if shape.Events > 200 {
+		t.Errorf("%d journal entries in the page, want at most 200", shape.Events)
+	}
+	if q := fake.lastQuery(); q.Limit != pageRows {
+		t.Errorf("the page asked for %+v, want a page of %d", q, pageRows)
+	}
+
+	// The next page, rendered from the controller's answer within a
+	// second of the click.
+	var took float64
+	p.eval(t, `new Promise(resolve => {
+		const t0 = performance.now();
+		const seen = () => document.querySelector("#matrix tbody th").textContent !== "burst-0";
+		document.getElementById("next").click();
+		const check = () => seen() ? resolve(performance.now() - t0) : requestAnimationFrame(check);
+		check();
+	})`, &took)
+	p.eval(t, shapeJS, &shape)
+	if shape.Rows != pageRows || shape.First != "burst-50" {
+		t.Errorf("second page: %d rows from %q, want %d from burst-50", shape.Rows, shape.First, pageRows)
+	}
+	if took > 1000 {
+		t.Errorf("the next page took %.0f ms to show, want under a second", took)
+	}
+	if q := fake.lastQuery(); q.Cursor != "burst-49" {
+		t.Errorf("next page query %+v, want the cursor burst-49", q)
+	}
 }

@@ -225,7 +225,7 @@ func (p *cdpPage) tryEval(expr string, v any) error {
 			} `json:"exception"`
 		} `json:"exceptionDetails"`
 	}
-	if err := p.tryCall("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true}, &res); err != nil {
+	if err := p.tryCall("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true}, &res); err != nil {
 		return err
 	}
 	if res.Exception != nil {

@@ -25,7 +25,8 @@ type fakeController struct {
 	queries []controller.StatusQuery
 	ready   chan struct{}
 	journal []controller.Entry
-	keep    int // when positive, the journal keeps the last keep entries
+	keep    int  // when positive, the journal keeps the last keep entries
+	paged   bool // Status honours the query's Limit and Cursor
 	newer   chan struct{}
 }
 
@@ -88,7 +89,20 @@ func (f *fakeController) Status(q controller.StatusQuery) controller.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.queries = append(f.queries, q)
-	return cloneStatus(f.st)
+	st := f.st
+	if f.paged && q.Limit > 0 {
+		// Paging alone (no filter), as the controller pages.
+		from := 0
+		if q.Cursor != "" {
+			from = slices.IndexFunc(st.Streams, func(s controller.StreamStatus) bool { return s.Name == q.Cursor }) + 1
+		}
+		to := min(from+q.Limit, len(st.Streams))
+		st.Streams = st.Streams[from:to]
+		if to < len(f.st.Streams) {
+			st.NextCursor = st.Streams[len(st.Streams)-1].Name
+		}
+	}
+	return cloneStatus(st)
 }
 
 func (f *fakeController) Pause(name string) error  { return f.setPaused(name, true) }
