@@ -10,8 +10,9 @@ import (
 	"sync"
 )
 
-// closeTransport is the HTTP transport of a Client whose member closes the
-// connection after each answer, as EMS does ("Connection: close"). For such
+// closeTransport is the HTTP transport NewHTTPClient builds with
+// HTTPOptions.OneShot, for members that close the connection after each
+// answer, as EMS does ("Connection: close"). For such
 // a server http.Transport's connection machinery (a dialing goroutine, a
 // reader and a writer goroutine per connection, buffers that are never
 // reused) is pure cost: closeTransport dials, writes the request, reads the

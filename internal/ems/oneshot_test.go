@@ -2,6 +2,7 @@ package ems
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -122,5 +123,29 @@ func TestCloseTransportRefused(t *testing.T) {
 	_, err = c.Version(testCtx(t))
 	if e, ok := errors.AsType[*Error](err); !ok || e.Kind != KindTransport || !IsRetryable(err) {
 		t.Fatalf("error = %v, want a retryable transport error", err)
+	}
+}
+
+// NewHTTPClient takes the one-shot path only when asked, passes the TLS
+// settings on and sets no timeout of its own.
+func TestNewHTTPClient(t *testing.T) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS13}
+	pooled := NewHTTPClient(HTTPOptions{TLS: tc})
+	tr, ok := pooled.Transport.(*http.Transport)
+	if !ok || tr.TLSClientConfig != tc || tr.ResponseHeaderTimeout != 0 {
+		t.Errorf("pooled transport = %T %+v, want an *http.Transport with the TLS settings and no header timeout", pooled.Transport, tr)
+	}
+	oneShot := NewHTTPClient(HTTPOptions{TLS: tc, OneShot: true})
+	ct, ok := oneShot.Transport.(*closeTransport)
+	if !ok || ct.base.TLSClientConfig != tc {
+		t.Errorf("one-shot transport = %T, want a *closeTransport over the TLS settings", oneShot.Transport)
+	}
+	for _, hc := range []*http.Client{pooled, oneShot} {
+		if hc.Timeout != 0 || hc.CheckRedirect == nil {
+			t.Errorf("client Timeout %v, CheckRedirect set %v; want 0 and set", hc.Timeout, hc.CheckRedirect != nil)
+		}
+	}
+	if c := New(Endpoint{BaseURL: "http://127.0.0.1:1"}, oneShot); c.hc != oneShot {
+		t.Error("New replaced the HTTP client it was given")
 	}
 }
