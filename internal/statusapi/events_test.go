@@ -357,3 +357,37 @@ func TestEventStreamEndsOnShutdown(t *testing.T) {
 		t.Errorf("Serve: %v", err)
 	}
 }
+
+// TestEventStreamOutlivesServerTimeouts serves the stream from a server
+// with read and write timeouts far shorter than the stream stays open (as
+// internal/app's servers have 30 s ones): entries recorded after both
+// have passed still arrive.
+func TestEventStreamOutlivesServerTimeouts(t *testing.T) {
+	fake := newFake(fixedStatus())
+	mux := http.NewServeMux()
+	(&API{Controller: fake, heartbeat: 50 * time.Millisecond}).Register(mux)
+	ctx, stop := context.WithCancel(context.Background())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: time.Second, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = srv.Serve(ln) }()
+	defer func() { stop(); srv.Close(); <-served }()
+
+	c := openStream(t, "http://"+ln.Addr().String()+"/api/v1/events/stream", "")
+	start := time.Now()
+	for time.Since(start) < 600*time.Millisecond { // heartbeats mark the time passing
+		line, err := c.r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the stream ended after %v: %v", time.Since(start), err)
+		}
+		_ = line
+	}
+	fake.record(entries()[0])
+	if e := c.next(t).entry(t); e.Seq != 1 {
+		t.Fatalf("entry recorded %v after connecting: %+v, want seq 1", time.Since(start), e)
+	}
+}
