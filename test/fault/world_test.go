@@ -370,6 +370,12 @@ const (
 	// grace; its absence is counted from an earlier off, seen before the
 	// origin could not be listed, across the time it was unknown.
 	issueAbsenceAcrossOutage = "known issue: absence counted across the origin's unknown time"
+	// issueRefusedPulls: once the group has converged, a balancer still
+	// makes pulls on a member whose API failed shortly before, and EMS
+	// refuses them (FAIL): replicas another balancer made meanwhile,
+	// pulled again on a stale view of the member. Nothing changes on the
+	// member, but the calls are made.
+	issueRefusedPulls = "known issue: refused pulls on a stale view of a member once converged"
 )
 
 // knownIssueLocked returns the known issue whose signature unjustified
