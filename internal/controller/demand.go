@@ -342,4 +342,9 @@ func (c *Controller) keepCopyLocked(m *member, name string, cfg pullCfg, now tim
 }
 
 // demandTag is the provenance tag value of a demand copy made at t.
-func demandTag(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
+func demandTag(t time.Time) string { return strconv.FormatInt(demandSecond(t), 10) }
+
+// demandSecond is t in whole Unix seconds, rounded up: a copy's age read
+// back from its tag is never more than it is, so it lives at least
+// scale_down_after.
+func demandSecond(t time.Time) int64 { return (t.UnixNano() + 1e9 - 1) / 1e9 }

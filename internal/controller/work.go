@@ -159,7 +159,7 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 	var demandAt int64
 	if demand {
 		at := time.Now()
-		demandAt = at.Unix()
+		demandAt = demandSecond(at)
 		req.Vars[tagDemand] = demandTag(at)
 	}
 	var res ems.PullResult
