@@ -146,8 +146,10 @@ func TestStatusSyncAndPrune(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := ms[2].AwaitInbound(ctx, "cam"); err != nil {
-		t.Fatal(err)
+	for _, m := range ms[1:3] { // status counts a replica present once it streams
+		if err := m.AwaitInbound(ctx, "cam"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	code, out, _ = runMain(t, "status", "-config", cfg)
 	if code != 0 || !strings.Contains(out, "converged: true") {
