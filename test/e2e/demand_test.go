@@ -261,6 +261,9 @@ func demandScenario(t *testing.T, strict bool) {
 	second := startDemandApp(t, demandConfig(ips, ln2.Addr().String(), replication), ln2, logs2)
 	started := time.Now()
 	resyncedSince(t, second, started.Add(10*time.Second), 15*time.Second)
+	if st := second.Controller().Snapshot(); !st.Converged || len(st.Streams) != demandSources {
+		t.Errorf("the second balancer: converged %v with %d streams, want converged with %d", st.Converged, len(st.Streams), demandSources)
+	}
 	if after := changes(cl); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("a second balancer with the same config changed things:\nbefore %v\nafter  %v\n%s", before, after, logs2.String())
 	}

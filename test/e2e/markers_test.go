@@ -23,13 +23,18 @@ func histCount(t *testing.T, reg prometheus.Gatherer, family string) uint64 {
 		t.Fatal(err)
 	}
 	var n uint64
+	found := false
 	for _, mf := range mfs {
 		if mf.GetName() != family {
 			continue
 		}
+		found = true
 		for _, m := range mf.GetMetric() {
 			n += m.GetHistogram().GetSampleCount()
 		}
+	}
+	if !found {
+		t.Fatalf("no series %s in the registry", family)
 	}
 	return n
 }
@@ -42,6 +47,9 @@ func histCount(t *testing.T, reg prometheus.Gatherer, family string) uint64 {
 func workIdle(t *testing.T, a *app.App, within time.Duration) {
 	t.Helper()
 	reg := a.Registry()
+	if adds := counterSum(t, reg, "streamlb_workqueue_adds_total", nil); adds == 0 && histCount(t, reg, "streamlb_workqueue_work_duration_seconds") > 0 {
+		t.Fatal("work done but no adds counted: streamlb_workqueue_adds_total is not what workIdle takes it for")
+	}
 	eventually(t, within, "the controller's work queues drained", func() bool {
 		adds := counterSum(t, reg, "streamlb_workqueue_adds_total", nil)
 		done := histCount(t, reg, "streamlb_workqueue_work_duration_seconds")

@@ -111,6 +111,19 @@ func (b *balancer) member(t *testing.T, name string) controller.MemberStatus {
 	return controller.MemberStatus{}
 }
 
+// post makes a plain POST to one of the balancer's routes and wants 200.
+func (b *balancer) post(t *testing.T, route string) {
+	t.Helper()
+	resp, err := http.Post(b.base+route, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %s, want 200", route, resp.Status)
+	}
+}
+
 // resyncedSince waits until the process's last resync began after at.
 func (b *balancer) resyncedSince(t *testing.T, at time.Time, within time.Duration) {
 	t.Helper()
@@ -199,6 +212,10 @@ func TestAnOriginThatCannotBeTrustedKeepsItsReplicas(t *testing.T) {
 		}
 	}
 
+	if n := emsimCalls(t, ips[1])["pullstream"]; n < int64(len(live)) {
+		t.Fatalf("emsim's stats count %d pullStream calls on m2, want at least %d: the call counts read here are wrong", n, len(live))
+	}
+
 	// A cross-site POST to pause is refused; a plain one works.
 	req, _ := http.NewRequest(http.MethodPost, a.base+"/api/v1/members/m3/pause", nil)
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
@@ -255,9 +272,16 @@ func TestAnOriginThatCannotBeTrustedKeepsItsReplicas(t *testing.T) {
 
 	// One name published on two origins: both balancers settle on one
 	// winner, then make no call that changes anything for three resync
-	// intervals.
+	// intervals. m3 is paused on both balancers while the encoders start,
+	// so that it is not given m2's copy before its own encoder publishes.
+	for _, lb := range both {
+		lb.post(t, "/api/v1/members/m3/pause")
+	}
 	emsimControl(t, ips[1], "/_emsim/publish?name=dup")
 	emsimControl(t, ips[2], "/_emsim/publish?name=dup")
+	for _, lb := range both {
+		lb.post(t, "/api/v1/members/m3/resume")
+	}
 	for _, lb := range both {
 		eventually(t, 8*time.Second, lb.base+" reports dup's conflict and converges", func() bool {
 			st := lb.status(t)
