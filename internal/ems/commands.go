@@ -85,14 +85,19 @@ func decodePullResult(data []byte) (PullResult, error) {
 	dec := newBytesDecoder(data)
 	err := object(dec, true, func(key []byte) error {
 		var err error
+		var field string
 		switch {
 		case bytes.EqualFold(key, []byte("configId")):
+			field = "configId"
 			err = readValue(dec, func(v []byte) error { return decodeUint(v, &res.ConfigID) })
 		case bytes.EqualFold(key, []byte("localStreamName")):
+			field = "localStreamName"
 			res.LocalStreamName, err = readOptString(dec)
 		case bytes.EqualFold(key, []byte("uri")):
+			field = "uri"
 			res.URI, err = readURI(dec)
 		case bytes.EqualFold(key, []byte("keepAlive")):
+			field = "keepAlive"
 			err = readValue(dec, func(v []byte) error {
 				var b flexBool
 				err := b.UnmarshalJSON(v)
@@ -102,8 +107,8 @@ func decodePullResult(data []byte) (PullResult, error) {
 		default:
 			err = dec.SkipValue()
 		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", key, err)
+		if err != nil && field != "" {
+			return fmt.Errorf("%s: %w", field, err)
 		}
 		return nil
 	})

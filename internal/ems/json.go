@@ -79,7 +79,7 @@ func peek(dec *jsontext.Decoder) (jsontext.Kind, error) {
 
 // object reads the object that comes next, calling fn with each key,
 // unescaped, and the decoder positioned at the member's value, which fn
-// must read or skip. key is valid only during the call. With nullOK, null
+// must read or skip. key is valid only until fn reads from dec. With nullOK, null
 // is read as an object without members; any other value is a shapeError,
 // skipped.
 func object(dec *jsontext.Decoder, nullOK bool, fn func(key []byte) error) error {
@@ -99,7 +99,6 @@ func object(dec *jsontext.Decoder, nullOK bool, fn func(key []byte) error) error
 	if _, err := dec.ReadToken(); err != nil {
 		return err
 	}
-	var keyBuf [64]byte
 	for {
 		k, err := peek(dec)
 		if err != nil {
@@ -113,9 +112,13 @@ func object(dec *jsontext.Decoder, nullOK bool, fn func(key []byte) error) error
 		if err != nil {
 			return err
 		}
-		key, err := unquoteTo(keyBuf[:0], raw)
-		if err != nil {
-			return err
+		key := raw[1 : len(raw)-1]
+		if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
+			s, _, err := decodeOptString(raw)
+			if err != nil {
+				return err
+			}
+			key = []byte(s)
 		}
 		if err := fn(key); err != nil {
 			return err
@@ -217,7 +220,7 @@ func walkEnvelope(r io.Reader, data func(*jsontext.Decoder) error) (envelopeMeta
 	}
 	hasStatus := false
 	err = object(dec, false, func(key []byte) error {
-		switch string(key) {
+		switch field := string(key); field {
 		case "status", "description":
 			v, err := dec.ReadValue()
 			if err != nil {
@@ -225,9 +228,9 @@ func walkEnvelope(r io.Reader, data func(*jsontext.Decoder) error) (envelopeMeta
 			}
 			s, ok, err := decodeOptString(v)
 			if err != nil {
-				return fmt.Errorf("%s: %w", key, err)
+				return fmt.Errorf("%s: %w", field, err)
 			}
-			if string(key) == "description" {
+			if field == "description" {
 				meta.Description = s
 				return nil
 			}

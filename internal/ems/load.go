@@ -92,16 +92,17 @@ func streamEntries(dec *jsontext.Decoder, fn func(e *StreamEntry) error) error {
 			case "userAgent":
 				e.UserAgent, err = readOptString(dec)
 			case "video":
-				video, err = bitrateIn(dec, "currVideoBitRate")
+				if video, err = bitrateIn(dec, "currVideoBitRate"); err != nil {
+					err = fmt.Errorf("video: %w", err)
+				}
 			case "audio":
-				audio, err = bitrateIn(dec, "currAudioBitRate")
+				if audio, err = bitrateIn(dec, "currAudioBitRate"); err != nil {
+					err = fmt.Errorf("audio: %w", err)
+				}
 			default:
 				err = dec.SkipValue()
 			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", key, err)
-			}
-			return nil
+			return err
 		})
 		if err != nil {
 			return err

@@ -17,14 +17,19 @@ import (
 func decodePullConfig(dec *jsontext.Decoder, pc *PullConfig) error {
 	return object(dec, true, func(key []byte) error {
 		var err error
+		var field string
 		switch string(key) {
 		case "configId":
+			field = "configId"
 			err = readValue(dec, func(v []byte) error { return decodeUint(v, &pc.ConfigID) })
 		case "localStreamName":
+			field = "localStreamName"
 			pc.LocalStreamName, err = readOptString(dec)
 		case "uri":
+			field = "uri"
 			pc.URI, err = readURI(dec)
 		case "keepAlive":
+			field = "keepAlive"
 			err = readValue(dec, func(v []byte) error {
 				var b flexBool
 				err := b.UnmarshalJSON(v)
@@ -32,12 +37,14 @@ func decodePullConfig(dec *jsontext.Decoder, pc *PullConfig) error {
 				return err
 			})
 		case "status":
+			field = "status"
 			err = decodeStatus(dec, &pc.Status)
 		default:
 			if len(key) < 1 || key[0] != '_' {
 				return dec.SkipValue()
 			}
 			name := string(key)
+			field = name
 			err = readValue(dec, func(v []byte) error {
 				s, ok, err := decodeOptString(v)
 				if err == nil && ok {
@@ -50,7 +57,7 @@ func decodePullConfig(dec *jsontext.Decoder, pc *PullConfig) error {
 			})
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", key, err)
+			return fmt.Errorf("%s: %w", field, err)
 		}
 		return nil
 	})
@@ -170,13 +177,16 @@ func decodeStatus(dec *jsontext.Decoder, st *PullStatus) error {
 		return object(dec, true, func(key []byte) error {
 			switch string(key) {
 			case "code", "timestamp":
-				field := string(key)
+				isCode := string(key) == "code"
 				return readValue(dec, func(v []byte) error {
 					var n flexInt
 					if err := n.UnmarshalJSON(v); err != nil {
-						return fmt.Errorf("%s: %w", field, err)
+						if isCode {
+							return fmt.Errorf("code: %w", err)
+						}
+						return fmt.Errorf("timestamp: %w", err)
 					}
-					if field == "code" {
+					if isCode {
 						st.Code = int(n)
 					} else {
 						st.Timestamp = int64(n)
