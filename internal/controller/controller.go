@@ -176,6 +176,9 @@ type member struct {
 	paused    bool
 	lastErr   string
 	lastErrAt time.Time
+	// upAt is when the member last came back up: its work waits for a
+	// full listing started after it, not the view from before.
+	upAt time.Time
 	// skipped counts the entries of the member's last listConfig that did
 	// not decode, skipErr says why.
 	skipped int

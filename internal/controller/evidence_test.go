@@ -312,3 +312,57 @@ func TestUndecodableListingEntryIsSkipped(t *testing.T) {
 		}
 	})
 }
+
+// A replica another balancer pulled of a source this balancer has not
+// seen yet is not removed on an origin listing older than the source: a
+// removal for "source ended" waits for a look at the origin taken after
+// it was decided.
+func TestPeerReplicaOfANewSourceIsKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil) // resync at 0s and 30s, grace 10s
+		defer h.end()
+		h.settle(31 * time.Second) // a listed at 30s
+		h.g.m(addrA).publish("new")
+		b := h.g.m(addrB)
+		b.addConfig("new", "rtmp://127.0.0.1/live/new", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		h.c.mu.Lock()
+		mb := h.c.byName["b"]
+		mb.needList = true // b is listed (its peer's replica seen), a is not
+		h.c.wakeLocked(mb)
+		h.c.mu.Unlock()
+		h.settle(5 * time.Second)
+		if n := b.count("removeConfig"); n != 0 {
+			t.Errorf("%d removeConfig on b: the peer's replica of a live source was removed", n)
+		}
+		wantReplica(t, b, "new", "rtmp://127.0.0.1/live/new")
+	})
+}
+
+// An absence seen before the origin could not be listed is not carried
+// across the outage: once it is back, the grace starts again.
+func TestAbsenceIsNotCountedAcrossAnOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		specs := g.specs("a", "b", "c")
+		a := &apiDownEMS{fakeEMS: g.m(addrA)}
+		specs[0].Client = a
+		h := newHarness(t, func(o *Options) { o.Members = specs; o.ResyncInterval = 5 * time.Second })
+		h.g = g
+		defer h.end()
+		g.m(addrA).publish("cam")
+		h.event("inStreamCreated", addrA, "cam")
+		h.settle(3 * time.Second)
+		g.m(addrA).unpublish("cam")
+		h.event("inStreamClosed", addrA, "cam") // seen absent at ~3s
+		h.settle(time.Second)
+		a.down.Store(true) // unknown from ~5s, for 20s: past the grace
+		h.settle(20 * time.Second)
+		a.down.Store(false)
+		h.settle(6 * time.Second) // back, listed, but not for a grace
+		if n := g.m(addrB).count("removeConfig"); n != 0 {
+			t.Errorf("%d removeConfig on b right after the outage: the absence was counted across it", n)
+		}
+		h.settle(15 * time.Second)
+		wantReplica(t, g.m(addrB), "cam", "")
+	})
+}

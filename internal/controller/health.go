@@ -48,13 +48,26 @@ func (c *Controller) setStateLocked(m *member, state string, err error) {
 	switch state {
 	case MemberUp:
 		m.lastErr, m.lastErrAt = "", time.Time{} // it no longer applies
+		m.upAt = time.Now()
 		m.failStreak.Store(0)
 		m.needList = true
 		e.Kind, e.Detail = EntryMemberUp, "was "+prev
 	default:
 		// Its sources are unknown from now, not absent: nothing is
-		// removed on their account for as long as it lasts.
+		// removed on their account for as long as it lasts. An absence
+		// seen before is forgotten too: the source may come and go
+		// unseen meanwhile, so once the member is back its absence counts
+		// from its first listing again.
 		m.obs.runStart = time.Time{}
+		for name, recs := range c.sources {
+			if rec := recs[m]; rec != nil && !rec.absentSince.IsZero() {
+				delete(recs, m)
+				if len(recs) == 0 {
+					delete(c.sources, name)
+				}
+				c.dirtyLocked(name)
+			}
+		}
 		e.Kind = EntryMemberDown
 		if state == MemberUnauthorized {
 			e.Kind = EntryMemberUnauthorized

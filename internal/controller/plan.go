@@ -168,8 +168,12 @@ type action struct {
 	relist bool
 }
 
-// reasonNotNeeded is the reason of a demand copy's removal.
-const reasonNotNeeded = "copy no longer needed"
+// reasonNotNeeded is the reason of a demand copy's removal; reasonEnded
+// that of a replica whose source ended.
+const (
+	reasonNotNeeded = "copy no longer needed"
+	reasonEnded     = "source ended"
+)
 
 // confirmPullAfter is how long after a pull this controller lists the
 // member's inbound streams to see the replica streaming, when no event
@@ -267,7 +271,7 @@ func (c *Controller) planLocked(m *member, name string, now time.Time) action {
 		if confirm.relist || confirm.origin != nil {
 			return confirm
 		}
-		return action{kind: actRemove, configID: cfg.id, reason: "source ended"}
+		return action{kind: actRemove, configID: cfg.id, reason: reasonEnded, origin: o}
 	}
 	return action{kind: actNone}
 }

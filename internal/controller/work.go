@@ -78,6 +78,17 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 	defer func() { c.met.workDuration.Observe(time.Since(start).Seconds()) }()
 
 	c.mu.Lock()
+	if m.obs.fullAt.Before(m.upAt) {
+		// Back from an outage: the view from before it may be stale
+		// (another balancer may have pulled meanwhile). Decide on a
+		// listing taken since.
+		m.needList = true
+		c.wakeLocked(m)
+		latency := time.Duration(m.latency.Load())
+		c.mu.Unlock()
+		m.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
+		return
+	}
 	a := c.planLocked(m, name, start)
 	c.recordLocked(m, name, a, start)
 	if a.kind != actRemove {
@@ -136,6 +147,19 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 			c.wakeLocked(m)
 		}
 		latency := time.Duration(m.latency.Load())
+		// A source ends only by a look at its origin taken after the
+		// removal was decided too: it may have appeared there since the
+		// origin's last listing (another balancer pulled this replica
+		// on seeing it).
+		if o := a.origin; a.reason == reasonEnded && o != nil &&
+			o.obs.inboundAt.Before(decided) && o.obs.checked[name].Before(decided) {
+			fresh = false
+			if _, ok := o.confirm[name]; !ok && len(o.confirm) < maxConfirm {
+				o.confirm[name] = time.Now()
+			}
+			c.wakeLocked(o)
+			latency = max(latency, time.Duration(o.latency.Load()))
+		}
 		c.mu.Unlock()
 		if !fresh {
 			m.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
