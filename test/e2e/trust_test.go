@@ -289,6 +289,17 @@ func TestAnOriginThatCannotBeTrustedKeepsItsReplicas(t *testing.T) {
 		})
 	}
 	eventually(t, 5*time.Second, "m1 holds one copy of dup", func() bool { return len(listConfig(t, ips[0])["dup"]) == 1 })
+	var winners []string
+	for _, lb := range both {
+		for _, s := range lb.status(t).Streams {
+			if s.Name == "dup" {
+				winners = append(winners, s.Origin)
+			}
+		}
+	}
+	if len(winners) != 2 || winners[0] != winners[1] {
+		t.Errorf("the two balancers replicate dup from %v, want one origin for both", winners)
+	}
 	settled := time.Now()
 	before := changingCalls(t, ips)
 	for _, lb := range both {
@@ -375,6 +386,21 @@ func TestAnOriginThatCannotBeTrustedKeepsItsReplicas(t *testing.T) {
 			eventually(t, 3*resync+3*time.Second, ph.name+": m1 back up on "+lb.base, func() bool {
 				return lb.member(t, "m1").State == "up"
 			})
+		}
+	}
+	// Each balancer's journal tells the story: m1 down twice and
+	// unauthorized once, and no replica removed anywhere.
+	for _, lb := range both {
+		var page controller.JournalPage
+		httpGetJSON(t, lb.base+"/api/v1/events?since=0", &page)
+		count := map[string]int{}
+		for _, e := range page.Events {
+			if e.Member == "m1" || e.Kind == controller.EntryReplicaRemoved {
+				count[e.Kind]++
+			}
+		}
+		if count[controller.EntryReplicaRemoved] != 0 || count[controller.EntryMemberDown] < 2 || count[controller.EntryMemberUnauthorized] < 1 {
+			t.Errorf("%s's journal counts %v, want m1 down at least twice, unauthorized at least once, no replica removed", lb.base, count)
 		}
 	}
 	for _, lb := range both {
