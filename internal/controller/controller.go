@@ -428,9 +428,7 @@ func (c *Controller) Resync(ctx context.Context) {
 			c.needCreatedLocked(name)
 		}
 	}
-	for _, m := range c.members {
-		c.diffLocked(m, now)
-	}
+	c.diffAllLocked(now)
 	total := 0
 	for _, n := range calls {
 		total += n

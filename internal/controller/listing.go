@@ -140,6 +140,35 @@ func (c *Controller) gcSourcesLocked(now time.Time) {
 	}
 }
 
+// diffAllLocked queues every stream that needs work on every member that
+// is up, planning each stream's view once.
+func (c *Controller) diffAllLocked(now time.Time) {
+	var up []*member
+	for _, m := range c.members {
+		if m.state == MemberUp {
+			up = append(up, m)
+		}
+	}
+	for name := range c.sources {
+		v := c.viewLocked(name, now)
+		for _, m := range up {
+			if a := c.planViewLocked(m, &v, now); a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.ops[name] != nil) {
+				m.queue.Add(name)
+			}
+		}
+	}
+	for _, m := range up {
+		for name := range m.obs.configs {
+			if _, ok := c.sources[name]; ok {
+				continue
+			}
+			if a := c.planLocked(m, name, now); a.kind != actNone {
+				m.queue.Add(name)
+			}
+		}
+	}
+}
+
 // diffLocked queues every stream that needs work on destination m.
 func (c *Controller) diffLocked(m *member, now time.Time) {
 	if m.state != MemberUp {
@@ -166,11 +195,12 @@ func (c *Controller) diffLocked(m *member, now time.Time) {
 // diff that follows its first listing: planning for it would queue every
 // stream, for nothing.
 func (c *Controller) enqueueNeededLocked(name string, now time.Time) {
+	v := c.viewLocked(name, now)
 	for _, m := range c.members {
 		if !m.obs.listed {
 			continue
 		}
-		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist || a.confirmPull {
+		if a := c.planViewLocked(m, &v, now); a.kind != actNone || a.relist || a.confirmPull {
 			m.queue.AddUrgent(name)
 		}
 	}

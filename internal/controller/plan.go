@@ -183,17 +183,51 @@ const confirmPullAfter = time.Second
 // planLocked decides what stream name needs on member m. It is the whole
 // policy: desired vs actual for one replica. It writes nothing.
 func (c *Controller) planLocked(m *member, name string, now time.Time) action {
-	w, decided := c.winnerLocked(name)
+	v := c.viewLocked(name, now)
+	return c.planViewLocked(m, &v, now)
+}
+
+// streamView is what planning one stream needs that is the same for every
+// member: computed once per stream by the callers that plan it on every
+// member (a status row, a resync's diff).
+type streamView struct {
+	name     string
+	w        *member // the winning origin, nil when none
+	decided  bool
+	scoped   bool   // passes include and exclude
+	unrepl   string // why the name cannot be replicated, "" when it can
+	demand   bool   // mode demand: set holds who should hold it
+	set      demandSet
+	computed bool
+}
+
+// viewLocked returns the view of stream name.
+func (c *Controller) viewLocked(name string, now time.Time) streamView {
+	v := streamView{name: name, computed: true}
+	v.w, v.decided = c.winnerLocked(name)
+	if v.w == nil {
+		return v
+	}
+	v.scoped = matches(name, c.opts.Include, c.opts.Exclude)
+	v.unrepl = unreplicable(name)
+	if v.scoped && c.opts.Replication.Mode == ModeDemand {
+		v.demand, v.set = true, c.demandSetLocked(name, v.w, now)
+	}
+	return v
+}
+
+// planViewLocked is planLocked with the stream's view computed already.
+func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) action {
+	name, w, decided := v.name, v.w, v.decided
 	cfgs := m.obs.configs[name]
-	inScope := w != nil && w != m && m.spec.Replicate && matches(name, c.opts.Include, c.opts.Exclude)
+	inScope := w != nil && w != m && m.spec.Replicate && v.scoped
 	want, demandCopy := inScope, false
-	if inScope && c.opts.Replication.Mode == ModeDemand {
-		d := c.demandSetLocked(name, w, now)
-		want = d.has(m)
-		demandCopy = d.add == m || slices.Contains(d.extra, m)
+	if inScope && v.demand {
+		want = v.set.has(m)
+		demandCopy = v.set.add == m || slices.Contains(v.set.extra, m)
 	}
 	if want {
-		if why := unreplicable(name); why != "" {
+		if why := v.unrepl; why != "" {
 			return action{kind: actNone, desired: true, state: StateUnreplicable, origin: w, reason: why}
 		}
 		if m.state != MemberUp || !m.obs.listed {

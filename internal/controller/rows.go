@@ -136,9 +136,12 @@ type built struct {
 	lag         time.Duration
 }
 
-// rebuildChunk is how many rows a build recomputes per hold of the
-// controller's lock.
-const rebuildChunk = 256
+// rebuildChunk is the most rows a build recomputes per hold of the
+// controller's lock, rebuildHold about the longest such a hold lasts.
+const (
+	rebuildChunk = 256
+	rebuildHold  = time.Millisecond
+)
 
 // reuseBuild is how long a build serves further readers as it is.
 const reuseBuild = 100 * time.Millisecond
@@ -180,10 +183,16 @@ func (rc *rowCache) build(c *Controller) *built {
 	c.mu.Unlock()
 
 	var longest time.Duration
-	for chunk := range slices.Chunk(todo, rebuildChunk) {
+	for len(todo) > 0 {
 		c.mu.Lock()
 		now := time.Now()
-		for _, name := range chunk {
+		n := 0
+		for _, name := range todo {
+			// Short holds: at most rebuildChunk rows, or rebuildHold.
+			if n == rebuildChunk || (n%16 == 15 && time.Since(now) > rebuildHold) {
+				break
+			}
+			n++
 			r := c.rowLocked(name, now)
 			if r == nil {
 				delete(rc.rows, name)
@@ -197,6 +206,7 @@ func (rc *rowCache) build(c *Controller) *built {
 				delete(rc.timed, name)
 			}
 		}
+		todo = todo[n:]
 		longest = max(longest, time.Since(now))
 		c.mu.Unlock()
 	}
@@ -279,14 +289,15 @@ func (rc *rowCache) build(c *Controller) *built {
 // rowLocked computes the row of stream name, or nil when name has no
 // winning origin (it is a source nowhere).
 func (c *Controller) rowLocked(name string, now time.Time) *streamRow {
-	w, _ := c.winnerLocked(name)
+	v := c.viewLocked(name, now)
+	w := v.w
 	if w == nil {
 		return nil
 	}
 	r := &streamRow{name: name, origin: w.spec.Name, lagSince: now}
 	firstSeen := c.sources[name][w].firstSeen
-	if c.opts.Replication.Mode == ModeDemand {
-		d := c.demandSetLocked(name, w, now)
+	if v.demand {
+		d := v.set
 		for _, ms := range [][]*member{d.base, d.extra, {d.add}} {
 			for _, m := range ms {
 				if m != nil {
@@ -299,7 +310,7 @@ func (c *Controller) rowLocked(name string, now time.Time) *streamRow {
 		if m == w {
 			continue
 		}
-		a := c.planLocked(m, name, now)
+		a := c.planViewLocked(m, &v, now)
 		if !a.desired {
 			continue
 		}
@@ -347,7 +358,7 @@ func (c *Controller) rowLocked(name string, now time.Time) *streamRow {
 	// cell does not say so already.
 	if recs := c.sources[name]; len(recs) > 1 {
 		for m, rec := range recs {
-			if m != w && rec.absentSince.IsZero() && !c.planLocked(m, name, now).desired {
+			if m != w && rec.absentSince.IsZero() && !c.planViewLocked(m, &v, now).desired {
 				r.conflicts = append(r.conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name,
 					Reason: "also a source on " + w.spec.Name + ", whose copy is replicated"})
 				r.attention = true
