@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"streamlb/internal/config"
 	"streamlb/internal/emsim"
 )
 
@@ -27,7 +28,20 @@ type balancerSettings struct {
 	maxInflight    int
 	resyncInterval time.Duration
 	teardownGrace  time.Duration
+	// copies > 0 runs replication mode demand with min_copies copies, and
+	// the play block on playListen, so that the balancer reads the
+	// members' load (each allowing demandMaxViewers players) every
+	// demandPoll.
+	copies     int
+	playListen string
 }
+
+// The members' load in mode demand: each allows demandMaxViewers players,
+// and the balancer reads their load every demandPoll.
+const (
+	demandMaxViewers = 200
+	demandPoll       = time.Second
+)
 
 // balancer is streamlb run as a child process.
 type balancer struct {
@@ -65,9 +79,15 @@ func balancerConfig(listen string, ips []string, s balancerSettings) string {
 	if !s.defaults {
 		fmt.Fprintf(&b, "    \"max_inflight\": %d,\n    \"max_pulls_per_second\": 0,\n", s.maxInflight)
 	}
+	viewers := ""
+	if s.copies > 0 {
+		fmt.Fprintf(&b, "    \"replication\": {\"mode\": %q, \"min_copies\": %d},\n", config.ReplicationDemand, s.copies)
+		fmt.Fprintf(&b, "    \"play\": {\"listen\": %q, \"poll_interval\": %q},\n", s.playListen, demandPoll.String())
+		viewers = fmt.Sprintf(", \"maxViewers\": %d", demandMaxViewers)
+	}
 	b.WriteString("    \"destination_ems_apiproxies\": [\n")
 	for i, ip := range ips {
-		fmt.Fprintf(&b, "      {\"enable\": false, \"address\": %q, \"apiPort\": %d, \"name\": %q},\n", ip, apiPort, memberName(i))
+		fmt.Fprintf(&b, "      {\"enable\": false, \"address\": %q, \"apiPort\": %d, \"name\": %q%s},\n", ip, apiPort, memberName(i), viewers)
 	}
 	b.WriteString("    ],\n  },\n}}\n")
 	return b.String()

@@ -17,6 +17,8 @@ type liveGroup struct {
 	b      *balancer // nil once stopped
 	listen string
 	k      int
+	// set is the balancer's config as the burst started it.
+	set balancerSettings
 }
 
 // close stops the balancer, folding its peak memory into the result, and
@@ -105,10 +107,18 @@ func (r *runner) burst(ctx context.Context, k int) (Trial, *liveGroup, error) {
 	if err != nil {
 		return Trial{}, nil, err
 	}
-	l.b, err = startBalancer(ctx, o.Exe, r.dir, listen, l.g.ips, balancerSettings{
+	l.set = balancerSettings{
 		defaults:    o.Defaults,
 		maxInflight: k, resyncInterval: 10 * time.Minute, teardownGrace: 10 * time.Second,
-	}, r.prof)
+	}
+	if o.Replication == ReplicationDemand {
+		l.set.copies = o.Copies
+		if l.set.playListen, err = freeListen(); err != nil {
+			l.close(r)
+			return Trial{}, nil, err
+		}
+	}
+	l.b, err = startBalancer(ctx, o.Exe, r.dir, listen, l.g.ips, l.set, r.prof)
 	if err != nil {
 		l.close(r)
 		return Trial{}, nil, err
@@ -124,7 +134,12 @@ func (r *runner) burst(ctx context.Context, k int) (Trial, *liveGroup, error) {
 		l.close(r)
 		return Trial{}, nil, err
 	}
-	after, err := r.awaitReplicas(ctx, l, allBut(len(l.g.ips), 0))
+	var after []memberStats
+	if o.Replication == ReplicationDemand {
+		after, err = r.awaitCopies(ctx, l, start)
+	} else {
+		after, err = r.awaitReplicas(ctx, l, allBut(len(l.g.ips), 0), o.Streams)
+	}
 	if err != nil {
 		l.close(r)
 		return Trial{}, nil, err
@@ -134,7 +149,9 @@ func (r *runner) burst(ctx context.Context, k int) (Trial, *liveGroup, error) {
 	r.prof.wait()
 	var last int64
 	t := Trial{MaxInflight: k}
+	r.res.ReplicasHeld = 0
 	for i, s := range after {
+		r.res.ReplicasHeld += int64(s.PullConfigs)
 		if i != 0 {
 			last = max(last, s.LastPullNS)
 			t.PullCalls += s.Calls["pullstream"] - before[i].Calls["pullstream"]
@@ -160,13 +177,12 @@ func allBut(n, skip int) []int {
 	return out
 }
 
-// awaitReplicas waits until each of the members holds Streams pull
+// awaitReplicas waits until each of the members holds want pull
 // configurations, and returns every member's stats at that point.
-func (r *runner) awaitReplicas(ctx context.Context, l *liveGroup, members []int) ([]memberStats, error) {
-	o := r.o
-	within := max(2*time.Minute, time.Duration(o.Streams*len(members))*time.Second/300)
+func (r *runner) awaitReplicas(ctx context.Context, l *liveGroup, members []int, want int) ([]memberStats, error) {
+	within := max(2*time.Minute, time.Duration(want*len(members))*time.Second/300)
 	var out []memberStats
-	err := poll(ctx, within, 50*time.Millisecond, fmt.Sprintf("every replica of %d streams on %d members", o.Streams, len(members)), l.b.proc,
+	err := poll(ctx, within, 50*time.Millisecond, fmt.Sprintf("%d replicas on each of %d members", want, len(members)), l.b.proc,
 		func(ctx context.Context) (bool, error) {
 			if err := l.g.exitErr(); err != nil {
 				return true, err
@@ -176,7 +192,7 @@ func (r *runner) awaitReplicas(ctx context.Context, l *liveGroup, members []int)
 				if err != nil {
 					return false, err
 				}
-				if s.PullConfigs < o.Streams {
+				if s.PullConfigs < want {
 					return false, nil
 				}
 			}

@@ -48,6 +48,20 @@ func (s memberStats) totalCalls() int64 {
 	return n
 }
 
+// loadCalls are the commands of the balancer's load polling (the play
+// block, in mode demand), lowercased as in memberStats.Calls.
+var loadCalls = []string{"liststreams", "getbandwidth", "httpclientsconnected", "clientsconnected", "getconnectionscount", "getconnectionscountlimit"}
+
+// workCalls counts the calls answered but for load polling: the calls of
+// replication and resync.
+func (s memberStats) workCalls() int64 {
+	n := s.totalCalls()
+	for _, c := range loadCalls {
+		n -= s.Calls[c]
+	}
+	return n
+}
+
 // startEmsim starts n members on random loopback addresses, posting their
 // events to eventsURL ("": no events), and waits until every one answers.
 func startEmsim(ctx context.Context, exe string, n int, separate, keepAlive bool, eventsURL string, prof *profiler) (*emsimGroup, error) {

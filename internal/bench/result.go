@@ -97,6 +97,20 @@ type Result struct {
 	Defaults bool    `json:"defaults"`
 	Trials   []Trial `json:"trials"`
 
+	// Replication is the balancer's replication mode in the burst's group;
+	// Copies is how many members hold each stream there, origin included
+	// (every member in mode all). ReplicasHeld counts the group's pull
+	// configurations once the burst settled.
+	Replication  string `json:"replication"`
+	Copies       int    `json:"copies"`
+	ReplicasHeld int64  `json:"replicas_held"`
+	// In mode demand: from putting 80 % of maxViewers players on every
+	// holder of one stream to a new copy of it streaming on another
+	// member, the balancer reading the members' load every
+	// ScaleUpPollS.
+	ScaleUpSeconds Seconds `json:"scale_up_seconds"`
+	ScaleUpPollS   Seconds `json:"scale_up_poll_interval_s"`
+
 	// One resync pass over the converged group.
 	ResyncSeconds        Seconds `json:"resync_seconds"`
 	ResyncCallsPerMember Rate    `json:"resync_calls_per_member"`
@@ -132,12 +146,18 @@ type Result struct {
 }
 
 func newResult(o Options) Result {
-	return Result{
+	res := Result{
 		Members: o.Members, Streams: o.Streams, Rate: o.Rate, DurationS: Seconds(o.Duration.Seconds()),
 		Separate: o.Separate, EmsimKeepAlive: o.KeepAlive,
 		CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
 		Trials: []Trial{},
 	}
+	res.Replication, res.Copies = o.Replication, o.Members
+	if o.Replication == ReplicationDemand {
+		res.Copies = o.Copies
+		res.ScaleUpPollS = Seconds(demandPoll.Seconds())
+	}
+	return res
 }
 
 // WriteTable prints r for people: each figure with the target it is held
@@ -170,6 +190,7 @@ func (r Result) WriteTable(w io.Writer) error {
 	for _, t := range r.Trials {
 		row(fmt.Sprintf("  trial max_inflight %d", t.MaxInflight), fmt.Sprintf("%.3f s, %.0f calls/s", float64(t.Seconds), float64(t.CallsPerS)), "")
 	}
+	row("replication", fmt.Sprintf("%s: each stream on %d members, %d replicas held after the burst", r.Replication, r.Copies, r.ReplicasHeld), "")
 	row("resync", fmt.Sprintf("%.3f s, %.2f calls per member", float64(r.ResyncSeconds), float64(r.ResyncCallsPerMember)), "≤ 3 s, 2 calls per member")
 	row("recovery", fmt.Sprintf("%.3f s (resync_interval %gs)", float64(r.RecoverySeconds), float64(r.RecoveryResyncIntervalS)),
 		fmt.Sprintf("≤ %g s", float64(r.RecoveryResyncIntervalS)+5))
@@ -177,6 +198,10 @@ func (r Result) WriteTable(w io.Writer) error {
 		row("status p50 / max", fmt.Sprintf("%.1f / %.1f ms (%d bytes, the whole group)", float64(r.StatusMS), float64(r.StatusMaxMS), r.StatusBytes), "p50 ≤ 150 ms")
 		row("status build's lock hold", fmt.Sprintf("%.3f ms (longest)", float64(r.StatusLockMS)), "≤ 5 ms")
 		row("balancer CPU, dashboard open", fmt.Sprintf("%.2f%% of one core (%.2f%% idle)", float64(r.DashboardCPUPct), float64(r.DashboardIdleCPUPct)), "≤ 5%")
+	}
+	if r.Replication == ReplicationDemand {
+		row("scale-up", fmt.Sprintf("%.3f s to a new copy streaming (poll_interval %gs)", float64(r.ScaleUpSeconds), float64(r.ScaleUpPollS)),
+			fmt.Sprintf("≤ %g s", 2*float64(r.ScaleUpPollS)+1))
 	}
 	row("balancer peak RSS / heap / live heap", fmt.Sprintf("%.1f / %.0f / %.0f MiB", float64(r.RSSMiB), float64(r.HeapMiB), float64(r.HeapLiveMiB)), "RSS ≤ 96 MiB")
 	if r.PlayDecisionsPerS > 0 {

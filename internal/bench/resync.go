@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -11,8 +12,8 @@ const (
 	resyncSum   = "streamlb_resync_duration_seconds_sum"
 )
 
-// quiesce waits until the members answer no call and post no event for a
-// while: the balancer has nothing left to do.
+// quiesce waits until the members answer no call (but for load polling)
+// and post no event for a while: the balancer has nothing left to do.
 func quiesce(ctx context.Context, l *liveGroup) error {
 	var prev int64 = -1
 	stable := 0
@@ -23,7 +24,7 @@ func quiesce(ctx context.Context, l *liveGroup) error {
 		}
 		var n int64
 		for _, s := range all {
-			n += s.totalCalls() + s.EventsSent + s.EventsFail + s.EventsDrop
+			n += s.workCalls() + s.EventsSent + s.EventsFail + s.EventsDrop
 		}
 		if n == prev {
 			stable++
@@ -37,7 +38,7 @@ func quiesce(ctx context.Context, l *liveGroup) error {
 
 // resync reloads the balancer of the converged group, which makes it run
 // one resync, and reads the resync's duration from its metrics and the
-// calls it made from the members.
+// calls it made from the members (load polling's aside).
 func (r *runner) resync(ctx context.Context, l *liveGroup) error {
 	if err := quiesce(ctx, l); err != nil {
 		return err
@@ -79,7 +80,7 @@ func (r *runner) resync(ctx context.Context, l *liveGroup) error {
 	r.prof.wait()
 	var calls int64
 	for i := range after {
-		calls += after[i].totalCalls() - before[i].totalCalls()
+		calls += after[i].workCalls() - before[i].workCalls()
 	}
 	r.res.ResyncSeconds = Seconds(sumMetric(m1, resyncSum) - sumMetric(m0, resyncSum))
 	r.res.ResyncCallsPerMember = Rate(float64(calls) / float64(len(after)))
@@ -89,14 +90,14 @@ func (r *runner) resync(ctx context.Context, l *liveGroup) error {
 
 // recovery restarts the converged group's balancer with a short resync
 // interval, then, just after one of its resyncs, restarts the last member
-// empty and measures until it holds every replica again.
+// empty and measures until it holds as many replicas again as before (every
+// stream in mode all, its share in mode demand).
 func (r *runner) recovery(ctx context.Context, l *liveGroup) error {
 	o := r.o
 	l.stopBalancer(r)
-	b, err := startBalancer(ctx, o.Exe, r.dir, l.listen, l.g.ips, balancerSettings{
-		defaults:    o.Defaults,
-		maxInflight: l.k, resyncInterval: o.RecoveryResync, teardownGrace: 10 * time.Second,
-	}, r.prof)
+	set := l.set
+	set.resyncInterval = o.RecoveryResync
+	b, err := startBalancer(ctx, o.Exe, r.dir, l.listen, l.g.ips, set, r.prof)
 	if err != nil {
 		return err
 	}
@@ -110,12 +111,16 @@ func (r *runner) recovery(ctx context.Context, l *liveGroup) error {
 		return err
 	}
 	victim := len(l.g.ips) - 1
+	held := before[victim].PullConfigs
+	if held == 0 {
+		return fmt.Errorf("member %s holds no replica to recover", l.g.ips[victim])
+	}
 	r.progress("recovery: member %s restarts empty just after a resync (resync_interval %v)", l.g.ips[victim], o.RecoveryResync)
 	start := time.Now()
 	if err := l.g.restart(ctx, victim); err != nil {
 		return err
 	}
-	after, err := r.awaitReplicas(ctx, l, []int{victim})
+	after, err := r.awaitReplicas(ctx, l, []int{victim}, held)
 	if err != nil {
 		return err
 	}

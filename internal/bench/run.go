@@ -66,7 +66,21 @@ type Options struct {
 	ProfileDir string
 	// ProfileWindow is how long each CPU profile lasts; default 10s.
 	ProfileWindow time.Duration
+	// Replication is the balancer's replication mode in the burst's group:
+	// ReplicationAll (default: every member holds every stream) or
+	// ReplicationDemand (Copies members hold each stream, and the
+	// scale-up step runs after the other scenarios).
+	Replication string
+	// Copies is min_copies in mode demand, origin included; default 2, at
+	// most Members.
+	Copies int
 }
+
+// Replication modes, for Options.Replication.
+const (
+	ReplicationAll    = config.ReplicationAll
+	ReplicationDemand = config.ReplicationDemand
+)
 
 func (o *Options) setDefaults() error {
 	if o.Exe == "" {
@@ -106,6 +120,12 @@ func (o *Options) setDefaults() error {
 	if o.ProfileWindow == 0 {
 		o.ProfileWindow = 10 * time.Second
 	}
+	if o.Replication == "" {
+		o.Replication = ReplicationAll
+	}
+	if o.Copies == 0 {
+		o.Copies = config.DefaultMinCopies
+	}
 	switch {
 	case o.Members < 2 || o.Members > 254:
 		return errors.New("members: want 2 to 254")
@@ -119,6 +139,10 @@ func (o *Options) setDefaults() error {
 		return errors.New("max-inflight: want 0 (search) to 1024")
 	case o.RecoveryResync < time.Second:
 		return errors.New("recovery resync interval: want 1s or more")
+	case o.Replication != ReplicationAll && o.Replication != ReplicationDemand:
+		return fmt.Errorf("replication %q: want %s or %s", o.Replication, ReplicationAll, ReplicationDemand)
+	case o.Copies < 1 || o.Copies > o.Members:
+		return fmt.Errorf("copies: want 1 to the number of members (%d)", o.Members)
 	}
 	for _, k := range o.Candidates {
 		if k < 1 || k > 1024 {
@@ -219,6 +243,11 @@ func (r *runner) run(ctx context.Context) error {
 	if o.has(ScenarioRecovery) {
 		if err := r.recovery(ctx, g); err != nil {
 			return fmt.Errorf("recovery: %w", err)
+		}
+	}
+	if o.Replication == ReplicationDemand {
+		if err := r.scaleUp(ctx, g); err != nil {
+			return fmt.Errorf("scale-up: %w", err)
 		}
 	}
 	// The ceiling runs last, on its own group, once the balancer's group
