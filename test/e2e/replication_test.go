@@ -80,7 +80,7 @@ func TestTeardownAfterGraceAndBlipsRemoveNothing(t *testing.T) {
 	if err := m0.Unpublish("live1"); err != nil {
 		t.Fatal(err)
 	}
-	ended := journalEntry(t, g.app, "source_ended", "live1", time.Second)
+	ended := journalEntry(t, g.app, "source_ended", "live1", 2*time.Second)
 	time.Sleep(500 * time.Millisecond) // paces the blip: the source stays gone for about half the grace
 	if err := m0.Publish("live1"); err != nil {
 		t.Fatal(err)
