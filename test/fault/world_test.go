@@ -360,7 +360,8 @@ func (w *world) checkRemovals(from, to time.Time) (problems, known []string) {
 // Delete an entry once its bug is fixed.
 const (
 	// issuePeerReplica: a balancer that has not seen the source present
-	// (no "source appeared" or "source ended" of it in its log lately)
+	// (no "source appeared" or "source ended" of it in its log lately,
+	// before the removal was decided)
 	// removes, as "source ended", a replica another balancer pulled: with
 	// no record of the source, its absence is counted from the start of
 	// the origin's current up-run, and the origin listing that confirms
@@ -387,7 +388,10 @@ func (w *world) knownIssueLocked(r removal, s *source, lag time.Duration) string
 		switch {
 		case x.kind == "replica pulled" && x.member == r.member && x.configID == r.configID:
 			pulledByPeer = x.balancer != r.balancer
-		case (x.kind == "source appeared" || x.kind == "source ended") && x.balancer == r.balancer && !x.at.Before(r.at.Add(-window)):
+		case (x.kind == "source appeared" || x.kind == "source ended") && x.balancer == r.balancer &&
+			!x.at.Before(r.at.Add(-window)) && x.at.Before(r.at.Add(-lag)):
+			// Seen before the removal was decided (a source that appears
+			// while the removal call is in flight does not count).
 			seenByRemover = true
 		}
 	}
