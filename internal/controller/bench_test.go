@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -172,6 +173,23 @@ func BenchmarkStatusPage(b *testing.B) {
 		c.rows.mu.Unlock()
 		if st := c.Status(StatusQuery{Attention: true, Limit: 50}); len(st.Streams) != 50 {
 			b.Fatalf("%d streams", len(st.Streams))
+		}
+	}
+}
+
+// BenchmarkStatusEncoded measures a full read as the status API makes it:
+// the document asked for encoding, and its JSON, nothing changed since the
+// rows were built and encoded once.
+func BenchmarkStatusEncoded(b *testing.B) {
+	const streams, members = 10000, 16
+	c := convergedGroup(b, streams, members)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.rows.mu.Lock()
+		c.rows.last = nil
+		c.rows.mu.Unlock()
+		if err := c.Status(StatusQuery{Encoding: true}).WriteJSON(io.Discard); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -8,6 +8,7 @@ package controller
 
 import (
 	"cmp"
+	"encoding/json"
 	"slices"
 	"sync"
 	"time"
@@ -27,6 +28,20 @@ type streamRow struct {
 	blocking, attention, timed bool
 	// lagSince is since when the oldest blocking cell has been so.
 	lagSince time.Time
+	// encoded is the row's JSON, made at its first encoded read.
+	encodeOnce sync.Once
+	encoded    []byte
+}
+
+// json returns the row's JSON, as StreamStatus marshals it.
+func (r *streamRow) json() []byte {
+	r.encodeOnce.Do(func() {
+		b, err := json.Marshal(r.status())
+		if err == nil {
+			r.encoded = b
+		}
+	})
+	return r.encoded
 }
 
 // cell is one replica cell; rs is nil for a plain present replica.

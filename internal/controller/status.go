@@ -1,6 +1,11 @@
 package controller
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
 	"path"
 	"slices"
 	"time"
@@ -66,6 +71,56 @@ type StreamStatus struct {
 	// hold the stream besides its origin, in rendezvous order; demand
 	// copies among them are marked in their replica status.
 	Desired []string `json:"desired,omitempty"`
+
+	// raw, when set, is the stream's JSON (a StatusQuery with Encoding).
+	raw []byte
+}
+
+// WriteJSON writes st as compact JSON, the same as encoding/json makes of
+// it, followed by a newline. With a document asked for with Encoding it
+// writes each stream's kept JSON as it is, which for a large group is most
+// of the document and most of the cost of encoding it.
+func (st Status) WriteJSON(w io.Writer) error {
+	streams := st.Streams
+	st.Streams = nil
+	head, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	const key = `"streams":null`
+	i := bytes.Index(head, []byte(key))
+	if i < 0 {
+		return errors.New("status document without its streams key")
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(head[:i+len(key)-len("null")])
+	bw.WriteByte('[')
+	for j, ss := range streams {
+		if j > 0 {
+			bw.WriteByte(',')
+		}
+		b := ss.raw
+		if b == nil {
+			if b, err = json.Marshal(ss); err != nil {
+				return err
+			}
+		}
+		bw.Write(b)
+	}
+	bw.WriteByte(']')
+	bw.Write(head[i+len(key):])
+	bw.WriteByte('\n')
+	return bw.Flush()
+}
+
+// MarshalJSON writes the stream's JSON: the encoding kept with its status
+// row when the document was asked for with Encoding, else its fields.
+func (s StreamStatus) MarshalJSON() ([]byte, error) {
+	if s.raw != nil {
+		return s.raw, nil
+	}
+	type plain StreamStatus
+	return json.Marshal(plain(s))
 }
 
 // ReplicaStatus is one replica's state.
@@ -112,6 +167,11 @@ type StatusQuery struct {
 	// NextCursor of the page before.
 	Limit  int
 	Cursor string
+	// Encoding says the document is for encoding as JSON only: each
+	// stream then marshals to the JSON kept with its status row, made once
+	// per change of the row, and its Replicas map is left nil (with
+	// Member set, streams are built as usual).
+	Encoding bool
 }
 
 // Snapshot returns the whole status document. Safe for concurrent use.
@@ -152,6 +212,10 @@ func (c *Controller) Status(q StatusQuery) Status {
 		if q.Limit > 0 && len(st.Streams) == q.Limit {
 			st.NextCursor = st.Streams[len(st.Streams)-1].Name
 			break
+		}
+		if q.Encoding && q.Member == "" {
+			st.Streams = append(st.Streams, StreamStatus{Name: r.name, Origin: r.origin, raw: r.json()})
+			continue
 		}
 		ss := r.status()
 		if q.Member != "" && ss.Origin != q.Member {

@@ -197,6 +197,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		badParam(w, perr)
 		return
 	}
+	q.Encoding = true // each stream's JSON is kept with its status row
 	st := a.Controller.Status(q)
 	if q.Member != "" && !slices.ContainsFunc(st.Members, func(m controller.MemberStatus) bool { return m.Name == q.Member }) {
 		badParam(w, &paramError{"member", fmt.Sprintf("no member named %q", q.Member)})
@@ -206,7 +207,10 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, st)
 		return
 	}
-	writeJSONCompact(w, http.StatusOK, st)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_ = st.WriteJSON(w)
 }
 
 func (a *API) readyz(w http.ResponseWriter, _ *http.Request) {
