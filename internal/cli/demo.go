@@ -57,7 +57,8 @@ func demoCmd(ctx context.Context, env Env, args []string) int {
 		}
 		fmt.Fprintf(env.Stdout, "  member %s: %s\n", demoName(i), how)
 	}
-	fmt.Fprintln(env.Stdout, "Sources come and go on their own; Ctrl-C stops.")
+	fmt.Fprintf(env.Stdout, "  players: http://%s/play/lobby (JSON), ?protocol=hls&redirect=1 (307)\n", d.app.PlayAddr())
+	fmt.Fprintln(env.Stdout, "Sources and viewers come and go on their own; Ctrl-C stops.")
 	d.run(ctx, env.Stdout)
 	sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
@@ -100,14 +101,17 @@ func demoConfig(c *emsim.Cluster, listen string) string {
 	var b strings.Builder
 	b.WriteString("// streamlb demo: a simulated EMS group\n\"StreamLoadBalancer\": {\n  \"plugin_switch\": \"enabled\",\n  \"parameters\": {\n")
 	fmt.Fprintf(&b, "    \"listen\": %q,\n    \"group\": \"demo\",\n    \"resync_interval\": \"10s\",\n    \"teardown_grace\": \"5s\",\n", listen)
+	// Viewer placement on a port of its own, next to the dashboard.
+	host, _, _ := net.SplitHostPort(listen)
+	fmt.Fprintf(&b, "    \"play\": {\"listen\": %q, \"poll_interval\": \"2s\"},\n", net.JoinHostPort(host, "0"))
 	b.WriteString("    \"destination_ems_apiproxies\": [\n")
 	for i, m := range c.Members() {
 		if i == 0 {
-			fmt.Fprintf(&b, "      {\"enable\": true, \"authentication\": \"basic\", \"pseudoDomain\": \"apiproxy\", \"address\": %q, \"ewsPort\": %d, \"userName\": %q, \"password\": %q, \"name\": %q},\n",
+			fmt.Fprintf(&b, "      {\"enable\": true, \"authentication\": \"basic\", \"pseudoDomain\": \"apiproxy\", \"address\": %q, \"ewsPort\": %d, \"userName\": %q, \"password\": %q, \"name\": %q, \"maxViewers\": 100},\n",
 				m.IP(), demoEWSPort, demoUser, demoPassword, demoName(i))
 			continue
 		}
-		fmt.Fprintf(&b, "      {\"enable\": false, \"address\": %q, \"name\": %q},\n", m.IP(), demoName(i))
+		fmt.Fprintf(&b, "      {\"enable\": false, \"address\": %q, \"name\": %q, \"maxViewers\": 100},\n", m.IP(), demoName(i))
 	}
 	b.WriteString("    ],\n  },\n},\n")
 	return b.String()
@@ -182,11 +186,22 @@ func (d *demo) script() (steps []step, period time.Duration) {
 	down := func(i int, on bool) func(context.Context) error {
 		return func(context.Context) error { ms[i].SetFaults(emsim.Faults{Down: on}); return nil }
 	}
+	viewers := func(i int, name string, n int) func(context.Context) error {
+		return func(context.Context) error { return ms[i].SetViewers(name, "rtmp", n) }
+	}
 	steps = []step{
 		{1 * time.Second, "camera lobby starts on " + demoName(0), camera(0, "lobby")},
 		{2 * time.Second, "an encoder publishes studio on " + demoName(1%len(ms)), publish(1%len(ms), "studio")},
 		{3 * time.Second, "camera parking starts on " + demoName(last), camera(last, "parking")},
+		{6 * time.Second, "40 players watch lobby on " + demoName(1%len(ms)), viewers(1%len(ms), "lobby", 40)},
+		{8 * time.Second, "25 players watch lobby on " + demoName(0), viewers(0, "lobby", 25)},
 		{15 * time.Second, "studio ends (its replicas go after the 5s grace)", unpublish(1%len(ms), "studio")},
+		{40 * time.Second, "the lobby's players leave", func(ctx context.Context) error {
+			if err := viewers(0, "lobby", 0)(ctx); err != nil {
+				return err
+			}
+			return viewers(1%len(ms), "lobby", 0)(ctx)
+		}},
 		{25 * time.Second, demoName(last) + " goes down", down(last, true)},
 		{27 * time.Second, "an encoder publishes news on " + demoName(0) + " while " + demoName(last) + " is down", publish(0, "news")},
 		{33 * time.Second, demoName(last) + " is back (resync fills it)", down(last, false)},
