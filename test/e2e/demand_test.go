@@ -167,26 +167,10 @@ func startDemandApp(t *testing.T, text string, ln net.Listener, logs *testkit.Bu
 // the same config. The twelve sources settle on exactly two members each;
 // the second balancer changes nothing; 80 % of maxViewers on both holders
 // of a source brings a third copy within two samples, and once they leave
-// it goes again; no source ever has fewer than two copies.
+// it goes, no sooner than scale_down_after after the pullStream that made
+// it; no source ever has fewer than two copies.
 func TestDemandCopiesFollowViewers(t *testing.T) {
 	t.Parallel()
-	demandScenario(t, false)
-}
-
-// TestDemandCopyIsKeptForScaleDownAfter runs the same scenario and checks
-// that the demand copy, unwatched from the start, is removed no sooner
-// than scale_down_after after the pullStream that made it.
-func TestDemandCopyIsKeptForScaleDownAfter(t *testing.T) {
-	t.Skip("controller bug: a demand copy's _streamlb_demand tag holds when it was made in whole Unix seconds " +
-		"(demandTag: t.Unix()), so keepCopyLocked counts its age from the second before and removes it up to 1s " +
-		"before scale_down_after (journal: replica_pulled at 08.744, replica_removed at 13.385 with scale_down_after 5s)")
-	t.Parallel()
-	demandScenario(t, true)
-}
-
-// demandScenario is the scenario of TestDemandCopiesFollowViewers; with
-// strict, the demand copy must also live for scale_down_after.
-func demandScenario(t *testing.T, strict bool) {
 	listen := freePort(t)
 	cl, ips := startDemandMembers(t, "http://"+listen+"/evowebservices/")
 	replication := fmt.Sprintf(`{"mode": "demand", "min_copies": 2, "scale_up_utilization": 0.7, "scale_down_after": %q}`, demandScaleDown.String())
@@ -312,7 +296,7 @@ func demandScenario(t *testing.T, strict bool) {
 	})
 	gone := time.Now()
 	t.Logf("third copy removed %v after it was made", gone.Sub(made).Round(time.Millisecond))
-	if strict && gone.Sub(made) < demandScaleDown {
+	if gone.Sub(made) < demandScaleDown {
 		var page controller.JournalPage
 		httpGetJSON(t, lb.base+"/api/v1/events?since=0", &page)
 		var entries []string
