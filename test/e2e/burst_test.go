@@ -35,7 +35,7 @@ func TestBalancerRestartedDuringABurstConvergesWithoutDuplicates(t *testing.T) {
 	g.startApp(groupOpts{members: []memberConf{{proxy: true}, {}, {}}, resync: 2 * time.Second, grace: 2 * time.Second}, ln)
 	for i := 1; i < 3; i++ {
 		m := g.member(i)
-		eventually(t, 20*time.Second, fmt.Sprintf("member %d holds all %d replicas", i, n), func() bool {
+		eventually(t, 60*time.Second, fmt.Sprintf("member %d holds all %d replicas", i, n), func() bool {
 			return len(m.PullConfigs()) == n
 		})
 		seen := map[string]int{}
