@@ -74,6 +74,7 @@ type figures struct {
 }
 
 func TestFaults(t *testing.T) {
+	t.Parallel() // the two tests share the 2 cores CI has; each has its own members and relay
 	seed := *flagSeed
 	if seed == 0 {
 		seed = rand.Uint64()

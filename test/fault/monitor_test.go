@@ -73,7 +73,7 @@ func (mon *monitor) judge() {
 	mon.report("replica removed without cause", problems)
 	mon.mu.Lock()
 	for _, k := range known {
-		id, _, _ := strings.Cut(k, ": ")
+		id, _, _ := strings.Cut(k, " | ")
 		mon.known[id]++
 		mon.t.Logf("%s", k)
 	}

@@ -318,7 +318,8 @@ func (w *world) check() []string {
 // takes up to the call timeout while the member it is made on is slow.
 //
 // An unjustified removal that matches a known issue (knownIssueLocked) is
-// returned in known instead, unless -fault.strict is given.
+// returned in known instead, as "ISSUE | PROBLEM", unless -fault.strict is
+// given.
 func (w *world) checkRemovals(from, to time.Time) (problems, known []string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -345,7 +346,7 @@ func (w *world) checkRemovals(from, to time.Time) (problems, known []string) {
 			p := fmt.Sprintf("%s: balancer %s removed %s on %s (config %d) while its source was live or before it was off for %v (off: %s; origin trouble: %s)",
 				r.at.Format(tsFormat), r.balancer, r.stream, r.member, r.configID, teardownGrace, spansString(recent(s.off, r.at)), spansString(recent(w.faults[s.origin], r.at)))
 			if id := w.knownIssueLocked(r, s, lag); id != "" && !*flagStrict {
-				known = append(known, id+": "+p)
+				known = append(known, id+" | "+p)
 				continue
 			}
 			problems = append(problems, p)
