@@ -30,18 +30,14 @@ type balancerSettings struct {
 	teardownGrace  time.Duration
 	// copies > 0 runs replication mode demand with min_copies copies, and
 	// the play block on playListen, so that the balancer reads the
-	// members' load (each allowing demandMaxViewers players) every
-	// demandPoll.
+	// members' load (each allowing demandMaxViewers players) every poll.
 	copies     int
 	playListen string
+	poll       time.Duration
 }
 
-// The members' load in mode demand: each allows demandMaxViewers players,
-// and the balancer reads their load every demandPoll.
-const (
-	demandMaxViewers = 200
-	demandPoll       = time.Second
-)
+// demandMaxViewers is each member's maxViewers in mode demand.
+const demandMaxViewers = 200
 
 // balancer is streamlb run as a child process.
 type balancer struct {
@@ -82,7 +78,7 @@ func balancerConfig(listen string, ips []string, s balancerSettings) string {
 	viewers := ""
 	if s.copies > 0 {
 		fmt.Fprintf(&b, "    \"replication\": {\"mode\": %q, \"min_copies\": %d},\n", config.ReplicationDemand, s.copies)
-		fmt.Fprintf(&b, "    \"play\": {\"listen\": %q, \"poll_interval\": %q},\n", s.playListen, demandPoll.String())
+		fmt.Fprintf(&b, "    \"play\": {\"listen\": %q, \"poll_interval\": %q},\n", s.playListen, s.poll.String())
 		viewers = fmt.Sprintf(", \"maxViewers\": %d", demandMaxViewers)
 	}
 	b.WriteString("    \"destination_ems_apiproxies\": [\n")

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"streamlb/internal/config"
+
 	"go.uber.org/goleak"
 )
 
@@ -58,7 +60,7 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 		"propagation_p50_ms", "propagation_p99_ms",
 		"burst_streams", "burst_seconds", "burst_calls_per_s", "ceiling_calls_per_s", "burst_ratio",
 		"resync_seconds", "resync_calls_per_member", "recovery_seconds", "rss_mib", "heap_mib",
-		"max_inflight", "emsim_keep_alive", "separate",
+		"max_inflight", "emsim_keep_alive", "separate", "replication", "copies", "replicas_held", "scale_up_seconds",
 	} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("JSON has no %q: %s", key, line)
@@ -83,6 +85,8 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 		{"resync lists each member twice", res.ResyncSeconds > 0 && res.ResyncCallsPerMember == 2},
 		{"recovery measured", res.RecoverySeconds > 0 && float64(res.RecoveryResyncIntervalS) == 2},
 		{"memory measured", res.RSSMiB > 0 && res.HeapMiB > 0},
+		{"mode all: every member holds every stream", res.Replication == ReplicationAll && res.Copies == 3 && res.ReplicasHeld == 400},
+		{"no scale-up in mode all", res.ScaleUpSeconds == 0},
 	}
 	for _, c := range checks {
 		if !c.ok {
@@ -127,6 +131,71 @@ func TestBalancerConfigParses(t *testing.T) {
 	for _, want := range []string{`"max_pulls_per_second": 0`, `"max_inflight": 8`, `"address": "127.1.2.4"`, `"resync_interval": "1m0s"`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("config lacks %s:\n%s", want, text)
+		}
+	}
+}
+
+// TestDemandRunHoldsCopiesAndScalesUp runs mode demand on a tiny group:
+// the burst settles with each stream on exactly Copies members, the resync
+// lists each member twice, and loading every holder of a stream adds a
+// copy within the target.
+func TestDemandRunHoldsCopiesAndScalesUp(t *testing.T) {
+	exe := buildStreamlb(t)
+	var progress strings.Builder
+	res, err := Run(t.Context(), Options{
+		Exe: exe, Members: 4, Streams: 20, MaxInflight: 4, Scenarios: []string{ScenarioBurst, ScenarioResync},
+		Replication: ReplicationDemand, Copies: 2, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+	line, _ := json.Marshal(res)
+	if res.Replication != ReplicationDemand || res.Copies != 2 {
+		t.Errorf("replication %q, copies %d, want demand, 2: %s", res.Replication, res.Copies, line)
+	}
+	if res.ReplicasHeld != 20 {
+		t.Errorf("replicas_held = %d, want 20 (one copy beside the origin for each of 20 streams): %s", res.ReplicasHeld, line)
+	}
+	if res.ResyncCallsPerMember != 2 {
+		t.Errorf("resync_calls_per_member = %v, want 2: %s", res.ResyncCallsPerMember, line)
+	}
+	// The target is 2 × poll_interval + 1 s; a loaded test machine gets
+	// some slack, but a copy made only by a later resync (10 minutes) or
+	// never fails.
+	if res.ScaleUpSeconds <= 0 || float64(res.ScaleUpSeconds) > 4*float64(res.ScaleUpPollS)+2 {
+		t.Errorf("scale_up_seconds = %v, want above 0 and within 2 × poll_interval + 1 s (with slack): %s\n%s", res.ScaleUpSeconds, line, progress.String())
+	}
+	var table strings.Builder
+	if err := res.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"demand: each stream on 2 members, 20 replicas held", "scale-up"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
+// TestDemandConfigParses checks that the balancer config of mode demand
+// is one streamlb accepts, with the play block and each member's
+// maxViewers.
+func TestDemandConfigParses(t *testing.T) {
+	text := balancerConfig("127.0.0.1:4000", []string{"127.1.2.3", "127.1.2.4", "127.1.2.5"}, balancerSettings{
+		maxInflight: 8, resyncInterval: time.Minute, teardownGrace: 10 * time.Second, copies: 2, playListen: "127.0.0.2:4001", poll: 1500 * time.Millisecond,
+	})
+	cfg, err := config.Parse("bench.json", []byte(text))
+	if err != nil {
+		t.Fatalf("Parse: %v\n%s", err, text)
+	}
+	if cfg.Replication.Mode != config.ReplicationDemand || cfg.Replication.MinCopies != 2 {
+		t.Errorf("replication = %+v, want mode demand, min_copies 2", cfg.Replication)
+	}
+	if cfg.Play == nil || cfg.Play.Listen != "127.0.0.2:4001" || cfg.Play.PollInterval != 1500*time.Millisecond {
+		t.Errorf("play = %+v, want listen 127.0.0.2:4001, poll_interval 1.5s", cfg.Play)
+	}
+	for _, m := range cfg.Members {
+		if m.Placement.MaxViewers != demandMaxViewers {
+			t.Errorf("member %s: maxViewers %d, want %d", m.Name, m.Placement.MaxViewers, demandMaxViewers)
 		}
 	}
 }

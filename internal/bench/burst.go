@@ -112,7 +112,7 @@ func (r *runner) burst(ctx context.Context, k int) (Trial, *liveGroup, error) {
 		maxInflight: k, resyncInterval: 10 * time.Minute, teardownGrace: 10 * time.Second,
 	}
 	if o.Replication == ReplicationDemand {
-		l.set.copies = o.Copies
+		l.set.copies, l.set.poll = o.Copies, o.PollInterval
 		if l.set.playListen, err = freeListen(); err != nil {
 			l.close(r)
 			return Trial{}, nil, err

@@ -108,7 +108,7 @@ func (r *runner) scaleUp(ctx context.Context, l *liveGroup) error {
 		return fmt.Errorf("%s is held by %d members, want %d", name, len(holders), o.Copies)
 	}
 	count := int(scaleUpShare * demandMaxViewers)
-	r.progress("scale-up: %d RTMP players of %s on each of its %d holders (maxViewers %d, poll_interval %v)", count, name, len(holders), demandMaxViewers, demandPoll)
+	r.progress("scale-up: %d RTMP players of %s on each of its %d holders (maxViewers %d, poll_interval %v)", count, name, len(holders), demandMaxViewers, o.PollInterval)
 	start := time.Now()
 	for _, h := range holders {
 		q := url.Values{"name": {name}, "protocol": {"rtmp"}, "count": {strconv.Itoa(count)}}
@@ -120,7 +120,7 @@ func (r *runner) scaleUp(ctx context.Context, l *liveGroup) error {
 	defer hc.CloseIdleConnections()
 	copyAt := -1
 	var took time.Duration
-	err = poll(ctx, time.Minute, 100*time.Millisecond, "a copy of "+name+" streaming on a member that did not hold it", l.b.proc,
+	err = poll(ctx, max(time.Minute, 10*o.PollInterval), 100*time.Millisecond, "a copy of "+name+" streaming on a member that did not hold it", l.b.proc,
 		func(ctx context.Context) (bool, error) {
 			for i := range l.g.ips {
 				if slices.Contains(holders, i) {

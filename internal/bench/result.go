@@ -155,7 +155,7 @@ func newResult(o Options) Result {
 	res.Replication, res.Copies = o.Replication, o.Members
 	if o.Replication == ReplicationDemand {
 		res.Copies = o.Copies
-		res.ScaleUpPollS = Seconds(demandPoll.Seconds())
+		res.ScaleUpPollS = Seconds(o.PollInterval.Seconds())
 	}
 	return res
 }

@@ -74,6 +74,9 @@ type Options struct {
 	// Copies is min_copies in mode demand, origin included; default 2, at
 	// most Members.
 	Copies int
+	// PollInterval is the balancer's play.poll_interval in mode demand:
+	// how often it reads each member's load; default 1s.
+	PollInterval time.Duration
 }
 
 // Replication modes, for Options.Replication.
@@ -126,6 +129,9 @@ func (o *Options) setDefaults() error {
 	if o.Copies == 0 {
 		o.Copies = config.DefaultMinCopies
 	}
+	if o.PollInterval == 0 {
+		o.PollInterval = time.Second
+	}
 	switch {
 	case o.Members < 2 || o.Members > 254:
 		return errors.New("members: want 2 to 254")
@@ -141,6 +147,8 @@ func (o *Options) setDefaults() error {
 		return errors.New("recovery resync interval: want 1s or more")
 	case o.Replication != ReplicationAll && o.Replication != ReplicationDemand:
 		return fmt.Errorf("replication %q: want %s or %s", o.Replication, ReplicationAll, ReplicationDemand)
+	case o.PollInterval < 100*time.Millisecond || o.PollInterval > time.Minute:
+		return errors.New("poll interval: want 100ms to 1m")
 	case o.Copies < 1 || o.Copies > o.Members:
 		return fmt.Errorf("copies: want 1 to the number of members (%d)", o.Members)
 	}

@@ -26,6 +26,7 @@ func benchCmd(ctx context.Context, env Env, args []string) int {
 	fs.DurationVar(&o.ProfileWindow, "profile-window", 0, "length of each CPU profile (default 10s)")
 	fs.StringVar(&o.Replication, "replication", "all", "replication mode of the burst's group: all (every member holds every stream) or demand (`MODE`)")
 	fs.IntVar(&o.Copies, "copies", 2, "with -replication demand: members holding each stream, origin included (min_copies)")
+	fs.DurationVar(&o.PollInterval, "poll-interval", 0, "with -replication demand: the balancer's play.poll_interval, how often it reads each member's load (default 1s)")
 	scenarios := fs.String("scenarios", "ack,burst,resync,recovery", "scenarios to run, a comma-separated `LIST` of ack, burst, resync, recovery, status and play")
 	asJSON := fs.Bool("json", false, "print one JSON object on one line instead of a table")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
