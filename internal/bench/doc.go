@@ -20,6 +20,12 @@
 //   - recovery: a destination restarts empty; the time until it holds every
 //     replica again.
 //
+// With Options.Replication "demand", the burst's group runs replication
+// mode demand with the play block on: the burst lasts until each stream is
+// held by exactly Options.Copies members, and a scale-up step, after the
+// other scenarios, loads every holder of one stream with players and times
+// the copy the balancer adds for them.
+//
 // The balancer's peak memory is its VmHWM (Linux); its peak heap comes from
 // the Go runtime's GC trace.
 package bench
