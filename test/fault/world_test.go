@@ -317,9 +317,9 @@ func (w *world) check() []string {
 // decision came before the log line by at most the removal call, which
 // takes up to the call timeout while the member it is made on is slow.
 //
-// An unjustified removal that matches a known issue (knownIssueLocked) is
-// returned in known instead, as "ISSUE | PROBLEM", unless -fault.strict is
-// given.
+// known would hold the removals matching a removal bug reported and not
+// fixed yet, as "ISSUE | PROBLEM"; there is none now, so every unjustified
+// removal is a problem.
 func (w *world) checkRemovals(from, to time.Time) (problems, known []string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -345,33 +345,20 @@ func (w *world) checkRemovals(from, to time.Time) (problems, known []string) {
 		if !justified(s.off, r.at, lag) {
 			p := fmt.Sprintf("%s: balancer %s removed %s on %s (config %d) while its source was live or before it was off for %v (off: %s; origin trouble: %s)",
 				r.at.Format(tsFormat), r.balancer, r.stream, r.member, r.configID, teardownGrace, spansString(recent(s.off, r.at)), spansString(recent(w.faults[s.origin], r.at)))
-			if id := w.knownIssueLocked(r, s, lag); id != "" && !*flagStrict {
-				known = append(known, id+" | "+p)
-				continue
-			}
 			problems = append(problems, p)
 		}
 	}
 	return problems, known
 }
 
-// Known issues: the signatures of unjustified removals caused by
-// controller bugs that are reported and not fixed yet. They are logged and
-// counted in the figures, not failed, unless -fault.strict is given.
-// Delete an entry once its bug is fixed.
+// Known issues: the signatures of calls that controller bugs, reported
+// and not fixed yet, make. They are logged and counted in the figures, not
+// failed, unless -fault.strict is given. Delete an entry once its bug is
+// fixed. (Two removal bugs found by this suite are fixed: a peer's replica
+// removed on an origin listing older than the replica, and an absence
+// counted across the time its origin could not be listed. Every
+// unjustified removal fails the run.)
 const (
-	// issuePeerReplica: a balancer that has not seen the source present
-	// (no "source appeared" or "source ended" of it in its log lately,
-	// before the removal was decided)
-	// removes, as "source ended", a replica another balancer pulled: with
-	// no record of the source, its absence is counted from the start of
-	// the origin's current up-run, and the origin listing that confirms
-	// it predates the replica.
-	issuePeerReplica = "known issue: peer's replica removed on an origin listing older than the replica"
-	// issueAbsenceAcrossOutage: the source is off now, but less than a
-	// grace; its absence is counted from an earlier off, seen before the
-	// origin could not be listed, across the time it was unknown.
-	issueAbsenceAcrossOutage = "known issue: absence counted across the origin's unknown time"
 	// issueRefusedPulls: once the group has converged, a balancer still
 	// makes pulls on a member whose API failed shortly before, and EMS
 	// refuses them (FAIL): replicas another balancer made meanwhile,
@@ -379,45 +366,6 @@ const (
 	// member, but the calls are made.
 	issueRefusedPulls = "known issue: refused pulls on a stale view of a member once converged"
 )
-
-// knownIssueLocked returns the known issue whose signature unjustified
-// removal r of source s matches, or "".
-func (w *world) knownIssueLocked(r removal, s *source, lag time.Duration) string {
-	window := 2*resyncInterval + teardownGrace
-	var pulledByPeer, seenByRemover bool
-	for _, x := range w.removed.lines(r.stream, r.at.Add(-5*time.Minute), r.at) {
-		switch {
-		case x.kind == "replica pulled" && x.member == r.member && x.configID == r.configID:
-			pulledByPeer = x.balancer != r.balancer
-		case (x.kind == "source appeared" || x.kind == "source ended") && x.balancer == r.balancer &&
-			!x.at.Before(r.at.Add(-window)) && x.at.Before(r.at.Add(-lag)):
-			// Seen before the removal was decided (a source that appears
-			// while the removal call is in flight does not count).
-			seenByRemover = true
-		}
-	}
-	if pulledByPeer && !seenByRemover {
-		return issuePeerReplica
-	}
-	offNow := false
-	for d := time.Duration(0); d <= lag; d += 25 * time.Millisecond {
-		offNow = offNow || within(s.off, r.at.Add(-d))
-	}
-	if offNow {
-		spans := slices.Clone(s.off)
-		for _, f := range w.faults[s.origin] {
-			end := f.end
-			if !end.IsZero() {
-				end = end.Add(resyncInterval + callTimeout)
-			}
-			spans = append(spans, interval{f.start, end})
-		}
-		if justified(spans, r.at, lag) {
-			return issueAbsenceAcrossOutage
-		}
-	}
-	return ""
-}
 
 // originWindow is what the test saw of an origin's sources when a fault
 // on the origin began: their replicas on the other members, by member and
