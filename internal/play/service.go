@@ -282,7 +282,11 @@ const maxBackoffFactor = 6
 func (s *Service) poller(ctx context.Context, ms *memberState) {
 	log := s.log.With("member", ms.m.Name)
 	interval := s.cfg.PollInterval
-	timeout := min(max(interval, time.Second), 10*time.Second)
+	// A reading may take longer than the interval (an origin listing
+	// thousands of streams, a loaded member): the next one waits for it.
+	// Half of stale_after at most, so that a member that stopped answering
+	// shows the error by the time its sample is stale.
+	timeout := max(min(max(interval, 5*time.Second), s.cfg.StaleAfter/2), interval)
 	// The connection limit is read at the first good poll and every
 	// connEach polls, unless the config gives maxViewers.
 	var connLimit int
