@@ -82,7 +82,8 @@ func decodePullResult(data []byte) (PullResult, error) {
 	if data == nil {
 		return res, nil
 	}
-	dec := newBytesDecoder(data)
+	dec := getDecoder(bytes.NewBuffer(data))
+	defer putDecoder(dec)
 	err := object(dec, true, func(key []byte) error {
 		var err error
 		var field string

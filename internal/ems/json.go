@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -23,10 +24,36 @@ var decodeOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsont
 // newDecoder returns a decoder of r with decodeOptions.
 func newDecoder(r io.Reader) *jsontext.Decoder { return jsontext.NewDecoder(r, decodeOptions...) }
 
-// newBytesDecoder returns a decoder of b, parsing it in place.
-func newBytesDecoder(b []byte) *jsontext.Decoder {
-	return jsontext.NewDecoder(bytes.NewBuffer(b), decodeOptions...)
+// decoders keeps the decoders of small answers for reuse: most answers
+// are a few hundred bytes, for which building a decoder and growing its
+// buffer would cost more than the decoding.
+var decoders sync.Pool // *jsontext.Decoder
+
+// maxPooledInput is the most input a decoder may have read to be kept:
+// its buffer is then at most about twice that.
+const maxPooledInput = 64 << 10
+
+// getDecoder returns a decoder of r, reused when one is free.
+func getDecoder(r io.Reader) *jsontext.Decoder {
+	if dec, ok := decoders.Get().(*jsontext.Decoder); ok {
+		dec.Reset(r, decodeOptions...)
+		return dec
+	}
+	return newDecoder(r)
 }
+
+// putDecoder keeps dec for reuse if it read little.
+func putDecoder(dec *jsontext.Decoder) {
+	if dec.InputOffset() <= maxPooledInput {
+		dec.Reset(eof{}, decodeOptions...) // drop the reference to the body
+		decoders.Put(dec)
+	}
+}
+
+// eof is an empty reader.
+type eof struct{}
+
+func (eof) Read([]byte) (int, error) { return 0, io.EOF }
 
 // shapeError is valid JSON that does not have the shape a command answers
 // (a number where a string belongs, say). The decoder is still usable
@@ -208,7 +235,8 @@ type envelopeMeta struct {
 func walkEnvelope(r io.Reader, data func(*jsontext.Decoder) error) (envelopeMeta, error) {
 	var meta envelopeMeta
 	r = skipBOM(r)
-	dec := newDecoder(r)
+	dec := getDecoder(r)
+	defer putDecoder(dec)
 	k, err := peek(dec)
 	switch {
 	case err == io.ErrUnexpectedEOF:

@@ -29,6 +29,11 @@ var jsonCorpus = []string{
 	`[1,2`, `{"a":[`, `{"a":{"b":`, `'a'`, `NaN`, `Infinity`, `[true false]`,
 }
 
+// newBytesDecoder returns a decoder of b, parsing it in place.
+func newBytesDecoder(b []byte) *jsontext.Decoder {
+	return jsontext.NewDecoder(bytes.NewBuffer(b), decodeOptions...)
+}
+
 // The decoder's settings accept exactly what encoding/json accepts.
 func TestDecoderAcceptsWhatEncodingJSONAccepts(t *testing.T) {
 	valid := func(b []byte) bool {

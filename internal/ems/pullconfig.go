@@ -163,7 +163,9 @@ type wirePullConfig struct{ pc PullConfig }
 
 // UnmarshalJSON decodes a stored pull configuration.
 func (w *wirePullConfig) UnmarshalJSON(data []byte) error {
-	return decodePullConfig(newBytesDecoder(data), &w.pc)
+	dec := getDecoder(bytes.NewBuffer(data))
+	defer putDecoder(dec)
+	return decodePullConfig(dec, &w.pc)
 }
 
 // decodeStatus reads the current state from a configuration's status
