@@ -18,7 +18,7 @@ const (
 	DefaultKeepAlive         = true
 	DefaultAppName           = "live"
 	DefaultMaxInflight       = 8
-	DefaultMaxPullsPerSecond = 1000.0
+	DefaultMaxPullsPerSecond = 5000.0
 
 	// DefaultPseudoDomain is the API proxy's first path segment.
 	DefaultPseudoDomain = "apiproxy"
