@@ -143,6 +143,9 @@ type Controller struct {
 	inbox    *inbox // stream events on their way from the sink
 	journal  *journal
 	rows     rowCache // the status document's rows
+	// stopping is set once Run stops its members: a member added later
+	// is not started (it would never be stopped).
+	stopping bool
 	// Demand copies: the rendezvous order of each stream's members, and
 	// the streams a play request wants a copy of.
 	ranks  map[string][]*member
@@ -305,6 +308,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.resyncLoop(ctx)
 
 	c.mu.Lock()
+	c.stopping = true // SetMembers starts no member from now on
 	ms := slices.Clone(c.members)
 	c.mu.Unlock()
 	for _, m := range ms {

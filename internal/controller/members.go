@@ -102,7 +102,7 @@ func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) b
 	c.members, c.byName, c.byAddr = next, byName, byAddr
 	c.allDirtyLocked()
 	for _, m := range next {
-		if m.cancel == nil && c.runCtx != nil {
+		if m.cancel == nil && c.runCtx != nil && !c.stopping {
 			c.startMemberLocked(c.runCtx, m)
 			c.wakeLocked(m)
 		}
