@@ -115,6 +115,15 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		wantInbound := m.needInbound
 		var announced map[string]time.Time
 		var lookup []string
+		if state == MemberUp && !needList && len(m.confirm) == 0 && len(m.lookup) == 0 && wantInbound {
+			// Only pulls wait to be seen streaming: one listing every
+			// pullConfirmSpacing answers them all, whatever their number.
+			if wait := pullConfirmSpacing - time.Since(m.obs.inboundAt); wait > 0 {
+				c.mu.Unlock()
+				timer = time.After(wait)
+				continue
+			}
+		}
 		if state == MemberUp {
 			m.needList, m.needInbound = false, false
 			if confirm {
@@ -191,6 +200,11 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		}
 	}
 }
+
+// pullConfirmSpacing is the least time between two listings of a
+// member's inbound streams made only to see its new pulls streaming (an
+// event says so sooner, where the member posts its events).
+const pullConfirmSpacing = 2 * time.Second
 
 // perNameConfirm is the largest batch of announced names confirmed with
 // one getStreamInfo call each rather than a listing of the origin's
