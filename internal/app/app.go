@@ -104,6 +104,7 @@ func New(opts Options) (*App, error) {
 		MaxInflight:       cfg.MaxInflight,
 		MaxPullsPerSecond: cfg.MaxPullsPerSecond,
 		Replication:       replication(cfg),
+		JournalSize:       cfg.JournalSize,
 		CallTimeout:       opts.CallTimeout,
 		RetryBase:         opts.RetryBase,
 		RetryMax:          opts.RetryMax,
@@ -446,6 +447,7 @@ func restartKeys(running, next *config.Config) []string {
 	add(running.AdminListen != next.AdminListen, "admin_listen")
 	add(running.Group != next.Group, "group")
 	add(running.Replication != next.Replication, "replication")
+	add(running.JournalSize != next.JournalSize, "journal_size")
 	add(running.KeepAlive != next.KeepAlive, "keep_alive")
 	add(running.AppName != next.AppName, "app_name")
 	add(playListen(running) != playListen(next), "play.listen")

@@ -19,6 +19,7 @@ const (
 	DefaultAppName           = "live"
 	DefaultMaxInflight       = 8
 	DefaultMaxPullsPerSecond = 5000.0
+	DefaultJournalSize       = 10000
 
 	// DefaultPseudoDomain is the API proxy's first path segment.
 	DefaultPseudoDomain = "apiproxy"
@@ -86,6 +87,8 @@ type Config struct {
 	Play *Play
 	// Replication says how many members hold each source.
 	Replication Replication
+	// JournalSize is how many transitions the journal keeps.
+	JournalSize int
 }
 
 // Member is one EMS of the group.

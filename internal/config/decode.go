@@ -77,6 +77,7 @@ func (d *decoder) block(v *hujson.Value) *Config {
 		AppName:           DefaultAppName,
 		MaxInflight:       DefaultMaxInflight,
 		MaxPullsPerSecond: DefaultMaxPullsPerSecond,
+		JournalSize:       DefaultJournalSize,
 	}
 	o := d.object("", v, []string{"plugin_switch", "parameters"})
 	if o == nil {
@@ -103,7 +104,7 @@ func parameterKeys() []string {
 		"listen", "admin_listen", "admin_password",
 		"group", "resync_interval", "teardown_grace", "keep_alive", "app_name",
 		"include", "exclude", "max_inflight", "max_pulls_per_second",
-		"events_token", "allowed_sources", playKey, replicationKey,
+		"events_token", "allowed_sources", playKey, replicationKey, "journal_size",
 	}
 }
 
@@ -172,6 +173,9 @@ func (d *decoder) parameters(cfg *Config, v *hujson.Value) {
 		} else {
 			cfg.MaxPullsPerSecond = f
 		}
+	}
+	if n, ok := p.integer("journal_size", 100, 10_000_000); ok {
+		cfg.JournalSize = n
 	}
 	if s, ok := p.str("events_token"); ok {
 		// The token is a credential: never quoted.

@@ -40,3 +40,18 @@ func TestReplicationBad(t *testing.T) {
 		}
 	}
 }
+
+func TestJournalSize(t *testing.T) {
+	block := func(v string) string {
+		return `{"StreamLoadBalancer": {"plugin_switch": "enabled", "parameters": {"journal_size": ` + v +
+			`, "destination_ems_apiproxies": [{"enable": false, "address": "10.0.0.1"}]}}}`
+	}
+	cfg, err := Parse("j.json", []byte(block("500")))
+	if err != nil || cfg.JournalSize != 500 {
+		t.Fatalf("journal_size 500: %v, %+v", err, cfg)
+	}
+	_, err = Parse("j.json", []byte(block("5")))
+	if err == nil || !strings.Contains(err.Error(), "j.json:1:") || !strings.Contains(err.Error(), "parameters.journal_size: want 100 to 10000000, got 5") {
+		t.Errorf("journal_size 5: %v", err)
+	}
+}
