@@ -30,6 +30,7 @@ import (
 	"streamlb/internal/config"
 	"streamlb/internal/controller"
 	"streamlb/internal/ems"
+	"streamlb/internal/inflight"
 	"streamlb/internal/receiver"
 	"streamlb/internal/statusapi"
 )
@@ -508,40 +509,20 @@ const (
 // limitConcurrency answers 503 beyond total requests in flight, or beyond
 // perPeer from one peer address.
 func limitConcurrency(h http.Handler, total, perPeer int) http.Handler {
-	sem := make(chan struct{}, total)
-	var mu sync.Mutex
-	byPeer := make(map[string]int)
-	busy := func(w http.ResponseWriter) {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "too many requests in flight", http.StatusServiceUnavailable)
-	}
+	lim := inflight.New(total, perPeer)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		peer, _, err := net.SplitHostPort(r.RemoteAddr)
 		if err != nil {
 			peer = r.RemoteAddr
 		}
-		mu.Lock()
-		if byPeer[peer] >= perPeer {
-			mu.Unlock()
-			busy(w)
+		release, ok := lim.Acquire(peer)
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many requests in flight", http.StatusServiceUnavailable)
 			return
 		}
-		byPeer[peer]++
-		mu.Unlock()
-		defer func() {
-			mu.Lock()
-			if byPeer[peer]--; byPeer[peer] == 0 {
-				delete(byPeer, peer)
-			}
-			mu.Unlock()
-		}()
-		select {
-		case sem <- struct{}{}:
-			defer func() { <-sem }()
-			h.ServeHTTP(w, r)
-		default:
-			busy(w)
-		}
+		defer release()
+		h.ServeHTTP(w, r)
 	})
 }
 

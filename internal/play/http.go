@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/time/rate"
+
+	"streamlb/internal/inflight"
 )
 
 // URLs are a member's player URLs for one stream.
@@ -312,13 +314,7 @@ func (p *peerRates) allow(peer string) bool {
 // address past its rate, and 503 beyond total requests in flight, or
 // beyond perPeer from one client address.
 func limit(h http.Handler, total, perPeer int, rates *peerRates) http.Handler {
-	sem := make(chan struct{}, total)
-	var mu sync.Mutex
-	byPeer := map[string]int{}
-	busy := func(w http.ResponseWriter) {
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "too many requests in flight")
-	}
+	lim := inflight.New(total, perPeer)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > maxBodyBytes {
 			writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
@@ -331,27 +327,13 @@ func limit(h http.Handler, total, perPeer int, rates *peerRates) http.Handler {
 			writeError(w, http.StatusTooManyRequests, "too many requests from this address")
 			return
 		}
-		mu.Lock()
-		if byPeer[peer] >= perPeer {
-			mu.Unlock()
-			busy(w)
+		release, ok := lim.Acquire(peer)
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "too many requests in flight")
 			return
 		}
-		byPeer[peer]++
-		mu.Unlock()
-		defer func() {
-			mu.Lock()
-			if byPeer[peer]--; byPeer[peer] == 0 {
-				delete(byPeer, peer)
-			}
-			mu.Unlock()
-		}()
-		select {
-		case sem <- struct{}{}:
-			defer func() { <-sem }()
-			h.ServeHTTP(w, r)
-		default:
-			busy(w)
-		}
+		defer release()
+		h.ServeHTTP(w, r)
 	})
 }
