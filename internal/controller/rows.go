@@ -171,7 +171,7 @@ func (rc *rowCache) build(c *Controller) *built {
 		return rc.last
 	}
 	rc.changed = false
-	started := time.Now()
+	started := time.Now() // the lock is held from here to the first Unlock
 	var todo []string
 	if rc.all {
 		rc.all = false
@@ -196,8 +196,7 @@ func (rc *rowCache) build(c *Controller) *built {
 		}
 	}
 	c.mu.Unlock()
-
-	var longest time.Duration
+	longest := time.Since(started) // every hold of the lock counts
 	for len(todo) > 0 {
 		c.mu.Lock()
 		now := time.Now()
@@ -228,6 +227,7 @@ func (rc *rowCache) build(c *Controller) *built {
 
 	b := &built{at: time.Now()}
 	c.mu.Lock()
+	held := time.Now()
 	b.converged = c.isReady
 	memberTrouble := false
 	for _, m := range c.members {
@@ -254,6 +254,7 @@ func (rc *rowCache) build(c *Controller) *built {
 		r := *c.lastReload
 		b.lastReload = &r
 	}
+	longest = max(longest, time.Since(held))
 	c.mu.Unlock()
 
 	slices.SortFunc(b.rows, func(x, y *streamRow) int { return cmp.Compare(x.name, y.name) })
