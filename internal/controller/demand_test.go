@@ -224,3 +224,27 @@ func compareScore(a, b float64) int {
 	}
 	return 0
 }
+
+// A reload that replaces members (new credentials) leaves no ranking made
+// of the members it replaced.
+func TestRanksFollowTheMemberList(t *testing.T) {
+	g, specs := demandGroup()
+	c, err := New(demandOptions(specs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.rankLocked("cam")
+	c.mu.Unlock()
+	never := func(a, b MemberSpec) bool { return false } // every member starts afresh
+	if err := c.SetMembers(g.specs("a", "b", "c", "d", "e", "f"), never); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.rankLocked("cam") {
+		if c.byName[m.spec.Name] != m {
+			t.Errorf("ranking of cam holds member %s from before the reload", m.spec.Name)
+		}
+	}
+}

@@ -14,7 +14,9 @@ func (c *Controller) Holders(name string) []string {
 }
 
 func (c *Controller) holdersLocked(name string) []string {
-	w, _ := c.winnerLocked(name)
+	now := time.Now()
+	v := c.viewLocked(name, now) // once, not per member: this is every play request's path
+	w := v.w
 	if w == nil || w.state != MemberUp {
 		return nil
 	}
@@ -22,12 +24,11 @@ func (c *Controller) holdersLocked(name string) []string {
 	if !w.paused {
 		out = append(out, w.spec.Name)
 	}
-	now := time.Now()
 	for _, m := range c.members {
 		if m == w || m.state != MemberUp || m.paused {
 			continue
 		}
-		if a := c.planLocked(m, name, now); a.desired && a.state == StatePresent {
+		if a := c.planViewLocked(m, &v, now); a.desired && a.state == StatePresent {
 			out = append(out, m.spec.Name)
 		}
 	}

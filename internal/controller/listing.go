@@ -136,6 +136,7 @@ func (c *Controller) gcSourcesLocked(now time.Time) {
 		}
 		if len(recs) == 0 {
 			delete(c.sources, name)
+			delete(c.ranks, name)
 		}
 	}
 }

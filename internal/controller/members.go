@@ -100,6 +100,7 @@ func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) b
 		}
 	}
 	c.members, c.byName, c.byAddr = next, byName, byAddr
+	clear(c.ranks) // rankings hold the members they were made of
 	c.allDirtyLocked()
 	for _, m := range next {
 		if m.cancel == nil && c.runCtx != nil && !c.stopping {
