@@ -366,3 +366,25 @@ func TestAbsenceIsNotCountedAcrossAnOutage(t *testing.T) {
 		wantReplica(t, g.m(addrB), "cam", "")
 	})
 }
+
+// A FAIL other than "not found" from a per-name confirmation is no
+// evidence that the stream is gone: its replicas stay.
+func TestOddFailIsNoEvidenceOfAbsence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(o *Options) { o.ResyncInterval = 10 * time.Minute })
+		defer h.end()
+		a := h.g.m(addrA)
+		a.publish("cam")
+		h.event("inStreamCreated", addrA, "cam")
+		h.settle(time.Second)
+		wantReplica(t, h.g.m(addrB), "cam", "rtmp://127.0.0.1/live/cam")
+		a.g.mu.Lock()
+		a.infoFails = true
+		a.g.mu.Unlock()
+		h.event("inStreamClosed", addrA, "cam") // forged: cam still streams
+		h.settle(time.Minute)
+		if n := h.g.m(addrB).count("removeConfig"); n != 0 {
+			t.Errorf("%d removeConfig on b after an odd FAIL from the origin", n)
+		}
+	})
+}

@@ -29,6 +29,8 @@ type fakeEMS struct {
 	configs map[uint64]ems.PullConfig
 	down    bool
 	unauth  bool
+	// infoFails makes getStreamInfo answer a FAIL that is not "not found".
+	infoFails bool
 	// undecodable is how many listConfig entries that do not decode the
 	// member answers besides its configs.
 	undecodable int
@@ -227,6 +229,9 @@ func (f *fakeEMS) GetStreamInfo(_ context.Context, name string) (ems.StreamInfo,
 	defer f.g.mu.Unlock()
 	if err := f.enter("getStreamInfo"); err != nil {
 		return ems.StreamInfo{}, err
+	}
+	if f.infoFails {
+		return ems.StreamInfo{}, &ems.Error{Member: f.addr, Command: "getStreamInfo", Kind: ems.KindFail, Description: "Syntax error. Parameter localStreamName is invalid"}
 	}
 	if !f.inboundLocked()[name] {
 		return ems.StreamInfo{}, &ems.Error{Member: f.addr, Command: "getStreamInfo", Kind: ems.KindFail, Description: "Stream " + name + " not found"}

@@ -5,6 +5,7 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"streamlb/internal/ems"
@@ -233,8 +234,12 @@ func (c *Controller) confirmByName(ctx context.Context, m *member, announced map
 		if ctx.Err() != nil {
 			return
 		}
-		if _, fail := ems.IsFail(err); fail {
-			got[name] = answer{known: true} // not there
+		if desc, fail := ems.IsFail(err); fail {
+			// Only EMS's "Stream NAME not found" says the stream is not
+			// there; any other FAIL says nothing about it: left unknown.
+			if strings.HasSuffix(desc, " not found") {
+				got[name] = answer{known: true}
+			}
 			continue
 		}
 		if err != nil {
