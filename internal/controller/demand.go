@@ -335,8 +335,8 @@ func (c *Controller) keepCopyLocked(m *member, name string, cfg pullCfg, now tim
 	if cfg.demandAt != 0 && now.Sub(time.Unix(cfg.demandAt, 0)) < c.opts.Replication.ScaleDownAfter {
 		return true
 	}
-	if m.load[0] == nil || m.load[1] == nil {
-		return true // no evidence that nobody watches it
+	if m.load[0] == nil || m.load[1] == nil || !c.loadFresh(m.load[0], now) {
+		return true // no fresh evidence that nobody watches it
 	}
 	return m.load[0].Viewers[name] > 0 || m.load[1].Viewers[name] > 0
 }

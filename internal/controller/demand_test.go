@@ -248,3 +248,48 @@ func TestRanksFollowTheMemberList(t *testing.T) {
 		}
 	}
 }
+
+// A demand copy is not removed on stale samples: two readings without
+// viewers count only while the newest is fresh.
+func TestDemandCopyKeptOnStaleSamples(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, specs := demandGroup()
+		c, end := start(t, demandOptions(specs))
+		defer end()
+		g.m(specs[0].Address).publish("news")
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		second := c.Snapshot().Streams[0].Desired[0]
+		hot := func() {
+			for _, s := range specs {
+				u := 0.1
+				if s.Name == "a" || s.Name == second {
+					u = 0.9
+				}
+				c.ObserveLoad(s.Name, LoadSample{At: time.Now(), Utilization: u})
+			}
+		}
+		hot()
+		hot()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := holders(g, nil)["news"]; n != 3 {
+			t.Fatalf("news on %d members after two hot samples, want 3", n)
+		}
+		// Two readings without viewers, then the load reader goes quiet:
+		// past stale_after they are no evidence.
+		for _, s := range specs {
+			c.ObserveLoad(s.Name, LoadSample{At: time.Now(), Utilization: 0.1})
+		}
+		for _, s := range specs {
+			c.ObserveLoad(s.Name, LoadSample{At: time.Now(), Utilization: 0.1})
+		}
+		time.Sleep(30 * time.Second) // samples stale (15s), scale_down_after (1m) not yet
+		synctest.Wait()
+		time.Sleep(2 * time.Minute) // past scale_down_after, with only stale samples
+		synctest.Wait()
+		if n := holders(g, nil)["news"]; n != 3 {
+			t.Errorf("news on %d members: a demand copy was removed on stale samples", n)
+		}
+	})
+}
