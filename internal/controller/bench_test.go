@@ -69,9 +69,9 @@ func convergedGroup(b *testing.B, streams, members int) *Controller {
 	// everywhere; the planning finds nothing to do.
 	c.Resync(b.Context())
 	for _, m := range c.members {
-		for m.queue.Len() > 0 {
-			name, _ := m.queue.Get()
-			m.queue.Done(name)
+		for m.work.queue.Len() > 0 {
+			name, _ := m.work.queue.Get()
+			m.work.queue.Done(name)
 		}
 	}
 	c.Resync(b.Context())
@@ -82,7 +82,7 @@ func convergedGroup(b *testing.B, streams, members int) *Controller {
 		b.Fatalf("%d sources after a resync, want %d", len(c.sources), streams)
 	}
 	for _, m := range c.members {
-		if n := m.queue.Len(); n != 0 {
+		if n := m.work.queue.Len(); n != 0 {
 			b.Fatalf("member %s has %d streams queued in a converged group", m.spec.Name, n)
 		}
 	}

@@ -170,13 +170,22 @@ type op struct {
 	lastErr  string
 }
 
-// member is one EMS and everything the controller keeps about it.
+// member is one EMS of the group. Its parts say what each field holds:
+// what the configuration gave (spec, idx), what was seen of it (health,
+// obs), what is being done on it (work), and its goroutines (run). Unless
+// a field says otherwise, it is guarded by the controller's lock.
 type member struct {
-	spec  MemberSpec
-	idx   int
-	state string
-	// paused members get no new work; their replicas stay.
-	paused    bool
+	spec   MemberSpec
+	idx    int // position in the configuration
+	health memberHealth
+	obs    observed
+	work   memberWork
+	run    memberRun
+}
+
+// memberHealth is what the member's calls and listings showed of it.
+type memberHealth struct {
+	state     string // MemberUp, MemberDown or MemberUnauthorized
 	lastErr   string
 	lastErrAt time.Time
 	// upAt is when the member last came back up: its work waits for a
@@ -190,39 +199,51 @@ type member struct {
 	// are updated after every call without the controller's lock.
 	latency    atomic.Int64
 	failStreak atomic.Int32
-	obs        observed
-	ops        map[string]*op
-	queue      *queue[string]
-	// pulls paces the new replica pulls taken from this member as origin.
-	pulls    *pullGate
-	changed  chan struct{} // closed and replaced on every state change
-	wake     chan struct{} // wakes the member's lister
-	needList bool
-	// needInbound asks for a listing of the member's inbound streams only:
-	// pulls made by this controller wait to be seen streaming.
-	needInbound bool
-	confirm     map[string]time.Time // names to confirm on this origin, since when
-	// lookup holds names whose creation time is wanted from this origin
-	// (a conflict's tie-break).
-	lookup map[string]struct{}
 	// load holds the member's two latest load samples, newest first
 	// (demand copies).
 	load [2]*LoadSample
+	// stateChanged is closed and replaced on every change of state or
+	// pause: workers waiting for the member to come back wake on it.
+	stateChanged chan struct{}
+}
+
+// memberWork is what is being done on the member and what asks for it.
+type memberWork struct {
+	// paused is the operator's: no new work; the replicas stay.
+	paused bool
+	ops    map[string]*op // work records of replicas in trouble, by stream
+	queue  *queue[string] // streams to work on
+	pulls  *pullGate      // paces new pulls taken from this member as origin
 	// removals holds, per stream, when a removal was decided: it is made
 	// with a configId from a listing of the member started after that.
 	removals map[string]time.Time
-	listMu   sync.Mutex // one listing of this member at a time
+	// confirm holds names to confirm on this member as origin, since
+	// when; lookup the names whose creation time is wanted from it (a
+	// conflict's tie-break).
+	confirm map[string]time.Time
+	lookup  map[string]struct{}
+	// needList asks the lister for a full listing, needInbound for one of
+	// the inbound streams only (pulls made here wait to be seen
+	// streaming); wake wakes the lister.
+	needList    bool
+	needInbound bool
+	wake        chan struct{}
 	// listingFull is set while a full listing of the member is in flight:
-	// the changes this controller makes meanwhile are noted in obs.changed.
+	// the changes this controller makes meanwhile are noted in obs.ownChanges.
 	listingFull bool
-	cancel      context.CancelFunc
-	ctx         context.Context // the member's goroutines' own, set by startMemberLocked
-	done        sync.WaitGroup
+}
+
+// memberRun is the member's goroutines: its lister and workers.
+type memberRun struct {
+	ctx    context.Context // set by startMemberLocked
+	cancel context.CancelFunc
+	done   sync.WaitGroup
 	// workers is how many workers run, workerTarget how many should:
-	// workers past it stop after the work they took.
+	// workers past it stop after the work they took. Atomic.
 	workers      atomic.Int32
 	workerTarget atomic.Int32
-	stopped      bool // stopMember has begun: no more goroutines
+	stopped      bool       // stopMember has begun: no more goroutines
+	listMu       sync.Mutex // one listing of this member at a time
 }
 
 // New returns a Controller for opts.Members. It starts nothing.
@@ -272,18 +293,19 @@ func (c *Controller) addMemberLocked(s MemberSpec, idx int) error {
 // newMember returns the state of a member that has not been listed yet.
 func (c *Controller) newMember(s MemberSpec, idx int) *member {
 	return &member{
-		spec:     s,
-		idx:      idx,
-		state:    MemberUp,
-		obs:      newObserved(),
-		ops:      make(map[string]*op),
-		queue:    newQueue[string](),
-		pulls:    newPullGate(c.opts.MaxPullsPerSecond),
-		changed:  make(chan struct{}),
-		wake:     make(chan struct{}, 1),
-		confirm:  make(map[string]time.Time),
-		lookup:   make(map[string]struct{}),
-		removals: make(map[string]time.Time),
+		spec:   s,
+		idx:    idx,
+		health: memberHealth{state: MemberUp, stateChanged: make(chan struct{})},
+		obs:    newObserved(),
+		work: memberWork{
+			ops:      make(map[string]*op),
+			queue:    newQueue[string](),
+			pulls:    newPullGate(c.opts.MaxPullsPerSecond),
+			wake:     make(chan struct{}, 1),
+			confirm:  make(map[string]time.Time),
+			lookup:   make(map[string]struct{}),
+			removals: make(map[string]time.Time),
+		},
 	}
 }
 
@@ -321,35 +343,35 @@ func (c *Controller) Run(ctx context.Context) error {
 // startMemberLocked starts m's workers and lister.
 func (c *Controller) startMemberLocked(parent context.Context, m *member) {
 	ctx, cancel := context.WithCancel(parent)
-	m.cancel = cancel
-	m.ctx = ctx
-	m.queue.setHooks(c.met.adds.Inc, func(d time.Duration) { c.met.queueDuration.Observe(d.Seconds()) })
+	m.run.cancel = cancel
+	m.run.ctx = ctx
+	m.work.queue.setHooks(c.met.adds.Inc, func(d time.Duration) { c.met.queueDuration.Observe(d.Seconds()) })
 	c.setWorkersLocked(m, c.opts.MaxInflight)
-	m.done.Go(func() { c.lister(ctx, m) })
+	m.run.done.Go(func() { c.lister(ctx, m) })
 }
 
 // setWorkersLocked makes n the number of m's workers: more are started at
 // once; those past n stop after the work they are doing.
 func (c *Controller) setWorkersLocked(m *member, n int) {
-	m.workerTarget.Store(int32(n))
-	if m.stopped || m.ctx == nil {
+	m.run.workerTarget.Store(int32(n))
+	if m.run.stopped || m.run.ctx == nil {
 		return
 	}
-	for m.workers.Load() < int32(n) {
-		m.workers.Add(1)
-		m.done.Go(func() { c.worker(m.ctx, m) })
+	for m.run.workers.Load() < int32(n) {
+		m.run.workers.Add(1)
+		m.run.done.Go(func() { c.worker(m.run.ctx, m) })
 	}
 }
 
 func (c *Controller) stopMember(m *member) {
 	c.mu.Lock()
-	m.stopped = true
+	m.run.stopped = true
 	c.mu.Unlock()
-	if m.cancel != nil {
-		m.cancel()
+	if m.run.cancel != nil {
+		m.run.cancel()
 	}
-	m.queue.ShutDown()
-	m.done.Wait()
+	m.work.queue.ShutDown()
+	m.run.done.Wait()
 }
 
 // resyncLoop runs a resync at once and then every ResyncInterval, or when
@@ -393,7 +415,7 @@ func (c *Controller) Resync(ctx context.Context) {
 	c.mu.Lock()
 	var ms []*member
 	for _, m := range c.members {
-		if m.state == MemberUp {
+		if m.health.state == MemberUp {
 			ms = append(ms, m)
 		}
 	}
@@ -461,12 +483,12 @@ func (c *Controller) TriggerResync() {
 // inbound-only listing confirms the announced names; other names it shows
 // for the first time wait for a full listing to tell sources from pulls.
 func (c *Controller) listMember(ctx context.Context, m *member, full bool, announced map[string]time.Time) int {
-	m.listMu.Lock()
-	defer m.listMu.Unlock()
+	m.run.listMu.Lock()
+	defer m.run.listMu.Unlock()
 	c.mu.Lock()
 	c.gen++
 	start := c.gen
-	m.listingFull = full
+	m.work.listingFull = full
 	var intern map[string]string
 	if full {
 		intern = c.internLocked()
@@ -501,7 +523,7 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m.listingFull = false
+	m.work.listingFull = false
 	if ctx.Err() != nil {
 		return calls
 	}
@@ -544,9 +566,9 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	if full {
 		m.obs.fullAt = started
 		c.failingTransitionsLocked(m, now)
-		m.skipped, m.skipErr = listed.skipped, ""
+		m.health.skipped, m.health.skipErr = listed.skipped, ""
 		if listed.skipped > 0 {
-			m.skipErr = trimErr(listed.skipErr)
+			m.health.skipErr = trimErr(listed.skipErr)
 			c.met.skipped.WithLabelValues(m.spec.Name).Add(float64(listed.skipped))
 			m.log(c.log).Warn("listConfig entries skipped: they do not decode", "skipped", listed.skipped, "err", listed.skipErr)
 		}
@@ -587,13 +609,13 @@ func (c *Controller) call(ctx context.Context, m *member, command string, fn fun
 	err := fn(ctx)
 	d := time.Since(start)
 	c.met.observeCall(m.spec.Name, command, d, err)
-	if prev := time.Duration(m.latency.Load()); prev == 0 {
-		m.latency.Store(int64(d))
+	if prev := time.Duration(m.health.latency.Load()); prev == 0 {
+		m.health.latency.Store(int64(d))
 	} else {
-		m.latency.Store(int64((prev*7 + d) / 8))
+		m.health.latency.Store(int64((prev*7 + d) / 8))
 	}
-	if err == nil && m.failStreak.Load() != 0 {
-		m.failStreak.Store(0)
+	if err == nil && m.health.failStreak.Load() != 0 {
+		m.health.failStreak.Store(0)
 	}
 	return err // an *ems.Error names the member and the command
 }

@@ -91,18 +91,18 @@ func (c *Controller) ObserveLoad(member string, s LoadSample) {
 	if m == nil || c.opts.Replication.Mode != ModeDemand {
 		return
 	}
-	m.load[1], m.load[0] = m.load[0], &s
+	m.health.load[1], m.health.load[0] = m.health.load[0], &s
 	now := time.Now()
 	r := c.opts.Replication
 	// Copies on m that nobody watched in two samples may go.
-	if m.load[1] != nil {
+	if m.health.load[1] != nil {
 		for name, cfgs := range m.obs.configs {
-			if m.load[0].Viewers[name] > 0 || m.load[1].Viewers[name] > 0 {
+			if m.health.load[0].Viewers[name] > 0 || m.health.load[1].Viewers[name] > 0 {
 				continue
 			}
 			for _, cfg := range cfgs {
 				if cfg.ours && cfg.demandAt != 0 && now.Sub(time.Unix(cfg.demandAt, 0)) >= r.ScaleDownAfter {
-					m.queue.Add(name)
+					m.work.queue.Add(name)
 					c.dirtyLocked(name)
 					break
 				}
@@ -134,8 +134,8 @@ func (c *Controller) loadFresh(s *LoadSample, now time.Time) bool {
 // scale_up_utilization.
 func (c *Controller) hotLocked(m *member, now time.Time) bool {
 	u := c.opts.Replication.ScaleUpUtilization
-	return c.loadFresh(m.load[0], now) && m.load[1] != nil &&
-		m.load[0].Utilization >= u && m.load[1].Utilization >= u
+	return c.loadFresh(m.health.load[0], now) && m.health.load[1] != nil &&
+		m.health.load[0].Utilization >= u && m.health.load[1].Utilization >= u
 }
 
 // holdsCopyLocked reports whether m holds this group's copy of name from w.
@@ -272,7 +272,7 @@ func (c *Controller) demandSetLocked(name string, w *member, now time.Time) dema
 		if len(d.base) >= min(r.MinCopies-1, limit) {
 			break
 		}
-		if m != w && m.state == MemberUp && !m.paused {
+		if m != w && m.health.state == MemberUp && !m.work.paused {
 			d.base = append(d.base, m)
 		}
 	}
@@ -307,10 +307,10 @@ func (c *Controller) demandSetLocked(name string, w *member, now time.Time) dema
 		reason = "play"
 	}
 	for _, m := range rank {
-		if m == w || d.has(m) || m.state != MemberUp || m.paused {
+		if m == w || d.has(m) || m.health.state != MemberUp || m.work.paused {
 			continue
 		}
-		if l := m.load[0]; c.loadFresh(l, now) && l.Utilization < c.opts.Replication.ScaleUpUtilization {
+		if l := m.health.load[0]; c.loadFresh(l, now) && l.Utilization < c.opts.Replication.ScaleUpUtilization {
 			d.add, d.reason = m, reason
 			break
 		}
@@ -335,10 +335,10 @@ func (c *Controller) keepCopyLocked(m *member, name string, cfg pullCfg, now tim
 	if cfg.demandAt != 0 && now.Sub(time.Unix(cfg.demandAt, 0)) < c.opts.Replication.ScaleDownAfter {
 		return true
 	}
-	if m.load[0] == nil || m.load[1] == nil || !c.loadFresh(m.load[0], now) {
+	if m.health.load[0] == nil || m.health.load[1] == nil || !c.loadFresh(m.health.load[0], now) {
 		return true // no fresh evidence that nobody watches it
 	}
-	return m.load[0].Viewers[name] > 0 || m.load[1].Viewers[name] > 0
+	return m.health.load[0].Viewers[name] > 0 || m.health.load[1].Viewers[name] > 0
 }
 
 // demandTag is the provenance tag value of a demand copy made at t.

@@ -57,10 +57,11 @@
 //
 // # State
 //
-// Per member (member): what is configured (spec), what was observed
-// (obs: its last listing, with when; state up, down or unauthorized; its
-// two latest load samples) and what is being done (queue, ops: work
-// records of replicas in trouble, removals waiting for a fresh listing).
+// Per member (member), in parts named for what they hold: spec (what is
+// configured), health (up, down or unauthorized, its last error, its two
+// latest load samples), obs (its last listing, with when it was taken),
+// work (its queue, the work records of replicas in trouble, removals
+// waiting for a fresh listing, names to confirm) and run (its goroutines).
 // Per stream name (sources): on which members it is a source, since when
 // it is absent, its creation time where a conflict needs it.
 //

@@ -129,23 +129,23 @@ func (c *Controller) handleEventLocked(ev receiver.StreamEvent) {
 		c.replicaEventLocked(o, ev)
 		return
 	}
-	if o.state != MemberUp || len(o.confirm) >= maxConfirm {
+	if o.health.state != MemberUp || len(o.work.confirm) >= maxConfirm {
 		// A down member is listed in full when it returns, and a full
 		// listing answers every name: nothing needs keeping meanwhile.
 		c.met.events.WithLabelValues("dropped").Inc()
-		if o.state == MemberUp {
-			o.needList = true
+		if o.health.state == MemberUp {
+			o.work.needList = true
 			c.wakeLocked(o)
 		}
 		return
 	}
 	c.met.events.WithLabelValues("confirm").Inc()
-	if _, ok := o.confirm[ev.Name]; !ok {
+	if _, ok := o.work.confirm[ev.Name]; !ok {
 		at := ev.Received // the wait in the inbox counts
 		if at.IsZero() {
 			at = time.Now()
 		}
-		o.confirm[ev.Name] = at
+		o.work.confirm[ev.Name] = at
 	}
 	c.wakeLocked(o)
 }
@@ -179,7 +179,7 @@ func (c *Controller) replicaEventLocked(m *member, ev receiver.StreamEvent) {
 		}
 	}
 	if ev.Type != "inStreamCreated" {
-		m.needList = true
+		m.work.needList = true
 		c.wakeLocked(m)
 	}
 }

@@ -260,7 +260,7 @@ func TestForgedFloodKeepsBoundedState(t *testing.T) {
 		}
 		flood(addrA)
 		h.c.mu.Lock()
-		n := len(h.c.byName["a"].confirm)
+		n := len(h.c.byName["a"].work.confirm)
 		h.c.mu.Unlock()
 		if n != 0 {
 			t.Errorf("%d names kept for a member that is down, want 0", n)
@@ -270,7 +270,7 @@ func TestForgedFloodKeepsBoundedState(t *testing.T) {
 		h.g.m(addrB).g.mu.Unlock()
 		flood(addrB)
 		h.c.mu.Lock()
-		n = len(h.c.byName["b"].confirm)
+		n = len(h.c.byName["b"].work.confirm)
 		h.c.mu.Unlock()
 		if n > maxConfirm {
 			t.Errorf("%d names waiting on b, want at most %d", n, maxConfirm)
@@ -327,7 +327,7 @@ func TestPeerReplicaOfANewSourceIsKept(t *testing.T) {
 		b.addConfig("new", "rtmp://127.0.0.1/live/new", map[string]string{tagGroup: "g1", tagOrigin: addrA})
 		h.c.mu.Lock()
 		mb := h.c.byName["b"]
-		mb.needList = true // b is listed (its peer's replica seen), a is not
+		mb.work.needList = true // b is listed (its peer's replica seen), a is not
 		h.c.wakeLocked(mb)
 		h.c.mu.Unlock()
 		h.settle(5 * time.Second)

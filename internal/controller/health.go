@@ -19,7 +19,7 @@ func (c *Controller) memberFailedLocked(m *member, err error, listing bool) {
 	case ems.IsUnauthorized(err):
 		c.setStateLocked(m, MemberUnauthorized, err)
 	case ems.IsRetryable(err):
-		if n := m.failStreak.Add(1); listing || n >= 3 {
+		if n := m.health.failStreak.Add(1); listing || n >= 3 {
 			c.setStateLocked(m, MemberDown, err)
 		}
 	default:
@@ -34,24 +34,24 @@ func (c *Controller) setStateLocked(m *member, state string, err error) {
 		m.setErrLocked(err)
 		c.rows.changed = true
 	}
-	if m.state == state {
+	if m.health.state == state {
 		return
 	}
-	prev := m.state
-	m.state = state
+	prev := m.health.state
+	m.health.state = state
 	c.allDirtyLocked()
-	close(m.changed)
-	m.changed = make(chan struct{})
+	close(m.health.stateChanged)
+	m.health.stateChanged = make(chan struct{})
 	e := Entry{Member: m.spec.Name}
 	if err != nil {
 		e.Detail = trimErr(err)
 	}
 	switch state {
 	case MemberUp:
-		m.lastErr, m.lastErrAt = "", time.Time{} // it no longer applies
-		m.upAt = time.Now()
-		m.failStreak.Store(0)
-		m.needList = true
+		m.health.lastErr, m.health.lastErrAt = "", time.Time{} // it no longer applies
+		m.health.upAt = time.Now()
+		m.health.failStreak.Store(0)
+		m.work.needList = true
 		e.Kind, e.Detail = EntryMemberUp, "was "+prev
 	default:
 		// Its sources are unknown from now, not absent: nothing is
@@ -80,7 +80,7 @@ func (c *Controller) setStateLocked(m *member, state string, err error) {
 
 func (c *Controller) wakeLocked(m *member) {
 	select {
-	case m.wake <- struct{}{}:
+	case m.work.wake <- struct{}{}:
 	default:
 	}
 }
@@ -101,7 +101,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-m.wake:
+		case <-m.work.wake:
 		case <-timer:
 		}
 		timer = nil
@@ -110,13 +110,13 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			c.mu.Unlock()
 			continue // woken again once the first resync is done
 		}
-		state := m.state
+		state := m.health.state
 		resync := c.opts.ResyncInterval // a reload may change it
-		needList, confirm := m.needList, len(m.confirm) > 0 || m.needInbound
-		wantInbound := m.needInbound
+		needList, confirm := m.work.needList, len(m.work.confirm) > 0 || m.work.needInbound
+		wantInbound := m.work.needInbound
 		var announced map[string]time.Time
 		var lookup []string
-		if state == MemberUp && !needList && len(m.confirm) == 0 && len(m.lookup) == 0 && wantInbound {
+		if state == MemberUp && !needList && len(m.work.confirm) == 0 && len(m.work.lookup) == 0 && wantInbound {
 			// Only pulls wait to be seen streaming: one listing every
 			// pullConfirmSpacing answers them all, whatever their number.
 			if wait := pullConfirmSpacing - time.Since(m.obs.inboundAt); wait > 0 {
@@ -126,14 +126,14 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			}
 		}
 		if state == MemberUp {
-			m.needList, m.needInbound = false, false
+			m.work.needList, m.work.needInbound = false, false
 			if confirm {
-				announced = m.confirm
-				m.confirm = make(map[string]time.Time)
+				announced = m.work.confirm
+				m.work.confirm = make(map[string]time.Time)
 			}
-			for name := range m.lookup {
+			for name := range m.work.lookup {
 				lookup = append(lookup, name)
-				delete(m.lookup, name)
+				delete(m.work.lookup, name)
 			}
 		}
 		c.mu.Unlock()
@@ -184,7 +184,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		// A listing that failed parked the member: probe it now, not
 		// after a pause as long as the timeout it ran into.
 		c.mu.Lock()
-		up := m.state == MemberUp
+		up := m.health.state == MemberUp
 		c.mu.Unlock()
 		if !up {
 			continue
@@ -325,7 +325,7 @@ func (c *Controller) probe(ctx context.Context, m *member) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
-		if m.state != MemberUnauthorized || ems.IsUnauthorized(err) {
+		if m.health.state != MemberUnauthorized || ems.IsUnauthorized(err) {
 			m.setErrLocked(err)
 			c.rows.changed = true
 		}
@@ -337,5 +337,5 @@ func (c *Controller) probe(ctx context.Context, m *member) bool {
 
 // setErrLocked records err as m's last error, with its time.
 func (m *member) setErrLocked(err error) {
-	m.lastErr, m.lastErrAt = trimErr(err), time.Now()
+	m.health.lastErr, m.health.lastErrAt = trimErr(err), time.Now()
 }

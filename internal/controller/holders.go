@@ -17,15 +17,15 @@ func (c *Controller) holdersLocked(name string) []string {
 	now := time.Now()
 	v := c.viewLocked(name, now) // once, not per member: this is every play request's path
 	w := v.w
-	if w == nil || w.state != MemberUp {
+	if w == nil || w.health.state != MemberUp {
 		return nil
 	}
 	var out []string
-	if !w.paused {
+	if !w.work.paused {
 		out = append(out, w.spec.Name)
 	}
 	for _, m := range c.members {
-		if m == w || m.state != MemberUp || m.paused {
+		if m == w || m.health.state != MemberUp || m.work.paused {
 			continue
 		}
 		if a := c.planViewLocked(m, &v, now); a.desired && a.state == StatePresent {

@@ -115,10 +115,10 @@ const maxLookups = 1024
 // winner may depend on it.
 func (c *Controller) needCreatedLocked(name string) {
 	for o, rec := range c.sources[name] {
-		if rec.created != 0 || !rec.absentSince.IsZero() || len(o.lookup) >= maxLookups {
+		if rec.created != 0 || !rec.absentSince.IsZero() || len(o.work.lookup) >= maxLookups {
 			continue
 		}
-		o.lookup[name] = struct{}{}
+		o.work.lookup[name] = struct{}{}
 		c.wakeLocked(o)
 	}
 }
@@ -146,15 +146,15 @@ func (c *Controller) gcSourcesLocked(now time.Time) {
 func (c *Controller) diffAllLocked(now time.Time) {
 	var up []*member
 	for _, m := range c.members {
-		if m.state == MemberUp {
+		if m.health.state == MemberUp {
 			up = append(up, m)
 		}
 	}
 	for name := range c.sources {
 		v := c.viewLocked(name, now)
 		for _, m := range up {
-			if a := c.planViewLocked(m, &v, now); a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.ops[name] != nil) {
-				m.queue.Add(name)
+			if a := c.planViewLocked(m, &v, now); a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.work.ops[name] != nil) {
+				m.work.queue.Add(name)
 			}
 		}
 	}
@@ -164,7 +164,7 @@ func (c *Controller) diffAllLocked(now time.Time) {
 				continue
 			}
 			if a := c.planLocked(m, name, now); a.kind != actNone {
-				m.queue.Add(name)
+				m.work.queue.Add(name)
 			}
 		}
 	}
@@ -172,13 +172,13 @@ func (c *Controller) diffAllLocked(now time.Time) {
 
 // diffLocked queues every stream that needs work on destination m.
 func (c *Controller) diffLocked(m *member, now time.Time) {
-	if m.state != MemberUp {
+	if m.health.state != MemberUp {
 		return
 	}
 	for name := range c.sources {
 		// A work record of a replica now present is dropped by its worker.
-		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.ops[name] != nil) {
-			m.queue.Add(name)
+		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.work.ops[name] != nil) {
+			m.work.queue.Add(name)
 		}
 	}
 	for name := range m.obs.configs {
@@ -186,7 +186,7 @@ func (c *Controller) diffLocked(m *member, now time.Time) {
 			continue
 		}
 		if a := c.planLocked(m, name, now); a.kind != actNone {
-			m.queue.Add(name)
+			m.work.queue.Add(name)
 		}
 	}
 }
@@ -202,14 +202,14 @@ func (c *Controller) enqueueNeededLocked(name string, now time.Time) {
 			continue
 		}
 		if a := c.planViewLocked(m, &v, now); a.kind != actNone || a.relist || a.confirmPull {
-			m.queue.AddUrgent(name)
+			m.work.queue.AddUrgent(name)
 		}
 	}
 }
 
 func (c *Controller) enqueueAllLocked(name string, after time.Duration) {
 	for _, m := range c.members {
-		m.queue.AddAfter(name, after)
+		m.work.queue.AddAfter(name, after)
 	}
 }
 

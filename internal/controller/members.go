@@ -24,15 +24,15 @@ func (c *Controller) setPaused(name string, paused bool) error {
 	if m == nil {
 		return fmt.Errorf("%w %q", ErrUnknownMember, name)
 	}
-	if m.paused == paused {
+	if m.work.paused == paused {
 		return nil
 	}
-	m.paused = paused
+	m.work.paused = paused
 	c.allDirtyLocked()
-	close(m.changed)
-	m.changed = make(chan struct{})
+	close(m.health.stateChanged)
+	m.health.stateChanged = make(chan struct{})
 	if !paused {
-		m.needList = true
+		m.work.needList = true
 		c.wakeLocked(m)
 	}
 	m.log(c.log).Info("member paused", "paused", paused)
@@ -63,7 +63,7 @@ func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) b
 				keep[s.Name] = true
 			}
 			nm := c.newMember(s, i)
-			nm.needList = true
+			nm.work.needList = true
 			next = append(next, nm)
 		}
 		m := next[len(next)-1]
@@ -103,7 +103,7 @@ func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) b
 	clear(c.ranks) // rankings hold the members they were made of
 	c.allDirtyLocked()
 	for _, m := range next {
-		if m.cancel == nil && c.runCtx != nil && !c.stopping {
+		if m.run.cancel == nil && c.runCtx != nil && !c.stopping {
 			c.startMemberLocked(c.runCtx, m)
 			c.wakeLocked(m)
 		}

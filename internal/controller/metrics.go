@@ -163,10 +163,10 @@ func (g *groupCollector) Collect(ch chan<- prometheus.Metric) {
 	c := g.c
 	c.mu.Lock()
 	for _, m := range c.members {
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, b2f(m.state == MemberUp), m.spec.Name)
-		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, b2f(m.paused), m.spec.Name)
-		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(m.queue.Len()), m.spec.Name)
-		ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, m.pulls.rate(), m.spec.Name)
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, b2f(m.health.state == MemberUp), m.spec.Name)
+		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, b2f(m.work.paused), m.spec.Name)
+		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(m.work.queue.Len()), m.spec.Name)
+		ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, m.work.pulls.rate(), m.spec.Name)
 	}
 	c.mu.Unlock()
 	// Counted from the status build: a scrape runs no plan for the rows

@@ -58,9 +58,9 @@ type observed struct {
 	// runStart is when the first of the member's current run of
 	// successful listings started: a source it has not shown since was
 	// absent at least since then. Zero while the member cannot be listed.
-	runStart time.Time
-	changed  map[string]uint64    // names this controller changed, and at which generation
-	stalled  map[uint64]time.Time // configIds first seen not streaming (any status but 0)
+	runStart   time.Time
+	ownChanges map[string]uint64    // names this controller changed, and at which generation
+	stalled    map[uint64]time.Time // configIds first seen not streaming (any status but 0)
 	// failing holds the configs journaled as failing (not streaming past
 	// the grace), by configId, with their stream's name.
 	failing map[uint64]string
@@ -71,12 +71,12 @@ type observed struct {
 
 func newObserved() observed {
 	return observed{
-		configs: make(map[string][]pullCfg),
-		inbound: make(map[string]struct{}),
-		changed: make(map[string]uint64),
-		stalled: make(map[uint64]time.Time),
-		failing: make(map[uint64]string),
-		checked: make(map[string]time.Time),
+		configs:    make(map[string][]pullCfg),
+		inbound:    make(map[string]struct{}),
+		ownChanges: make(map[string]uint64),
+		stalled:    make(map[uint64]time.Time),
+		failing:    make(map[uint64]string),
+		checked:    make(map[string]time.Time),
 	}
 }
 
@@ -121,7 +121,7 @@ func (l *configListing) add(c *ems.PullConfig) {
 func (o *observed) replace(start uint64, now time.Time, listed *configListing, inbound []string) {
 	byName := listed.byName
 	var removed map[string]bool
-	for name, at := range o.changed {
+	for name, at := range o.ownChanges {
 		if at <= start {
 			continue // the listing shows it
 		}
@@ -138,7 +138,7 @@ func (o *observed) replace(start uint64, now time.Time, listed *configListing, i
 		}
 	}
 	// Every later listing starts after these changes: they are in it.
-	clear(o.changed)
+	clear(o.ownChanges)
 	in := inboundSet(inbound, byName, removed)
 	stalled := make(map[uint64]time.Time, len(listed.stalled))
 	for _, sc := range listed.stalled {

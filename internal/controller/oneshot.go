@@ -53,7 +53,7 @@ func (c *Controller) Sync(ctx context.Context, dryRun bool, report func(Action))
 	c.mu.Lock()
 	now := time.Now()
 	for _, m := range c.members {
-		if m.state != MemberUp || m.paused {
+		if m.health.state != MemberUp || m.work.paused {
 			continue
 		}
 		names := make(map[string]struct{})
@@ -83,7 +83,7 @@ func (c *Controller) Sync(ctx context.Context, dryRun bool, report func(Action))
 		if j.a.kind == actPull {
 			act.Kind = "pull"
 			return act, func(ctx context.Context) error {
-				if err := j.a.origin.pulls.wait(ctx); err != nil {
+				if err := j.a.origin.work.pulls.wait(ctx); err != nil {
 					return err
 				}
 				c.pull(ctx, j.m, j.n, j.a.origin, j.a.demand)
@@ -111,7 +111,7 @@ func (c *Controller) Prune(ctx context.Context, dryRun bool, report func(Action)
 	var jobs []job
 	c.mu.Lock()
 	for _, m := range c.members {
-		if m.state != MemberUp {
+		if m.health.state != MemberUp {
 			continue
 		}
 		for name, cfgs := range m.obs.configs {
@@ -179,7 +179,7 @@ func (c *Controller) runActions(ctx context.Context, dryRun bool, report func(Ac
 func (c *Controller) opErr(m *member, name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if o := m.ops[name]; o != nil && o.lastErr != "" && o.attempts > 0 {
+	if o := m.work.ops[name]; o != nil && o.lastErr != "" && o.attempts > 0 {
 		return opError(o.lastErr)
 	}
 	return nil

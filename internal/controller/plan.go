@@ -230,8 +230,8 @@ func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) act
 		if why := v.unrepl; why != "" {
 			return action{kind: actNone, desired: true, state: StateUnreplicable, origin: w, reason: why}
 		}
-		if m.state != MemberUp || !m.obs.listed {
-			return action{kind: actNone, desired: true, state: StateUnknown, origin: w, reason: "member " + m.state}
+		if m.health.state != MemberUp || !m.obs.listed {
+			return action{kind: actNone, desired: true, state: StateUnknown, origin: w, reason: "member " + m.health.state}
 		}
 		if !decided {
 			return action{kind: actNone, desired: true, state: StatePending, origin: w,
@@ -242,14 +242,14 @@ func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) act
 				return c.replicaStateLocked(m, cfg, w, now)
 			}
 		}
-		if w.state != MemberUp {
+		if w.health.state != MemberUp {
 			// Nothing is guessed about a source its origin cannot show.
-			return action{kind: actNone, desired: true, state: StateUnknown, origin: w, reason: "origin " + w.spec.Name + " " + w.state}
+			return action{kind: actNone, desired: true, state: StateUnknown, origin: w, reason: "origin " + w.spec.Name + " " + w.health.state}
 		}
 		for _, cfg := range cfgs {
 			if c.ownsLocked(m, name, cfg) {
-				if o := c.originOfLocked(cfg); o != nil && o != w && o.state != MemberUp && c.isCandidateLocked(name, o) {
-					return action{kind: actNone, desired: true, state: StateUnknown, origin: w, reason: "origin " + o.spec.Name + " " + o.state}
+				if o := c.originOfLocked(cfg); o != nil && o != w && o.health.state != MemberUp && c.isCandidateLocked(name, o) {
+					return action{kind: actNone, desired: true, state: StateUnknown, origin: w, reason: "origin " + o.spec.Name + " " + o.health.state}
 				}
 				return action{kind: actRemove, desired: true, state: StatePending, origin: w, configID: cfg.id, reason: "origin changed"}
 			}
@@ -264,7 +264,7 @@ func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) act
 		}
 		return action{kind: actPull, desired: true, state: StateMissing, origin: w, demand: demandCopy}
 	}
-	if m.state != MemberUp || !m.obs.listed || !decided {
+	if m.health.state != MemberUp || !m.obs.listed || !decided {
 		return action{kind: actNone}
 	}
 	for _, cfg := range cfgs {
@@ -279,7 +279,7 @@ func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) act
 			return action{kind: actRemove, configID: cfg.id, reason: "origin changed"}
 		}
 		if w == o {
-			if inScope && w.state == MemberUp {
+			if inScope && w.health.state == MemberUp {
 				// Mode demand, and m is not in the stream's set any more.
 				return action{kind: actRemove, configID: cfg.id, reason: reasonNotNeeded}
 			}
@@ -287,7 +287,7 @@ func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) act
 		}
 		// The source is present on no member. Only a successful listing of
 		// its origin can say it ended.
-		if o.state != MemberUp || !o.obs.listed {
+		if o.health.state != MemberUp || !o.obs.listed {
 			return action{kind: actNone}
 		}
 		absent := o.obs.runStart

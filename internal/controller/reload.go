@@ -39,7 +39,7 @@ func (c *Controller) SetTunables(t Tunables) {
 	now := time.Now()
 	for _, m := range c.members {
 		c.setWorkersLocked(m, o.MaxInflight)
-		m.pulls.setCeiling(t.MaxPullsPerSecond)
+		m.work.pulls.setCeiling(t.MaxPullsPerSecond)
 		c.diffLocked(m, now)
 	}
 }

@@ -16,7 +16,7 @@ func TestSetTunablesAppliesLive(t *testing.T) {
 		workers := func(name string) int {
 			h.c.mu.Lock()
 			defer h.c.mu.Unlock()
-			return int(h.c.byName[name].workers.Load())
+			return int(h.c.byName[name].run.workers.Load())
 		}
 		h.c.SetTunables(Tunables{MaxInflight: 16})
 		if got := workers("b"); got != 16 {

@@ -232,12 +232,12 @@ func (rc *rowCache) build(c *Controller) *built {
 	memberTrouble := false
 	for _, m := range c.members {
 		b.members = append(b.members, MemberStatus{
-			Name: m.spec.Name, Address: m.spec.Address, API: m.spec.API, State: m.state,
-			Paused: m.paused, Replicate: m.spec.Replicate, LastError: m.lastErr, LastErrorAt: m.lastErrAt,
-			SkippedEntries: m.skipped, SkipError: m.skipErr, LatencyMS: ms64(time.Duration(m.latency.Load())),
+			Name: m.spec.Name, Address: m.spec.Address, API: m.spec.API, State: m.health.state,
+			Paused: m.work.paused, Replicate: m.spec.Replicate, LastError: m.health.lastErr, LastErrorAt: m.health.lastErrAt,
+			SkippedEntries: m.health.skipped, SkipError: m.health.skipErr, LatencyMS: ms64(time.Duration(m.health.latency.Load())),
 		})
-		b.queueDepth += m.queue.Len()
-		if m.state != MemberUp {
+		b.queueDepth += m.work.queue.Len()
+		if m.health.state != MemberUp {
 			b.converged = false
 			memberTrouble = true
 		}
@@ -331,7 +331,7 @@ func (c *Controller) rowLocked(name string, now time.Time) *streamRow {
 			continue
 		}
 		rs := ReplicaStatus{State: a.state, Reason: a.reason}
-		o := m.ops[name]
+		o := m.work.ops[name]
 		if o != nil {
 			rs.Attempts, rs.LastError = o.attempts, o.lastErr
 			if o.state == a.state {
@@ -354,7 +354,7 @@ func (c *Controller) rowLocked(name string, now time.Time) *streamRow {
 		if needsAttention(rs.State) {
 			r.attention = true
 		}
-		if blocksConvergence(rs.State) && m.state == MemberUp && !m.paused {
+		if blocksConvergence(rs.State) && m.health.state == MemberUp && !m.work.paused {
 			r.blocking = true
 			since := firstSeen
 			if o != nil && o.since.After(since) {

@@ -17,19 +17,19 @@ import (
 // (a reload lowered max_inflight).
 func (c *Controller) worker(ctx context.Context, m *member) {
 	for {
-		name, ok := m.queue.Get()
+		name, ok := m.work.queue.Get()
 		if !ok {
 			return
 		}
 		if retire(m) {
-			m.queue.Done(name)
-			m.queue.Add(name)
+			m.work.queue.Done(name)
+			m.work.queue.Add(name)
 			return
 		}
 		if c.waitUsable(ctx, m) {
 			c.work(ctx, m, name)
 		}
-		m.queue.Done(name)
+		m.work.queue.Done(name)
 		if ctx.Err() != nil {
 			return
 		}
@@ -40,11 +40,11 @@ func (c *Controller) worker(ctx context.Context, m *member) {
 // counts the caller out.
 func retire(m *member) bool {
 	for {
-		n := m.workers.Load()
-		if n <= m.workerTarget.Load() {
+		n := m.run.workers.Load()
+		if n <= m.run.workerTarget.Load() {
 			return false
 		}
-		if m.workers.CompareAndSwap(n, n-1) {
+		if m.run.workers.CompareAndSwap(n, n-1) {
 			return true
 		}
 	}
@@ -55,8 +55,8 @@ func retire(m *member) bool {
 func (c *Controller) waitUsable(ctx context.Context, m *member) bool {
 	for {
 		c.mu.Lock()
-		ok := c.isReady && m.state == MemberUp && !m.paused
-		wait := m.changed
+		ok := c.isReady && m.health.state == MemberUp && !m.work.paused
+		wait := m.health.stateChanged
 		if !c.isReady {
 			wait = c.ready
 		}
@@ -78,30 +78,30 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 	defer func() { c.met.workDuration.Observe(time.Since(start).Seconds()) }()
 
 	c.mu.Lock()
-	if m.obs.fullAt.Before(m.upAt) {
+	if m.obs.fullAt.Before(m.health.upAt) {
 		// Back from an outage: the view from before it may be stale
 		// (another balancer may have pulled meanwhile). Decide on a
 		// listing taken since.
-		m.needList = true
+		m.work.needList = true
 		c.wakeLocked(m)
-		latency := time.Duration(m.latency.Load())
+		latency := time.Duration(m.health.latency.Load())
 		c.mu.Unlock()
-		m.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
+		m.work.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
 		return
 	}
 	a := c.planLocked(m, name, start)
 	c.recordLocked(m, name, a, start)
 	if a.kind != actRemove {
-		delete(m.removals, name)
+		delete(m.work.removals, name)
 	}
 	if a.relist {
-		m.needList = true
+		m.work.needList = true
 		c.wakeLocked(m)
 	}
 	if a.confirmPull {
-		m.needInbound = true
+		m.work.needInbound = true
 		c.wakeLocked(m)
-		m.queue.AddAfter(name, confirmPullAfter)
+		m.work.queue.AddAfter(name, confirmPullAfter)
 	}
 	c.mu.Unlock()
 
@@ -109,25 +109,25 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 	case actNone:
 		return
 	case actWait:
-		m.queue.AddAfter(name, a.after)
+		m.work.queue.AddAfter(name, a.after)
 		return
 	case actConfirm:
 		// Other replicas waiting for the same listings share them; this
 		// one is looked at again after they are done.
 		c.mu.Lock()
-		latency := time.Duration(m.latency.Load())
+		latency := time.Duration(m.health.latency.Load())
 		if a.origin != nil {
-			if _, ok := a.origin.confirm[name]; !ok {
-				a.origin.confirm[name] = time.Now()
+			if _, ok := a.origin.work.confirm[name]; !ok {
+				a.origin.work.confirm[name] = time.Now()
 			}
 			c.wakeLocked(a.origin)
-			latency = max(latency, time.Duration(a.origin.latency.Load()))
+			latency = max(latency, time.Duration(a.origin.health.latency.Load()))
 		}
 		c.mu.Unlock()
-		m.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
+		m.work.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
 		return
 	case actPull:
-		if err := a.origin.pulls.wait(ctx); err != nil {
+		if err := a.origin.work.pulls.wait(ctx); err != nil {
 			return
 		}
 		c.pull(ctx, m, name, a.origin, a.demand)
@@ -136,17 +136,17 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		// removal was decided: an older one may name a config since
 		// removed, or, after an EMS restart, another config.
 		c.mu.Lock()
-		decided, ok := m.removals[name]
+		decided, ok := m.work.removals[name]
 		if !ok {
 			decided = start
-			m.removals[name] = decided
+			m.work.removals[name] = decided
 		}
 		fresh := !m.obs.fullAt.Before(decided)
 		if !fresh {
-			m.needList = true
+			m.work.needList = true
 			c.wakeLocked(m)
 		}
-		latency := time.Duration(m.latency.Load())
+		latency := time.Duration(m.health.latency.Load())
 		// A source ends only by a look at its origin taken after the
 		// removal was decided too: it may have appeared there since the
 		// origin's last listing (another balancer pulled this replica
@@ -154,15 +154,15 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		if o := a.origin; a.reason == reasonEnded && o != nil &&
 			o.obs.inboundAt.Before(decided) && o.obs.checked[name].Before(decided) {
 			fresh = false
-			if _, ok := o.confirm[name]; !ok && len(o.confirm) < maxConfirm {
-				o.confirm[name] = time.Now()
+			if _, ok := o.work.confirm[name]; !ok && len(o.work.confirm) < maxConfirm {
+				o.work.confirm[name] = time.Now()
 			}
 			c.wakeLocked(o)
-			latency = max(latency, time.Duration(o.latency.Load()))
+			latency = max(latency, time.Duration(o.health.latency.Load()))
 		}
 		c.mu.Unlock()
 		if !fresh {
-			m.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
+			m.work.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
 			return
 		}
 		c.remove(ctx, m, name, a)
@@ -207,17 +207,17 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 			c.met.demandAdded.Inc()
 		}
 		// Seen streaming by its inStreamCreated, or else by a listing.
-		m.queue.AddAfter(name, confirmPullAfter)
+		m.work.queue.AddAfter(name, confirmPullAfter)
 		c.gen++
-		if m.listingFull {
-			m.obs.changed[name] = c.gen
+		if m.work.listingFull {
+			m.obs.ownChanges[name] = c.gen
 		}
 		// Records are kept for replicas in trouble only.
-		delete(m.ops, name)
+		delete(m.work.ops, name)
 		c.dirtyLocked(name)
 		c.mu.Unlock()
 		c.met.pulls.Inc()
-		origin.pulls.succeeded()
+		origin.work.pulls.succeeded()
 		c.record(Entry{At: now, Kind: EntryReplicaPulled, Member: m.spec.Name, Stream: name, Origin: origin.spec.Name,
 			Detail: "config " + strconv.FormatUint(res.ConfigID, 10)})
 		return
@@ -230,12 +230,12 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		// decide (ours: done; someone else's: conflict).
 		o.attempts++
 		o.lastErr = trimErr(err)
-		m.needList = true
+		m.work.needList = true
 		c.wakeLocked(m)
-		m.queue.AddAfter(name, backoff(o.attempts, c.opts.RetryBase, c.opts.RetryMax))
+		m.work.queue.AddAfter(name, backoff(o.attempts, c.opts.RetryBase, c.opts.RetryMax))
 	default:
 		if !ems.IsUnauthorized(err) {
-			origin.pulls.failed()
+			origin.work.pulls.failed()
 		}
 		c.failedLocked(m, name, o, err)
 	}
@@ -256,7 +256,7 @@ func (c *Controller) remove(ctx context.Context, m *member, name string, a actio
 		c.failedLocked(m, name, o, err)
 		return
 	}
-	delete(m.removals, name)
+	delete(m.work.removals, name)
 	cfgs := slices.DeleteFunc(m.obs.configs[name], func(cfg pullCfg) bool { return cfg.id == a.configID })
 	if len(cfgs) == 0 {
 		delete(m.obs.configs, name)
@@ -264,8 +264,8 @@ func (c *Controller) remove(ctx context.Context, m *member, name string, a actio
 		m.obs.configs[name] = cfgs
 	}
 	c.gen++
-	if m.listingFull {
-		m.obs.changed[name] = c.gen
+	if m.work.listingFull {
+		m.obs.ownChanges[name] = c.gen
 	}
 	o.attempts, o.lastErr = 0, ""
 	c.met.removals.Inc()
@@ -274,7 +274,7 @@ func (c *Controller) remove(ctx context.Context, m *member, name string, a actio
 	}
 	c.record(Entry{At: now, Kind: EntryReplicaRemoved, Member: m.spec.Name, Stream: name,
 		Detail: a.reason + " (config " + strconv.FormatUint(a.configID, 10) + ")"})
-	m.queue.Add(name) // a changed origin is pulled next
+	m.work.queue.Add(name) // a changed origin is pulled next
 }
 
 // failedLocked records a failed call on replica (m, name) and schedules
@@ -288,16 +288,16 @@ func (c *Controller) failedLocked(m *member, name string, o *op, err error) {
 	o.lastErr = msg
 	c.met.retries.Inc()
 	c.memberFailedLocked(m, err, false)
-	m.queue.AddAfter(name, backoff(o.attempts, c.opts.RetryBase, c.opts.RetryMax))
+	m.work.queue.AddAfter(name, backoff(o.attempts, c.opts.RetryBase, c.opts.RetryMax))
 }
 
 // opLocked returns the work record of replica (m, name), creating it.
 func (c *Controller) opLocked(m *member, name string, now time.Time) *op {
 	c.dirtyLocked(name) // the caller changes it
-	o := m.ops[name]
+	o := m.work.ops[name]
 	if o == nil {
 		o = &op{since: now}
-		m.ops[name] = o
+		m.work.ops[name] = o
 	}
 	return o
 }
@@ -307,16 +307,16 @@ func (c *Controller) opLocked(m *member, name string, now time.Time) *op {
 // trouble, not the group's size.
 func (c *Controller) recordLocked(m *member, name string, a action, now time.Time) {
 	c.dirtyLocked(name)
-	o := m.ops[name]
+	o := m.work.ops[name]
 	if !a.desired || (a.state == StatePresent && (o == nil || o.attempts == 0)) {
 		if o != nil && a.kind == actNone {
-			delete(m.ops, name)
+			delete(m.work.ops, name)
 		}
 		return
 	}
 	if o == nil {
 		o = &op{since: now}
-		m.ops[name] = o
+		m.work.ops[name] = o
 	}
 	if o.state != a.state {
 		o.state, o.since = a.state, now
