@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"streamlb/internal/ems"
 )
 
@@ -191,5 +193,49 @@ func BenchmarkStatusEncoded(b *testing.B) {
 		if err := c.Status(StatusQuery{Encoding: true}).WriteJSON(io.Discard); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkStatusColdHold measures the longest hold of the controller's
+// lock by a cold status build (every row recomputed), alone and while
+// another goroutine allocates as a resync's decoding does, so that the
+// collector runs during the build.
+func BenchmarkStatusColdHold(b *testing.B) {
+	const streams, members = 10000, 16
+	c := convergedGroup(b, streams, members)
+	for _, alloc := range []bool{false, true} {
+		b.Run(fmt.Sprintf("alloc=%v", alloc), func(b *testing.B) {
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				var keep [][]byte
+				for i := 0; alloc; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					keep = append(keep, make([]byte, 64<<10))
+					if len(keep) > 512 { // 32 MiB live, then dropped
+						keep = keep[:0]
+					}
+				}
+			}()
+			var longest time.Duration
+			for b.Loop() {
+				c.mu.Lock()
+				c.allDirtyLocked()
+				c.mu.Unlock()
+				c.rows.mu.Lock()
+				c.rows.last = nil
+				c.rows.mu.Unlock()
+				c.rows.build(c)
+				longest = max(longest, time.Duration(testutil.ToFloat64(c.met.statusLock)*float64(time.Second)))
+			}
+			close(stop)
+			<-done
+			b.ReportMetric(float64(longest)/float64(time.Millisecond), "max-hold-ms")
+		})
 	}
 }

@@ -100,20 +100,26 @@ func (n cellCounts) byState() map[string]int {
 	}
 }
 
-// rowCache keeps the rows between reads. rows, dirty, all and timed are
+// rowCache keeps the rows between reads. dirty, all and changed are
 // guarded by the controller's lock; builds are serialised by mu, which
-// also guards last.
+// guards the rest.
 type rowCache struct {
-	rows  map[string]*streamRow
 	dirty map[string]struct{}
 	all   bool
-	timed map[string]struct{}
 	// changed is set by every change the document shows: a build is
 	// reused only while nothing changed.
 	changed bool
 
-	mu   sync.Mutex
-	last *built
+	mu    sync.Mutex
+	rows  map[string]*streamRow
+	timed map[string]struct{} // rows that may change with time alone
+	last  *built
+	// Buffers reused from build to build, so that nothing is allocated
+	// while the controller's lock is held: an allocation there can be made
+	// to help the collector for milliseconds.
+	todo    []string
+	facts   []rowFacts
+	members []MemberStatus
 }
 
 func newRowCache() rowCache {
@@ -151,20 +157,28 @@ type built struct {
 	lag         time.Duration
 }
 
-// rebuildChunk is the most rows a build recomputes per hold of the
+// rebuildChunk is the most rows a build gathers per hold of the
 // controller's lock, rebuildHold about the longest such a hold lasts.
 const (
 	rebuildChunk = 256
-	rebuildHold  = time.Millisecond
+	rebuildHold  = 500 * time.Microsecond
 )
 
 // reuseBuild is how long a build serves further readers as it is.
 const reuseBuild = 100 * time.Millisecond
 
-// build returns a build no older than reuseBuild.
+// build returns a build no older than reuseBuild. It holds the
+// controller's lock only to read, in short holds that allocate nothing;
+// the rows are made between them.
 func (rc *rowCache) build(c *Controller) *built {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
+	var (
+		lastResync = new(ResyncStatus)
+		lastReload = new(ReloadStatus)
+		hadResync  bool
+		hadReload  bool
+	)
 	c.mu.Lock()
 	if rc.last != nil && !rc.changed && time.Since(rc.last.at) < reuseBuild {
 		c.mu.Unlock()
@@ -172,42 +186,61 @@ func (rc *rowCache) build(c *Controller) *built {
 	}
 	rc.changed = false
 	started := time.Now() // the lock is held from here to the first Unlock
-	var todo []string
-	if rc.all {
+	todo := rc.todo[:0]
+	all := rc.all
+	if all {
 		rc.all = false
 		clear(rc.dirty)
-		todo = make([]string, 0, len(c.sources)+len(rc.rows))
 		for name := range c.sources {
 			todo = append(todo, name)
 		}
-		for name := range rc.rows {
-			if _, ok := c.sources[name]; !ok {
-				todo = append(todo, name)
-			}
-		}
 	} else {
-		todo = make([]string, 0, len(rc.dirty)+len(rc.timed))
 		for name := range rc.dirty {
 			todo = append(todo, name)
 		}
 		clear(rc.dirty)
+	}
+	c.mu.Unlock()
+	longest := time.Since(started) // every hold of the lock counts
+	if all {
+		// Rows of names that are no source any more go.
+		seen := make(map[string]struct{}, len(todo))
+		for _, name := range todo {
+			seen[name] = struct{}{}
+		}
+		for name := range rc.rows {
+			if _, ok := seen[name]; !ok {
+				todo = append(todo, name)
+			}
+		}
+	} else {
 		for name := range rc.timed {
 			todo = append(todo, name)
 		}
 	}
-	c.mu.Unlock()
-	longest := time.Since(started) // every hold of the lock counts
+	rc.todo = todo[:0]
+
 	for len(todo) > 0 {
 		c.mu.Lock()
 		now := time.Now()
 		n := 0
 		for _, name := range todo {
 			// Short holds: at most rebuildChunk rows, or rebuildHold.
-			if n == rebuildChunk || (n%16 == 15 && time.Since(now) > rebuildHold) {
+			if n == rebuildChunk || time.Since(now) > rebuildHold {
 				break
 			}
+			if n == len(rc.facts) {
+				c.mu.Unlock() // growing the buffer allocates
+				rc.facts = append(rc.facts, rowFacts{})
+				c.mu.Lock()
+			}
+			c.gatherLocked(&rc.facts[n], name, now)
 			n++
-			r := c.rowLocked(name, now)
+		}
+		longest = max(longest, time.Since(now))
+		c.mu.Unlock()
+		for i, name := range todo[:n] {
+			r := rc.facts[i].row(now)
 			if r == nil {
 				delete(rc.rows, name)
 				delete(rc.timed, name)
@@ -221,17 +254,28 @@ func (rc *rowCache) build(c *Controller) *built {
 			}
 		}
 		todo = todo[n:]
-		longest = max(longest, time.Since(now))
-		c.mu.Unlock()
 	}
 
 	b := &built{at: time.Now()}
-	c.mu.Lock()
+	b.rows = make([]*streamRow, 0, len(rc.rows))
+	for _, r := range rc.rows {
+		b.rows = append(b.rows, r)
+	}
+	for {
+		c.mu.Lock()
+		if len(c.members) <= cap(rc.members) {
+			break
+		}
+		n := len(c.members)
+		c.mu.Unlock()
+		rc.members = make([]MemberStatus, 0, 2*n) // outside the lock
+	}
 	held := time.Now()
 	b.converged = c.isReady
 	memberTrouble := false
+	ms := rc.members[:0]
 	for _, m := range c.members {
-		b.members = append(b.members, MemberStatus{
+		ms = append(ms, MemberStatus{
 			Name: m.spec.Name, Address: m.spec.Address, API: m.spec.API, State: m.health.state,
 			Paused: m.work.paused, Replicate: m.spec.Replicate, LastError: m.health.lastErr, LastErrorAt: m.health.lastErrAt,
 			SkippedEntries: m.health.skipped, SkipError: m.health.skipErr, LatencyMS: ms64(time.Duration(m.health.latency.Load())),
@@ -242,20 +286,21 @@ func (rc *rowCache) build(c *Controller) *built {
 			memberTrouble = true
 		}
 	}
-	b.rows = make([]*streamRow, 0, len(rc.rows))
-	for _, r := range rc.rows {
-		b.rows = append(b.rows, r)
-	}
 	if !c.resync.At.IsZero() {
-		r := c.resync
-		b.lastResync = &r
+		*lastResync, hadResync = c.resync, true
 	}
 	if c.lastReload != nil {
-		r := *c.lastReload
-		b.lastReload = &r
+		*lastReload, hadReload = *c.lastReload, true
 	}
 	longest = max(longest, time.Since(held))
 	c.mu.Unlock()
+	b.members = slices.Clone(ms)
+	if hadResync {
+		b.lastResync = lastResync
+	}
+	if hadReload {
+		b.lastReload = lastReload
+	}
 
 	slices.SortFunc(b.rows, func(x, y *streamRow) int { return cmp.Compare(x.name, y.name) })
 	var n cellCounts
@@ -302,24 +347,53 @@ func (rc *rowCache) build(c *Controller) *built {
 	return b
 }
 
-// rowLocked computes the row of stream name, or nil when name has no
-// winning origin (it is a source nowhere).
-func (c *Controller) rowLocked(name string, now time.Time) *streamRow {
+// rowFacts is what one row is made of, gathered under the controller's
+// lock into buffers reused from build to build; row makes the row from it
+// after the lock is released.
+type rowFacts struct {
+	name, origin string
+	ok           bool // name has a winning origin
+	firstSeen    time.Time
+	demand       bool
+	desired      []string
+	cells        []cellFacts
+	conflicts    []Conflict
+	multi        bool // the name is a source on several members
+	elsewhere    bool // a source on a member whose cell does not say so
+}
+
+// cellFacts is one desired cell of a row.
+type cellFacts struct {
+	member string
+	rs     ReplicaStatus
+	timed  bool // the cell may change with time alone
+	// blocking: the member is up and not paused, and the cell keeps the
+	// group from converged since blockedSince.
+	blocking     bool
+	blockedSince time.Time
+}
+
+// gatherLocked fills f with the facts of stream name's row. It allocates
+// nothing once f's buffers have grown to the group's size.
+func (c *Controller) gatherLocked(f *rowFacts, name string, now time.Time) {
+	*f = rowFacts{name: name, desired: f.desired[:0], cells: f.cells[:0], conflicts: f.conflicts[:0]}
 	v := c.viewLocked(name, now)
 	w := v.w
 	if w == nil {
-		return nil
+		return
 	}
-	r := &streamRow{name: name, origin: w.spec.Name, lagSince: now}
-	firstSeen := c.sources[name][w].firstSeen
+	f.ok, f.origin, f.demand = true, w.spec.Name, v.demand
+	f.firstSeen = c.sources[name][w].firstSeen
 	if v.demand {
 		d := v.set
-		for _, ms := range [][]*member{d.base, d.extra, {d.add}} {
-			for _, m := range ms {
-				if m != nil {
-					r.desired = append(r.desired, m.spec.Name)
-				}
-			}
+		for _, m := range d.base {
+			f.desired = append(f.desired, m.spec.Name)
+		}
+		for _, m := range d.extra {
+			f.desired = append(f.desired, m.spec.Name)
+		}
+		if d.add != nil {
+			f.desired = append(f.desired, d.add.spec.Name)
 		}
 	}
 	for _, m := range c.members {
@@ -330,58 +404,82 @@ func (c *Controller) rowLocked(name string, now time.Time) *streamRow {
 		if !a.desired {
 			continue
 		}
-		rs := ReplicaStatus{State: a.state, Reason: a.reason}
+		cf := cellFacts{member: m.spec.Name, rs: ReplicaStatus{State: a.state, Reason: a.reason}}
 		o := m.work.ops[name]
 		if o != nil {
-			rs.Attempts, rs.LastError = o.attempts, o.lastErr
+			cf.rs.Attempts, cf.rs.LastError = o.attempts, o.lastErr
 			if o.state == a.state {
-				rs.Since = o.since
+				cf.rs.Since = o.since
 			}
 		}
-		if a.kind == actPull && rs.Attempts > 0 {
-			rs.State = StatePending
+		if a.kind == actPull && cf.rs.Attempts > 0 {
+			cf.rs.State = StatePending
 		}
 		if cfg, ok := c.copyOfLocked(m, name, w); ok && cfg.demandAt != 0 {
-			rs.Demand = true
+			cf.rs.Demand = true
 		}
-		r.counts.add(rs.State, 1)
-		if rs.State == StateConflict {
-			r.conflicts = append(r.conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name, Reason: a.reason})
-		}
-		if rs.State != StatePresent || (o != nil && o.attempts > 0) || a.relist || a.confirmPull {
-			r.timed = true
-		}
-		if needsAttention(rs.State) {
-			r.attention = true
-		}
-		if blocksConvergence(rs.State) && m.health.state == MemberUp && !m.work.paused {
-			r.blocking = true
-			since := firstSeen
-			if o != nil && o.since.After(since) {
-				since = o.since
-			}
-			if since.Before(r.lagSince) {
-				r.lagSince = since
+		cf.timed = cf.rs.State != StatePresent || (o != nil && o.attempts > 0) || a.relist || a.confirmPull
+		if blocksConvergence(cf.rs.State) && m.health.state == MemberUp && !m.work.paused {
+			cf.blocking = true
+			cf.blockedSince = f.firstSeen
+			if o != nil && o.since.After(cf.blockedSince) {
+				cf.blockedSince = o.since
 			}
 		}
-		if rs == presentCell {
-			r.cells = append(r.cells, cell{member: m.spec.Name})
-		} else {
-			r.cells = append(r.cells, cell{member: m.spec.Name, rs: &rs})
+		f.cells = append(f.cells, cf)
+		if cf.rs.State == StateConflict {
+			f.conflicts = append(f.conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name, Reason: a.reason})
 		}
 	}
 	// The same name as a source on other members: reported where their
 	// cell does not say so already.
 	if recs := c.sources[name]; len(recs) > 1 {
+		f.multi = true
 		for m, rec := range recs {
 			if m != w && rec.absentSince.IsZero() && !c.planViewLocked(m, &v, now).desired {
-				r.conflicts = append(r.conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name,
+				f.conflicts = append(f.conflicts, Conflict{Stream: name, Member: m.spec.Name, Origin: w.spec.Name,
 					Reason: "also a source on " + w.spec.Name + ", whose copy is replicated"})
-				r.attention = true
+				f.elsewhere = true
 			}
 		}
-		r.timed = true
 	}
-	slices.SortFunc(r.conflicts, func(a, b Conflict) int { return cmp.Compare(a.Member, b.Member) })
+}
+
+// row makes the row gathered in f, or nil when its name has no winning
+// origin (it is a source nowhere).
+func (f *rowFacts) row(now time.Time) *streamRow {
+	if !f.ok {
+		return nil
+	}
+	r := &streamRow{name: f.name, origin: f.origin, lagSince: now, timed: f.multi}
+	if len(f.desired) > 0 {
+		r.desired = slices.Clone(f.desired)
+	}
+	r.cells = make([]cell, 0, len(f.cells))
+	for i := range f.cells {
+		cf := &f.cells[i]
+		r.counts.add(cf.rs.State, 1)
+		r.timed = r.timed || cf.timed
+		if needsAttention(cf.rs.State) {
+			r.attention = true
+		}
+		if cf.blocking {
+			r.blocking = true
+			if cf.blockedSince.Before(r.lagSince) {
+				r.lagSince = cf.blockedSince
+			}
+		}
+		if cf.rs == presentCell {
+			r.cells = append(r.cells, cell{member: cf.member})
+		} else {
+			rs := cf.rs
+			r.cells = append(r.cells, cell{member: cf.member, rs: &rs})
+		}
+	}
+	r.attention = r.attention || f.elsewhere
+	if len(f.conflicts) > 0 {
+		r.conflicts = slices.Clone(f.conflicts)
+		slices.SortFunc(r.conflicts, func(a, b Conflict) int { return cmp.Compare(a.Member, b.Member) })
+	}
 	return r
 }
