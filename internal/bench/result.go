@@ -123,10 +123,13 @@ type Result struct {
 	// scenario): a full GET /api/v1/status, the longest hold of the
 	// controller's lock by one status build, and the balancer's CPU (in
 	// percent of one core) while one dashboard is open, and idle.
-	StatusMS            Millis `json:"status_ms"`
-	StatusMaxMS         Millis `json:"status_max_ms"`
-	StatusBytes         int64  `json:"status_bytes"`
-	StatusLockMS        Millis `json:"status_lock_ms"`
+	StatusMS     Millis `json:"status_ms"`
+	StatusMaxMS  Millis `json:"status_max_ms"`
+	StatusBytes  int64  `json:"status_bytes"`
+	StatusLockMS Millis `json:"status_lock_ms"`
+	// StatusLockResyncMS is the same while the resync a reload starts
+	// keeps every core busy.
+	StatusLockResyncMS  Millis `json:"status_lock_resync_ms"`
 	DashboardCPUPct     Rate   `json:"dashboard_cpu_pct"`
 	DashboardIdleCPUPct Rate   `json:"dashboard_idle_cpu_pct"`
 
@@ -196,7 +199,7 @@ func (r Result) WriteTable(w io.Writer) error {
 		fmt.Sprintf("≤ %g s", float64(r.RecoveryResyncIntervalS)+5))
 	if r.StatusMS > 0 {
 		row("status p50 / max", fmt.Sprintf("%.1f / %.1f ms (%d bytes, the whole group)", float64(r.StatusMS), float64(r.StatusMaxMS), r.StatusBytes), "p50 ≤ 150 ms")
-		row("status build's lock hold", fmt.Sprintf("%.3f ms (longest)", float64(r.StatusLockMS)), "≤ 5 ms")
+		row("status build's lock hold", fmt.Sprintf("%.3f ms (longest; %.3f ms during a resync)", float64(r.StatusLockMS), float64(r.StatusLockResyncMS)), "≤ 5 ms")
 		row("balancer CPU, dashboard open", fmt.Sprintf("%.2f%% of one core (%.2f%% idle)", float64(r.DashboardCPUPct), float64(r.DashboardIdleCPUPct)), "≤ 5%")
 	}
 	if r.Replication == ReplicationDemand {
