@@ -60,6 +60,13 @@ type App struct {
 	ctl  *controller.Controller
 
 	recv *receiver.Receiver
+	// sinkLimit caps the sink listener's requests in flight; its trusted
+	// peers are the members' addresses, replaced by a reload (limit.go).
+	sinkLimit   *inflight.Limiter
+	httpMetrics *httpMetrics
+	// sinkHook, when set (by tests, before Start), wraps the sink
+	// listener's handler inside its concurrency cap.
+	sinkHook func(http.Handler) http.Handler
 	// adminPassword is admin_password, "" for none; a reload replaces it.
 	adminPassword atomic.Pointer[string]
 	reloadOK      prometheus.Gauge
@@ -116,7 +123,9 @@ func New(opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{opts: opts, log: opts.Logger, reg: reg, ctl: ctl, cfg: cfg, started: cfg}
+	a := &App{opts: opts, log: opts.Logger, reg: reg, ctl: ctl, cfg: cfg, started: cfg,
+		sinkLimit: inflight.New(maxInflight, maxInflightPerPeer), httpMetrics: newHTTPMetrics(reg)}
+	trustMembers(a.sinkLimit, cfg)
 	a.recv = receiver.New(receiver.Options{
 		Sink:           ctl,
 		Logger:         opts.Logger,
@@ -226,15 +235,25 @@ func (a *App) Start() error {
 	} else {
 		binds[0].h = protect.Handler(adminHandler)
 	}
+	if a.sinkHook != nil {
+		binds[0].h = a.sinkHook(binds[0].h)
+	}
 	if !isLoopback(cfg.Listen) && cfg.EventsToken == "" && len(cfg.AllowedSources) == 0 {
 		a.log.Warn("the event sink listens beyond loopback with neither events_token nor allowed_sources: anyone who reaches it can send events", "listen", cfg.Listen)
 	}
+	// The sink listener's cap trusts the members; the admin listener's
+	// trusts no one.
+	limits := []struct {
+		name string
+		lim  *inflight.Limiter
+	}{{listenerSink, a.sinkLimit}, {listenerAdmin, inflight.New(maxInflight, maxInflightPerPeer)}}
 	var lns []net.Listener
 	for i, b := range binds {
+		h := limitConcurrency(b.h, limits[i].lim, memberWait, limits[i].name, a.httpMetrics, a.log)
 		if i == 0 && a.opts.SinkListener != nil {
 			lns = append(lns, a.opts.SinkListener)
 			a.addrs = append(a.addrs, a.opts.SinkListener.Addr().String())
-			a.servers = append(a.servers, a.newServer(b.h))
+			a.servers = append(a.servers, a.newServer(h))
 			continue
 		}
 		ln, err := net.Listen("tcp", b.addr)
@@ -246,7 +265,7 @@ func (a *App) Start() error {
 		}
 		lns = append(lns, ln)
 		a.addrs = append(a.addrs, ln.Addr().String())
-		a.servers = append(a.servers, a.newServer(b.h))
+		a.servers = append(a.servers, a.newServer(h))
 	}
 	if err := a.bindPlay(); err != nil {
 		for _, l := range lns {
@@ -279,11 +298,12 @@ func (a *App) Start() error {
 	return nil
 }
 
-// newServer returns an HTTP server with the timeouts, header and
-// concurrency limits every streamlb listener has.
+// newServer returns an HTTP server of h (already under its listener's
+// concurrency cap, limitConcurrency) with the timeouts and header limit
+// every streamlb listener has.
 func (a *App) newServer(h http.Handler) *http.Server {
 	return &http.Server{
-		Handler:           limitConcurrency(h, maxInflight, maxInflightPerPeer),
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -413,6 +433,7 @@ func (a *App) reload(cfg *config.Config) error {
 		})
 	}
 	a.recv.SetAccess(cfg.EventsToken.Reveal(), cfg.AllowedSources)
+	trustMembers(a.sinkLimit, cfg)
 	a.reloadPlay(cfg)
 	pw := cfg.AdminPassword.Reveal()
 	a.adminPassword.Store(&pw)
@@ -493,35 +514,6 @@ func basicAuth(h http.Handler, password *atomic.Pointer[string], sinkShared bool
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-// Caps on the requests one listener serves at once, in all and from one
-// peer address: a client holding requests open (sending its body slowly)
-// cannot take every slot, and the members, each posting from its own
-// address, are still answered.
-const (
-	maxInflight        = 512
-	maxInflightPerPeer = 64
-)
-
-// limitConcurrency answers 503 beyond total requests in flight, or beyond
-// perPeer from one peer address.
-func limitConcurrency(h http.Handler, total, perPeer int) http.Handler {
-	lim := inflight.New(total, perPeer)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		peer, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			peer = r.RemoteAddr
-		}
-		release, ok := lim.Acquire(peer)
-		if !ok {
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "too many requests in flight", http.StatusServiceUnavailable)
-			return
-		}
-		defer release()
 		h.ServeHTTP(w, r)
 	})
 }

@@ -19,17 +19,20 @@ import (
 	"time"
 
 	"streamlb/internal/config"
+	"streamlb/internal/emsim"
 	"streamlb/internal/testkit"
 )
 
 // newSinkApp starts an App whose event sink is on ln (a fresh loopback
 // listener when nil), with listen and the extra parameters in its config.
-// Its one member cannot be reached; the sink does not need it.
+// Its one member cannot be reached (the sink does not need it); its
+// address is a random 127.x.y.z with x > 0, so no test client in 127.0.0.0/24
+// posts as a member.
 func newSinkApp(t *testing.T, listen, params string, ln net.Listener) (*App, *testkit.Buffer) {
 	t.Helper()
 	cfg, err := config.Parse("app.json", []byte(`{"StreamLoadBalancer": {"plugin_switch": "enabled", "parameters": {
 		"listen": "`+listen+`", `+params+`
-		"destination_ems_apiproxies": [{"enable": false, "address": "127.0.0.1", "apiPort": 1}]}}}`))
+		"destination_ems_apiproxies": [{"enable": false, "address": "`+emsim.RandomLoopbackIPs(1)[0]+`", "apiPort": 1}]}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
