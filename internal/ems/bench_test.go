@@ -3,6 +3,8 @@ package ems
 import (
 	"bytes"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,21 +73,53 @@ func BenchmarkParamsEncode(b *testing.B) {
 	}
 }
 
-// BenchmarkDecodeListConfig decodes a 10,000-entry listConfig answer as
-// the client does: streamed, entry by entry.
+// BenchmarkDecodeListConfig decodes listConfig answers of 10,000 and
+// 50,000 entries as the client does: streamed, entry by entry. It reports
+// the time per entry.
 func BenchmarkDecodeListConfig(b *testing.B) {
-	body := genListConfig(10000)
+	for _, entries := range []int{10000, 50000} {
+		b.Run(fmt.Sprintf("entries=%d", entries), func(b *testing.B) {
+			body := genListConfig(entries)
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				n := 0
+				_, err := walkEnvelope(bytes.NewReader(body), func(dec *jsontext.Decoder) error {
+					return streamPullConfigs(dec, func(*PullConfig) error { n++; return nil }, nil)
+				})
+				if err != nil || n != entries {
+					b.Fatalf("decoded %d entries: %v", n, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(entries), "ns/entry")
+		})
+	}
+}
+
+// BenchmarkClientListConfig lists 50,000 pull configurations over
+// loopback as the balancer does (EachPullConfigSkipping), from a server
+// that writes a prepared answer: the HTTP path and the decoding.
+func BenchmarkClientListConfig(b *testing.B) {
+	const entries = 50000
+	body := genListConfig(entries)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Connection", "close")
+		_, _ = w.Write(body)
+	}))
+	b.Cleanup(srv.Close)
+	c := New(Endpoint{Member: "big", BaseURL: srv.URL}, nil)
+	b.Cleanup(c.CloseIdleConnections)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
 		n := 0
-		_, err := walkEnvelope(bytes.NewReader(body), func(dec *jsontext.Decoder) error {
-			return streamPullConfigs(dec, func(*PullConfig) error { n++; return nil }, nil)
-		})
-		if err != nil || n != 10000 {
-			b.Fatalf("decoded %d entries: %v", n, err)
+		err := c.EachPullConfigSkipping(b.Context(), func(*PullConfig) error { n++; return nil }, func(error) {})
+		if err != nil || n != entries {
+			b.Fatalf("listed %d entries: %v", n, err)
 		}
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/entries, "ns/entry")
 }
 
 // BenchmarkDecodeInboundNames decodes a listInboundStreamNames answer of

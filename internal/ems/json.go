@@ -140,7 +140,7 @@ func object(dec *jsontext.Decoder, nullOK bool, fn func(key []byte) error) error
 			return err
 		}
 		key := raw[1 : len(raw)-1]
-		if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
+		if !verbatim(key) && (bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key)) {
 			s, _, err := decodeOptString(raw)
 			if err != nil {
 				return err
@@ -204,6 +204,19 @@ func skipRest(dec *jsontext.Decoder, depth int) error {
 		}
 	}
 	return nil
+}
+
+// verbatim reports whether s, the inside of a JSON string, is ASCII without
+// a backslash: text that reads as it is written. It is one pass over the
+// few bytes of a key or value, where bytes.IndexByte and utf8.Valid are
+// two calls (either says more when verbatim is false).
+func verbatim(s []byte) bool {
+	for _, c := range s {
+		if c >= utf8.RuneSelf || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // unquoteTo appends the text of raw, a JSON string as the decoder returned

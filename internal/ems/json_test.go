@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strconv"
 	"strings"
 	"testing"
@@ -566,4 +567,38 @@ func ExampleNewHTTPClient() {
 	c := New(Endpoint{Member: "b", BaseURL: "http://127.0.0.1:1"}, hc)
 	fmt.Println(c.Endpoint().Member, hc.Timeout)
 	// Output: b 0s
+}
+
+// A listing's entries cost two allocations each, their name and URI: the
+// user variables and status descriptions they repeat are shared, and come
+// out as they are written.
+func TestListConfigAllocations(t *testing.T) {
+	const entries = 1000
+	body := genListConfig(entries)
+	got := map[int]PullConfig{}
+	allocs := testing.AllocsPerRun(5, func() {
+		i := 0
+		_, err := walkEnvelope(bytes.NewReader(body), func(dec *jsontext.Decoder) error {
+			return streamPullConfigs(dec, func(pc *PullConfig) error {
+				if i < 6 || i >= entries-6 {
+					cp := *pc
+					cp.Vars = maps.Clone(pc.Vars)
+					got[i] = cp
+				}
+				i++
+				return nil
+			}, nil)
+		})
+		if err != nil || i != entries {
+			t.Fatalf("decoded %d entries: %v", i, err)
+		}
+	})
+	if perEntry := allocs / entries; perEntry > 2.1 {
+		t.Errorf("%.2f allocations per entry, want at most 2", perEntry)
+	}
+	for i, pc := range got {
+		if diff := cmp.Diff(genPullConfig(i), pc); diff != "" {
+			t.Errorf("entry %d (-want +got):\n%s", i, diff)
+		}
+	}
 }

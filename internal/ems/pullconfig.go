@@ -15,6 +15,13 @@ import (
 // which leaves pc unchanged) from dec, keeping only the fields PullConfig
 // has and skipping the others without decoding them. Keys match exactly.
 func decodePullConfig(dec *jsontext.Decoder, pc *PullConfig) error {
+	return decodePullConfigShared(dec, pc, nil)
+}
+
+// decodePullConfigShared is decodePullConfig, taking the short strings
+// that entries repeat (user variables, status descriptions) from strs; a
+// nil strs shares none.
+func decodePullConfigShared(dec *jsontext.Decoder, pc *PullConfig, strs *sharedStrings) error {
 	return object(dec, true, func(key []byte) error {
 		var err error
 		var field string
@@ -38,15 +45,15 @@ func decodePullConfig(dec *jsontext.Decoder, pc *PullConfig) error {
 			})
 		case "status":
 			field = "status"
-			err = decodeStatus(dec, &pc.Status)
+			err = decodeStatus(dec, &pc.Status, strs)
 		default:
 			if len(key) < 1 || key[0] != '_' {
-				return dec.SkipValue()
+				return skipSmall(dec)
 			}
-			name := string(key)
+			name := strs.get(key)
 			field = name
 			err = readValue(dec, func(v []byte) error {
-				s, ok, err := decodeOptString(v)
+				s, ok, err := strs.decode(v)
 				if err == nil && ok {
 					if pc.Vars == nil {
 						pc.Vars = make(map[string]string, 2)
@@ -61,6 +68,15 @@ func decodePullConfig(dec *jsontext.Decoder, pc *PullConfig) error {
 		}
 		return nil
 	})
+}
+
+// skipSmall skips the next value, one of an entry's: read whole, in one
+// pass, where SkipValue would read an object or array token by token. (A
+// value as large as the answer, such as one of listConfig's categories, is
+// skipped with SkipValue, which does not hold it.)
+func skipSmall(dec *jsontext.Decoder) error {
+	_, err := dec.ReadValue()
+	return err
 }
 
 // readValue reads the next value, a scalar or not, and hands its bytes to
@@ -101,6 +117,9 @@ func decodeUint(value []byte, n *uint64) error {
 func decodeOptString(value []byte) (string, bool, error) {
 	if len(value) < 2 || value[0] != '"' {
 		return "", false, nil
+	}
+	if inner := value[1 : len(value)-1]; verbatim(inner) {
+		return string(inner), true, nil
 	}
 	if inner := value[1 : len(value)-1]; utf8.Valid(inner) {
 		if bytes.IndexByte(inner, '\\') < 0 {
@@ -171,10 +190,10 @@ func (w *wirePullConfig) UnmarshalJSON(data []byte) error {
 // decodeStatus reads the current state from a configuration's status
 // object: {"current":{"code":0,"description":"Streaming","timestamp":...},
 // "previous":{...}}. Null leaves st unchanged.
-func decodeStatus(dec *jsontext.Decoder, st *PullStatus) error {
+func decodeStatus(dec *jsontext.Decoder, st *PullStatus, strs *sharedStrings) error {
 	return object(dec, true, func(key []byte) error {
 		if string(key) != "current" {
-			return dec.SkipValue()
+			return skipSmall(dec)
 		}
 		return object(dec, true, func(key []byte) error {
 			switch string(key) {
@@ -196,14 +215,16 @@ func decodeStatus(dec *jsontext.Decoder, st *PullStatus) error {
 					return nil
 				})
 			case "description":
-				s, err := readOptString(dec)
-				if err != nil {
-					return fmt.Errorf("description: %w", err)
-				}
-				st.Description = s
-				return nil
+				return readValue(dec, func(v []byte) error {
+					s, _, err := strs.decode(v)
+					if err != nil {
+						return fmt.Errorf("description: %w", err)
+					}
+					st.Description = s
+					return nil
+				})
 			}
-			return dec.SkipValue()
+			return skipSmall(dec)
 		})
 	})
 }
@@ -321,6 +342,7 @@ func (s *flexString) UnmarshalJSON(data []byte) error {
 func streamPullConfigs(dec *jsontext.Decoder, fn func(pc *PullConfig) error, skip func(err error)) error {
 	var pc PullConfig
 	var vars map[string]string
+	strs := newSharedStrings()
 	return object(dec, true, func(key []byte) error {
 		if string(key) != "pull" {
 			return dec.SkipValue()
@@ -329,7 +351,7 @@ func streamPullConfigs(dec *jsontext.Decoder, fn func(pc *PullConfig) error, ski
 			clear(vars)
 			pc = PullConfig{Vars: vars}
 			depth := dec.StackDepth()
-			err := decodePullConfig(dec, &pc)
+			err := decodePullConfigShared(dec, &pc, strs)
 			if pc.Vars != nil {
 				vars = pc.Vars
 				if len(pc.Vars) == 0 {
@@ -379,4 +401,44 @@ func streamNames(dec *jsontext.Decoder, fn func(name []byte) error) error {
 		}
 		return fn(name)
 	})
+}
+
+// sharedStrings holds one copy of each short string a listing repeats from
+// entry to entry (the names and values of user variables, the status
+// descriptions), so that decoding them allocates nothing after the first.
+// A nil *sharedStrings shares nothing.
+type sharedStrings struct{ m map[string]string }
+
+// Bounds of a sharedStrings: strings longer than maxSharedLen, or met once
+// it holds maxShared, are not kept.
+const (
+	maxSharedLen = 64
+	maxShared    = 1024
+)
+
+func newSharedStrings() *sharedStrings { return &sharedStrings{m: make(map[string]string)} }
+
+// get returns b as a string, the copy held when there is one.
+func (ss *sharedStrings) get(b []byte) string {
+	if ss == nil || len(b) > maxSharedLen {
+		return string(b)
+	}
+	if s, ok := ss.m[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(ss.m) < maxShared {
+		ss.m[s] = s
+	}
+	return s
+}
+
+// decode is decodeOptString, a string without escapes taken from ss.
+func (ss *sharedStrings) decode(value []byte) (string, bool, error) {
+	if ss != nil && len(value) >= 2 && value[0] == '"' {
+		if inner := value[1 : len(value)-1]; len(inner) <= maxSharedLen && verbatim(inner) {
+			return ss.get(inner), true, nil
+		}
+	}
+	return decodeOptString(value)
 }
