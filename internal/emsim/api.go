@@ -19,11 +19,28 @@ type result struct {
 func success(desc string, data any) result { return result{ok: true, desc: desc, data: data} }
 func failure(desc string) result           { return result{desc: desc} }
 
-// bufPool recycles answer buffers.
-type bufPool struct{ p sync.Pool }
+// bufPool recycles answer buffers: those of most answers, and apart the
+// large ones of the listings, so that a resync's listings of tens of
+// megabytes each reuse a few buffers instead of leaving one each to the
+// collector.
+type bufPool struct{ small, large sync.Pool }
 
-func (bp *bufPool) get() *[]byte {
-	if b, ok := bp.p.Get().(*[]byte); ok {
+// Buffers of more than maxSmallBuf are kept in the large pool, up to
+// maxLargeBuf.
+const (
+	maxSmallBuf = 1 << 20
+	maxLargeBuf = 256 << 20
+)
+
+// get returns an empty buffer, a large one if one is free and large is set.
+func (bp *bufPool) get(large bool) *[]byte {
+	if large {
+		if b, ok := bp.large.Get().(*[]byte); ok {
+			*b = (*b)[:0]
+			return b
+		}
+	}
+	if b, ok := bp.small.Get().(*[]byte); ok {
 		*b = (*b)[:0]
 		return b
 	}
@@ -32,9 +49,22 @@ func (bp *bufPool) get() *[]byte {
 }
 
 func (bp *bufPool) put(b *[]byte) {
-	if cap(*b) <= 1<<20 {
-		bp.p.Put(b)
+	switch c := cap(*b); {
+	case c <= maxSmallBuf:
+		bp.small.Put(b)
+	case c <= maxLargeBuf:
+		bp.large.Put(b)
 	}
+}
+
+// isListing reports whether command (as called) is a listing whose answer
+// grows with the member's streams or configurations.
+func isListing(command string) bool {
+	switch canonicalCommand(strings.ToLower(command)) {
+	case "listconfig", "listinboundstreamnames", "liststreams", "listinboundstreams", "liststreamsids":
+		return true
+	}
+	return false
 }
 
 // canonicalCommand maps a lowercased command to the command it stands for.
@@ -115,7 +145,7 @@ func (m *Member) serveEMS(w http.ResponseWriter, r *http.Request, command, rawQu
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
 	}
-	bp := m.c.bufs.get()
+	bp := m.c.bufs.get(isListing(command))
 	*bp = m.execute(*bp, command, rawQuery)
 	*bp = append(*bp, "\r\n\r\n"...)
 	h := w.Header()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -91,6 +92,47 @@ func BenchmarkListConfig10k(b *testing.B) {
 	}
 }
 
+// BenchmarkListConfigAnswer measures the making of a listConfig answer of
+// 10,000 and 50,000 entries in process, as the API handler makes it,
+// written to a response that discards it.
+func BenchmarkListConfigAnswer(b *testing.B) {
+	for _, entries := range []int{10000, 50000} {
+		b.Run(fmt.Sprintf("entries=%d", entries), func(b *testing.B) {
+			m := benchCluster(b)
+			fillConfigs(b, m, entries)
+			req := httptest.NewRequest(http.MethodGet, "/listConfig", nil)
+			var w discardWriter
+			b.ReportAllocs()
+			for b.Loop() {
+				w = discardWriter{h: make(http.Header)}
+				m.serveEMS(&w, req, "listConfig", "")
+				if w.status != http.StatusOK {
+					b.Fatalf("status %d", w.status)
+				}
+			}
+			b.SetBytes(w.n)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(entries), "ns/entry")
+		})
+	}
+}
+
+// discardWriter is a ResponseWriter that counts and discards the body.
+type discardWriter struct {
+	h      http.Header
+	status int
+	n      int64
+}
+
+func (w *discardWriter) Header() http.Header  { return w.h }
+func (w *discardWriter) WriteHeader(code int) { w.status = code }
+func (w *discardWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.n += int64(len(p))
+	return len(p), nil
+}
+
 // TestListConfigTenThousand checks that a listConfig of 10,000 entries is
 // complete, valid and quick.
 func TestListConfigTenThousand(t *testing.T) {
@@ -128,6 +170,38 @@ func TestListConfigTenThousand(t *testing.T) {
 	// Generous: the race detector slows this down several times.
 	if elapsed > 2*time.Second {
 		t.Errorf("listConfig of %d entries took %v", n, elapsed)
+	}
+}
+
+// A listing answered in a reused large buffer is the listing of the moment,
+// nothing of the longer one written in it before.
+func TestListingBufferReused(t *testing.T) {
+	t.Parallel()
+	m := benchCluster(t)
+	const n = 3000 // about 2 MB of listConfig: a buffer of the large pool
+	fillConfigs(t, m, n)
+	first := call(t, m, "listConfig", "")
+	for id := 1; id <= n-10; id++ {
+		if out := m.execute(nil, "removeConfig", "params="+b64("id="+strconv.Itoa(id))); !strings.Contains(string(out), `"SUCCESS"`) {
+			t.Fatalf("removeConfig %d: %s", id, out)
+		}
+	}
+	second := call(t, m, "listConfig", "")
+	if len(second.Raw) >= len(first.Raw)/10 {
+		t.Fatalf("listConfig of 10 configs is %d bytes, of %d it was %d", len(second.Raw), n, len(first.Raw))
+	}
+	var env struct {
+		Data struct {
+			Pull []struct {
+				ConfigID uint64 `json:"configId"`
+			} `json:"pull"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(second.Raw), &env); err != nil {
+		t.Fatalf("second listConfig: %v", err)
+	}
+	if len(env.Data.Pull) != 10 || env.Data.Pull[0].ConfigID != n-9 || env.Data.Pull[9].ConfigID != n {
+		t.Errorf("second listConfig has %d entries, want configIds %d to %d", len(env.Data.Pull), n-9, n)
 	}
 }
 

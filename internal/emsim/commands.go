@@ -145,24 +145,32 @@ func (m *Member) cmdListStreamsIDs() result {
 }
 
 func (m *Member) cmdListInboundStreamNames() result {
+	// Written in place into the answer: this listing is made often, and of
+	// every stream.
+	return success("Inbound local stream names", jfunc(m.appendInboundNames))
+}
+
+// appendInboundNames appends the array of listInboundStreamNames entries
+// to b, or null when m has no inbound stream (as EMS answers).
+func (m *Member) appendInboundNames(b []byte) []byte {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.streams) == 0 {
-		return success("Inbound local stream names", nil)
+		return append(b, "null"...)
 	}
-	// Written directly: this listing is made often, and of every stream.
-	list := make([]byte, 0, 2+len(m.streams)*32)
-	list = append(list, '[')
+	b = slices.Grow(b, 2+len(m.streams)*32)
+	b = append(b, '[')
+	first := true
 	m.eachStreamLocked(func(st *stream) {
-		if len(list) > 1 {
-			list = append(list, ',')
+		if !first {
+			b = append(b, ',')
 		}
-		list = append(list, `{"name":`...)
-		list = appendString(list, st.name)
-		list = append(list, '}')
+		first = false
+		b = append(b, `{"name":`...)
+		b = appendString(b, st.name)
+		b = append(b, '}')
 	})
-	list = append(list, ']')
-	return success("Inbound local stream names", jraw(list))
+	return append(b, ']')
 }
 
 // streamSelector is the id-or-localStreamName choice of getStreamInfo,
@@ -316,31 +324,49 @@ func configCategories() []string {
 }
 
 func (m *Member) cmdListConfig() result {
-	m.mu.Lock()
-	cfgs := make([]*pullConfig, 0, len(m.configs))
-	for _, c := range m.configs {
-		cfgs = append(cfgs, c)
-	}
-	slices.SortFunc(cfgs, func(a, b *pullConfig) int { return cmp.Compare(a.set.ConfigID, b.set.ConfigID) })
-	pull := make([]byte, 0, 64+len(cfgs)*1024)
-	pull = append(pull, '[')
-	for i, c := range cfgs {
-		if i > 0 {
-			pull = append(pull, ',')
-		}
-		pull = c.appendListed(pull)
-	}
-	pull = append(pull, ']')
-	m.mu.Unlock()
 	o := make(jobj, 0, 10)
 	for _, cat := range configCategories() {
 		if cat == "pull" {
-			o = append(o, jkv{cat, jraw(pull)})
+			o = append(o, jkv{cat, jfunc(m.appendListedConfigs)})
 		} else {
 			o = append(o, jkv{cat, jraw("[]")})
 		}
 	}
 	return success("Run-time configuration", o)
+}
+
+// listedStatusSize is about the length of a listConfig entry's status with
+// its current and previous states.
+const listedStatusSize = 224
+
+// appendListedConfigs appends the array of listConfig entries of m's pull
+// configurations, in configId order, to b: written in place into the
+// answer, whose buffer is grown once to about its final size.
+func (m *Member) appendListedConfigs(b []byte) []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// Sorted by the configId held beside each config: a sort that read
+	// it through the pointer would wait on memory at every comparison.
+	type byID struct {
+		id uint64
+		c  *pullConfig
+	}
+	cfgs := make([]byID, 0, len(m.configs))
+	size := 2
+	for id, c := range m.configs {
+		cfgs = append(cfgs, byID{id, c})
+		size += len(c.listedBefore) + len(c.listedAfter) + listedStatusSize
+	}
+	slices.SortFunc(cfgs, func(a, b byID) int { return cmp.Compare(a.id, b.id) })
+	b = slices.Grow(b, size)
+	b = append(b, '[')
+	for i, e := range cfgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = e.c.appendListed(b)
+	}
+	return append(b, ']')
 }
 
 func (m *Member) cmdRemoveConfig(p *params) result {

@@ -22,6 +22,11 @@ type jobj []jkv
 // jraw is JSON text written as is.
 type jraw []byte
 
+// jfunc is JSON text written by appending it to the answer: for listings
+// too large to build apart and then copy (a listConfig of 50,000 entries
+// is about 39 MB).
+type jfunc func(b []byte) []byte
+
 func (o jobj) sorted() bool {
 	for i := 1; i < len(o); i++ {
 		if o[i-1].k > o[i].k {
@@ -32,7 +37,7 @@ func (o jobj) sorted() bool {
 }
 
 // appendJSON appends the JSON text of v to b. Supported values: nil, bool,
-// string, int, int64, uint64, float64 (as a double), jobj, jraw, []any,
+// string, int, int64, uint64, float64 (as a double), jobj, jraw, jfunc, []any,
 // []string, []uint64, []jobj, map[string]string.
 func appendJSON(b []byte, v any) []byte {
 	switch x := v.(type) {
@@ -55,6 +60,8 @@ func appendJSON(b []byte, v any) []byte {
 		return strconv.AppendFloat(b, x, 'f', 4, 64)
 	case jraw:
 		return append(b, x...)
+	case jfunc:
+		return x(b)
 	case jobj:
 		return appendObject(b, x)
 	case []jobj:
