@@ -53,9 +53,9 @@ func (g *gate) wrap(h http.Handler) http.Handler {
 func (g *gate) open() { g.once.Do(func() { close(g.opened) }) }
 
 // startMemberApp starts emulated members on random loopback addresses,
-// posting their events to an App whose config lists them all, with g
-// around the sink's handler.
-func startMemberApp(t *testing.T, members int, g *gate) (*App, *emsim.Cluster, *testkit.Buffer) {
+// posting their events to an App whose config lists them all, with params
+// in its config and g around the sink's handler.
+func startMemberApp(t testing.TB, members int, params string, g *gate) (*App, *emsim.Cluster, *testkit.Buffer) {
 	t.Helper()
 	ips := emsim.RandomLoopbackIPs(members)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -73,7 +73,7 @@ func startMemberApp(t *testing.T, members int, g *gate) (*App, *emsim.Cluster, *
 		dests = append(dests, fmt.Sprintf(`{"enable": false, "address": %q, "name": "m%d"}`, ip, i+1))
 	}
 	cfg, err := config.Parse("members.json", fmt.Appendf(nil, `{"StreamLoadBalancer": {"plugin_switch": "enabled", "parameters": {
-		"listen": %q, "destination_ems_apiproxies": [%s]}}}`, ln.Addr().String(), strings.Join(dests, ", ")))
+		"listen": %q, %s "destination_ems_apiproxies": [%s]}}}`, ln.Addr().String(), params, strings.Join(dests, ", ")))
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func startMemberApp(t *testing.T, members int, g *gate) (*App, *emsim.Cluster, *
 	return a, cl, logs
 }
 
-func counter(t *testing.T, reg prometheus.Gatherer, family string, match map[string]string) int {
+func counter(t testing.TB, reg prometheus.Gatherer, family string, match map[string]string) int {
 	t.Helper()
 	v, err := testkit.CounterSum(reg, family, match)
 	if err != nil {
@@ -109,7 +109,7 @@ func counter(t *testing.T, reg prometheus.Gatherer, family string, match map[str
 }
 
 // waitUntil polls cond until it holds, failing the test after 15s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -131,7 +131,7 @@ func TestMemberBurstBeyondItsShareLosesNoEvent(t *testing.T) {
 	for _, trusted := range []bool{true, false} {
 		t.Run(fmt.Sprintf("trusted=%v", trusted), func(t *testing.T) {
 			g := newGate(func(string) bool { return true })
-			a, cl, _ := startMemberApp(t, 1, g)
+			a, cl, _ := startMemberApp(t, 1, ``, g)
 			if !trusted {
 				a.sinkLimit.SetTrusted(nil, 0)
 			}
@@ -233,7 +233,7 @@ func TestMemberEventsWaitForASlot(t *testing.T) {
 func TestNonMembersAreBoundedAndCounted(t *testing.T) {
 	outsiders := emsim.RandomLoopbackIPs(7)
 	g := newGate(func(peer string) bool { return slices.Contains(outsiders, peer) })
-	a, cl, logs := startMemberApp(t, 1, g)
+	a, cl, logs := startMemberApp(t, 1, ``, g)
 	reg := a.Registry()
 	if a.sinkLimit.Trusted(outsiders[0]) {
 		t.Fatalf("%s trusted, want only the member", outsiders[0])
