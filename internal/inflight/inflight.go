@@ -104,7 +104,7 @@ func (l *Limiter) acquire(ctx context.Context, peer string) (func(), error) {
 		case l.byPeer[peer] >= l.perPeer:
 			l.mu.Unlock()
 			return nil, ErrPeer
-		case l.others >= l.size-l.reserved:
+		case l.reserved > 0 && l.others >= l.size-l.reserved:
 			l.mu.Unlock()
 			return nil, ErrOthers
 		}

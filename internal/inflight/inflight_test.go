@@ -37,8 +37,8 @@ func TestLimiter(t *testing.T) {
 	if !ok3 {
 		t.Fatal("b's first request refused")
 	}
-	if _, err := l.TryAcquire("c"); !errors.Is(err, ErrOthers) {
-		t.Errorf("c past the total of 3: %v, want ErrOthers (no slot kept for trusted peers)", err)
+	if _, err := l.TryAcquire("c"); !errors.Is(err, ErrTotal) {
+		t.Errorf("c past the total of 3: %v, want ErrTotal", err)
 	}
 	r1()
 	r1() // a second call gives back nothing more
