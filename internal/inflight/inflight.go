@@ -21,7 +21,8 @@ var (
 	// ErrPeer means the peer's own share was in use.
 	ErrPeer = errors.New("inflight: the peer's share of requests is in use")
 	// ErrOthers means the slots every untrusted peer together may hold
-	// (the total less the part kept for trusted peers) were in use.
+	// (the total less the part SetTrusted keeps for trusted peers, when it
+	// keeps one) were in use.
 	ErrOthers = errors.New("inflight: the slots open to untrusted peers are in use")
 	// ErrTotal means every slot was in use (for a trusted peer in Wait:
 	// still so when its context ended).
