@@ -140,10 +140,17 @@ func (r *runner) recovery(ctx context.Context, l *liveGroup) error {
 }
 
 // awaitListings waits until every member has answered a listConfig since
-// before was taken: a resync has listed the whole group.
+// before was taken: a resync has listed the whole group. A member seen
+// listed is not asked again, and the members are asked every 20 ms, not
+// more often: at 50,000 streams these requests would otherwise take CPU
+// from the resync they wait for.
 func awaitListings(ctx context.Context, l *liveGroup, before []memberStats) error {
-	return poll(ctx, 2*time.Minute, 5*time.Millisecond, "a resync's listings", l.b.proc, func(ctx context.Context) (bool, error) {
+	listed := make([]bool, len(before))
+	return poll(ctx, 2*time.Minute, 20*time.Millisecond, "a resync's listings", l.b.proc, func(ctx context.Context) (bool, error) {
 		for i := range before {
+			if listed[i] {
+				continue
+			}
 			s, err := l.g.stats(ctx, i)
 			if err != nil {
 				return false, err
@@ -151,6 +158,7 @@ func awaitListings(ctx context.Context, l *liveGroup, before []memberStats) erro
 			if s.Calls["listconfig"] <= before[i].Calls["listconfig"] {
 				return false, nil
 			}
+			listed[i] = true
 		}
 		return true, nil
 	})
