@@ -137,14 +137,18 @@ type Controller struct {
 	ready      chan struct{} // closed once the first resync finished
 	isReady    bool
 
-	runCtx   context.Context // set by Run; member goroutines derive from it
+	running  bool // Run has begun
 	wg       sync.WaitGroup
 	resyncCh chan struct{}
-	inbox    *inbox // stream events on their way from the sink
-	journal  *journal
-	rows     rowCache // the status document's rows
+	// membersCh tells Run's member loop that SetMembers added members to
+	// start or retired members to stop.
+	membersCh chan struct{}
+	retired   []*member
+	inbox     *inbox // stream events on their way from the sink
+	journal   *journal
+	rows      rowCache // the status document's rows
 	// stopping is set once Run stops its members: a member added later
-	// is not started (it would never be stopped).
+	// is not started.
 	stopping bool
 	// Demand copies: the rendezvous order of each stream's members, and
 	// the streams a play request wants a copy of.
@@ -250,19 +254,20 @@ type memberRun struct {
 func New(opts Options) (*Controller, error) {
 	opts.setDefaults()
 	c := &Controller{
-		opts:     opts,
-		log:      opts.Logger,
-		byName:   make(map[string]*member),
-		byAddr:   make(map[string]*member),
-		sources:  make(map[string]map[*member]*source),
-		unknown:  make(map[string]struct{}),
-		ready:    make(chan struct{}),
-		resyncCh: make(chan struct{}, 1),
-		inbox:    newInbox(),
-		journal:  newJournal(opts.JournalSize),
-		rows:     newRowCache(),
-		ranks:    make(map[string][]*member),
-		wanted:   make(map[string]time.Time),
+		opts:      opts,
+		log:       opts.Logger,
+		byName:    make(map[string]*member),
+		byAddr:    make(map[string]*member),
+		sources:   make(map[string]map[*member]*source),
+		unknown:   make(map[string]struct{}),
+		ready:     make(chan struct{}),
+		resyncCh:  make(chan struct{}, 1),
+		membersCh: make(chan struct{}, 1),
+		inbox:     newInbox(),
+		journal:   newJournal(opts.JournalSize),
+		rows:      newRowCache(),
+		ranks:     make(map[string][]*member),
+		wanted:    make(map[string]time.Time),
 	}
 	for i, s := range opts.Members {
 		if err := c.addMemberLocked(s, i); err != nil {
@@ -316,28 +321,59 @@ func (c *Controller) Ready() <-chan struct{} { return c.ready }
 // and waits for them. Calls in flight are cancelled with ctx.
 func (c *Controller) Run(ctx context.Context) error {
 	c.mu.Lock()
-	if c.runCtx != nil {
+	if c.running {
 		c.mu.Unlock()
 		return errors.New("controller already running")
 	}
-	c.runCtx = ctx
+	c.running = true
 	for _, m := range c.members {
 		c.startMemberLocked(ctx, m)
 	}
 	c.mu.Unlock()
 	c.wg.Go(func() { c.eventLoop(ctx) })
+	c.wg.Go(func() { c.memberLoop(ctx) })
 
 	c.resyncLoop(ctx)
 
 	c.mu.Lock()
-	c.stopping = true // SetMembers starts no member from now on
-	ms := slices.Clone(c.members)
+	c.stopping = true // the member loop starts no member from now on
+	ms := slices.Concat(c.members, c.retired)
+	c.retired = nil
 	c.mu.Unlock()
 	for _, m := range ms {
 		c.stopMember(m)
 	}
 	c.wg.Wait()
 	return nil
+}
+
+// memberLoop starts the members SetMembers added and stops those it
+// retired, until ctx ends; Run stops whatever is left then.
+func (c *Controller) memberLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.membersCh:
+		}
+		c.mu.Lock()
+		if c.stopping {
+			c.mu.Unlock()
+			return
+		}
+		for _, m := range c.members {
+			if m.run.ctx == nil {
+				c.startMemberLocked(ctx, m)
+				c.wakeLocked(m)
+			}
+		}
+		stop := c.retired
+		c.retired = nil
+		c.mu.Unlock()
+		for _, m := range stop {
+			c.stopMember(m)
+		}
+	}
 }
 
 // startMemberLocked starts m's workers and lister.

@@ -469,10 +469,23 @@ func TestSetMembersAddsFillsAndLeavesRemovedAlone(t *testing.T) {
 		next := []MemberSpec{specs[0], specs[1], specs[3]}
 		next[1].Client = g.m(addrB)
 		same := func(x, y MemberSpec) bool { return x.Name != "b" }
+		h.c.mu.Lock()
+		oldB, oldC := h.c.byName["b"], h.c.byName["c"]
+		h.c.mu.Unlock()
 		if err := h.c.SetMembers(next, same); err != nil {
 			t.Fatal(err)
 		}
 		h.settle(time.Minute)
+		// Run's member loop stopped the members that left or were
+		// replaced and started d.
+		h.c.mu.Lock()
+		if !oldB.run.stopped || !oldC.run.stopped || oldB.run.ctx.Err() == nil || oldC.run.ctx.Err() == nil {
+			t.Errorf("old members stopped: b %v, c %v", oldB.run.stopped, oldC.run.stopped)
+		}
+		if d := h.c.byName["d"]; d.run.ctx == nil || d.run.ctx.Err() != nil {
+			t.Error("the new member d was not started")
+		}
+		h.c.mu.Unlock()
 		wantReplica(t, g.m(addrD), "fromA", "rtmp://127.0.0.1/live/fromA")
 		wantReplica(t, g.m(addrB), "fromA", "rtmp://127.0.0.1/live/fromA")
 		// c's replicas stay, and replicas of c's sources are left for prune.

@@ -42,7 +42,9 @@ func (c *Controller) setPaused(name string, paused bool) error {
 // SetMembers applies a reloaded member list: new members are added and
 // filled, removed members are forgotten (their replicas stay, for prune),
 // members whose spec is unchanged keep their state and workers, and a
-// member whose client changed (new credentials) starts afresh.
+// member whose client changed (new credentials) starts afresh. While Run
+// runs, its member loop starts the new members and stops the old ones
+// soon after SetMembers returns.
 func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) bool) error {
 	c.mu.Lock()
 	var stop []*member
@@ -102,16 +104,16 @@ func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) b
 	c.members, c.byName, c.byAddr = next, byName, byAddr
 	clear(c.ranks) // rankings hold the members they were made of
 	c.allDirtyLocked()
-	for _, m := range next {
-		if m.run.cancel == nil && c.runCtx != nil && !c.stopping {
-			c.startMemberLocked(c.runCtx, m)
-			c.wakeLocked(m)
+	if c.running && !c.stopping {
+		// Run's member loop starts the new members and stops the
+		// retired ones.
+		c.retired = append(c.retired, stop...)
+		select {
+		case c.membersCh <- struct{}{}:
+		default:
 		}
 	}
 	c.mu.Unlock()
-	for _, m := range stop {
-		c.stopMember(m)
-	}
 	c.TriggerResync()
 	return nil
 }
