@@ -26,7 +26,8 @@
 // # Goroutines
 //
 // Run starts, per member, a lister and max_inflight workers (startMemberLocked),
-// plus one event loop for the controller, and runs the resync loop itself:
+// plus one event loop and one member loop for the controller, and runs the
+// resync loop itself:
 //
 //   - resyncLoop lists every member (two calls each, two members at a time)
 //     every resync_interval and on demand, applies the listings and queues
@@ -41,6 +42,10 @@
 //   - worker (max_inflight per member) takes a stream off the member's
 //     deduplicating queue, plans it, and makes the one call it needs:
 //     pullStream or removeConfig, paced per origin (pullGate).
+//
+//   - memberLoop starts the members a reload added (SetMembers) and stops
+//     those it removed or replaced: members are started and stopped only
+//     by Run.
 //
 // Stopping Run's context stops them all; Run returns when they have.
 //
