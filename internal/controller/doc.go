@@ -42,7 +42,6 @@
 //   - worker (max_inflight per member) takes a stream off the member's
 //     deduplicating queue, plans it, and makes the one call it needs:
 //     pullStream or removeConfig, paced per origin (pullGate).
-//
 //   - memberLoop starts the members a reload added (SetMembers) and stops
 //     those it removed or replaced: members are started and stopped only
 //     by Run.
