@@ -109,6 +109,12 @@ func (r *runner) ack(ctx context.Context) error {
 	}
 	props, missing := collector.propagation(gen.created, o.Members)
 
+	if m, err := b.metrics(ctx); err == nil {
+		bd := readBreakdown(m)
+		r.res.PropagationConfirmMS, r.res.PropagationConfirmP99MS = bd.ConfirmMS, bd.ConfirmP99MS
+		r.res.PropagationQueueMS, r.res.PropagationQueueP99MS = bd.QueueMS, bd.QueueP99MS
+		r.res.PropagationPullMS, r.res.PropagationPullP99MS = bd.PullMS, bd.PullP99MS
+	}
 	r.prof.heap("ack-balancer", b.debug)
 	r.prof.heap("ack-emsim", g.debug)
 	r.prof.metrics("ack", b.listen)
@@ -138,6 +144,9 @@ func (r *runner) ack(ctx context.Context) error {
 	}
 	r.progress("ack: p99 %.3f ms, %d lost; propagation p99 %.3f ms over %d streams",
 		float64(r.res.AckP99MS), lost, float64(r.res.PropagationP99MS), len(props))
+	r.progress("ack: mean (p99) confirmation on the origin %.1f (%.1f) ms, wait in a queue %.1f (%.1f) ms, pullStream call %.1f (%.1f) ms",
+		float64(r.res.PropagationConfirmMS), float64(r.res.PropagationConfirmP99MS), float64(r.res.PropagationQueueMS),
+		float64(r.res.PropagationQueueP99MS), float64(r.res.PropagationPullMS), float64(r.res.PropagationPullP99MS))
 	return nil
 }
 

@@ -79,6 +79,16 @@ type Result struct {
 	PropagationMaxMS   Millis `json:"propagation_max_ms"`
 	PropagationStreams int    `json:"propagation_streams"`
 	PropagationMissing int    `json:"propagation_missing"`
+	// Where an event's propagation goes, from the balancer's histograms
+	// over the ack scenario (means, and p99 as the upper bound of the
+	// bucket holding it): the stream's confirmation on its origin, a
+	// replica's wait in its member's queue, the pullStream call.
+	PropagationConfirmMS    Millis `json:"propagation_confirm_ms"`
+	PropagationConfirmP99MS Millis `json:"propagation_confirm_p99_ms"`
+	PropagationQueueMS      Millis `json:"propagation_queue_ms"`
+	PropagationQueueP99MS   Millis `json:"propagation_queue_p99_ms"`
+	PropagationPullMS       Millis `json:"propagation_pull_ms"`
+	PropagationPullP99MS    Millis `json:"propagation_pull_p99_ms"`
 
 	// The burst: Streams new streams at once on one origin.
 	BurstStreams      int     `json:"burst_streams"`
@@ -185,6 +195,11 @@ func (r Result) WriteTable(w io.Writer) error {
 	row("events sent / lost", fmt.Sprintf("%d / %d (%.0f/s achieved, max_inflight %d)", r.EventsSent, r.EventsLost, float64(r.AckRateAchieved), r.AckMaxInflight), "lost = 0")
 	row("propagation p50 / p99 / max", fmt.Sprintf("%.3f / %.3f / %.3f ms (%d streams, %d incomplete)",
 		float64(r.PropagationP50MS), float64(r.PropagationP99MS), float64(r.PropagationMaxMS), r.PropagationStreams, r.PropagationMissing), "p99 ≤ 10 ms")
+	if r.PropagationConfirmMS+r.PropagationQueueMS+r.PropagationPullMS > 0 {
+		row("  where it goes, mean (p99)", fmt.Sprintf("confirmation %.1f (%.1f) ms, queue %.1f (%.1f) ms, pullStream %.1f (%.1f) ms",
+			float64(r.PropagationConfirmMS), float64(r.PropagationConfirmP99MS), float64(r.PropagationQueueMS),
+			float64(r.PropagationQueueP99MS), float64(r.PropagationPullMS), float64(r.PropagationPullP99MS)), "")
+	}
 	row("burst", fmt.Sprintf("%d streams in %.3f s: %d pullStream calls, %.0f calls/s (+%d confirmation calls)",
 		r.BurstStreams, float64(r.BurstSeconds), r.BurstPullCalls, float64(r.BurstCallsPerS), r.BurstConfirmCalls), "")
 	row("ceiling", fmt.Sprintf("%.0f calls/s (plain client, %d in flight per member, %.3f s, %d failures)",
