@@ -289,13 +289,27 @@ func TestRetriesWithBackoffUntilItWorks(t *testing.T) {
 		defer h.end()
 		b := h.g.m(addrB)
 		b.g.mu.Lock()
-		b.sources["s"] = true // b holds the name itself for a while
+		b.sources["s"] = true // b holds the name itself for a while,
+		// published after a's: a's copy wins once the creation times are
+		// read (until then nothing is pulled anywhere, unless a replica
+		// already pulls a's).
+		b.created["s"] = float64(time.Now().Add(time.Hour).UnixNano()) / 1e6
 		b.g.mu.Unlock()
 		h.g.m(addrA).publish("s")
 		h.event("inStreamCreated", addrA, "s")
-		h.settle(time.Second)
-		if st := h.c.Snapshot(); len(st.Conflicts) == 0 {
-			t.Fatalf("no conflict reported while b holds the name: %+v", st)
+		// The pull fails, b is listed again, and the two creation times
+		// are looked up: how many listing rounds that takes depends on
+		// the order the goroutines ran in, so the fake clock runs until
+		// the conflict shows, for 10 s at most.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			h.settle(100 * time.Millisecond)
+			st := h.c.Snapshot()
+			if len(st.Conflicts) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no conflict reported while b holds the name: %+v", st)
+			}
 		}
 		b.unpublish("s")
 		h.settle(time.Minute)
