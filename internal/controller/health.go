@@ -6,7 +6,10 @@ package controller
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"streamlb/internal/ems"
 )
@@ -165,6 +168,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			continue
 		}
 		listed := time.Now()
+		byName := false
 		switch {
 		case needList:
 			// A full listing answers the announced names too.
@@ -176,6 +180,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			// A few names: one small call each costs the origin less than
 			// listing every stream it has.
 			c.confirmByName(ctx, m, announced)
+			byName = true
 		case confirm:
 			c.listMember(ctx, m, false, announced)
 		default:
@@ -192,7 +197,14 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		// Events arriving meanwhile share the next listing, which waits
 		// three times as long as this one took: a member listing thousands
 		// of streams spends at most a quarter of its time answering them.
-		pause := time.NewTimer(max(c.opts.ConfirmInterval, 3*time.Since(listed)))
+		// A few names' own calls cost the member little: the next round
+		// waits as long as they took, so they keep it busy half the time
+		// at most.
+		spacing := 3 * time.Since(listed)
+		if byName {
+			spacing = time.Since(listed)
+		}
+		pause := time.NewTimer(max(c.opts.ConfirmInterval, spacing))
 		select {
 		case <-ctx.Done():
 			pause.Stop()
@@ -221,32 +233,44 @@ func (c *Controller) confirmByName(ctx context.Context, m *member, announced map
 	type answer struct {
 		source, known bool
 	}
-	got := make(map[string]answer, len(announced))
 	started := time.Now()
-	var failed error
+	// The calls run at once (at most perNameConfirm of them): a batch
+	// takes as long as its slowest call, not their sum.
+	var (
+		mu     sync.Mutex
+		got    = make(map[string]answer, len(announced))
+		failed error
+		g      errgroup.Group
+	)
 	for name := range announced {
-		var info ems.StreamInfo
-		err := c.call(ctx, m, "getStreamInfo", func(ctx context.Context) error {
-			var err error
-			info, err = m.spec.Client.GetStreamInfo(ctx, name)
-			return err
-		})
-		if ctx.Err() != nil {
-			return
-		}
-		if desc, fail := ems.IsFail(err); fail {
-			// Only EMS's "Stream NAME not found" says the stream is not
-			// there; any other FAIL says nothing about it: left unknown.
-			if strings.HasSuffix(desc, " not found") {
-				got[name] = answer{known: true}
+		g.Go(func() error {
+			var info ems.StreamInfo
+			err := c.call(ctx, m, "getStreamInfo", func(ctx context.Context) error {
+				var err error
+				info, err = m.spec.Client.GetStreamInfo(ctx, name)
+				return err
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if desc, fail := ems.IsFail(err); fail {
+				// Only EMS's "Stream NAME not found" says the stream is not
+				// there; any other FAIL says nothing about it: left unknown.
+				if strings.HasSuffix(desc, " not found") {
+					got[name] = answer{known: true}
+				}
+				return nil
 			}
-			continue
-		}
-		if err != nil {
-			failed = err
-			break
-		}
-		got[name] = answer{known: true, source: !c.isReplicaInfo(info)}
+			if err != nil {
+				failed = err
+				return nil
+			}
+			got[name] = answer{known: true, source: !c.isReplicaInfo(info)}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if ctx.Err() != nil {
+		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
