@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -61,13 +62,13 @@ type servedNote struct {
 type outView struct {
 	outs      map[uint64]*outStream
 	served    map[servedKey]*outStream
-	perName   map[string]int           // outbound streams by stream name
-	hls       map[string]int           // HLS sessions by stream name
-	hlsTotal  int                      // sum of hls
-	lastPlay  uint64                   // players created, for their addresses
-	connLimit int64                    // setConnectionsCountLimit; 0: none
-	pendOut   []servedNote             // pulls of m's streams started or ended elsewhere
-	remote    map[string]*remoteServed // by Cluster id, for Clusters elsewhere
+	perName   map[string]map[uint64]*outStream // outbound streams by stream name, then uniqueId
+	hls       map[string]int                   // HLS sessions by stream name
+	hlsTotal  int                              // sum of hls
+	lastPlay  uint64                           // players created, for their addresses
+	connLimit int64                            // setConnectionsCountLimit; 0: none
+	pendOut   []servedNote                     // pulls of m's streams started or ended elsewhere
+	remote    map[string]*remoteServed         // by Cluster id, for Clusters elsewhere
 }
 
 // remoteServed is the last report of the pulls a Cluster in another
@@ -81,7 +82,7 @@ func newOutView() outView {
 	return outView{
 		outs:    make(map[uint64]*outStream),
 		served:  make(map[servedKey]*outStream),
-		perName: make(map[string]int),
+		perName: make(map[string]map[uint64]*outStream),
 		hls:     make(map[string]int),
 		remote:  make(map[string]*remoteServed),
 	}
@@ -168,8 +169,8 @@ func (m *Member) SetViewers(name, protocol string, count int) error {
 		return nil
 	}
 	var have []*outStream
-	for _, o := range m.out.outs {
-		if o.name == name && o.protocol == protocol {
+	for _, o := range m.out.perName[name] {
+		if o.protocol == protocol {
 			have = append(have, o)
 		}
 	}
@@ -204,10 +205,7 @@ func (m *Member) SetViewers(name, protocol string, count int) error {
 func (m *Member) Viewers(name string) (rtmp, rtsp, hls int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, o := range m.out.outs {
-		if o.name != name {
-			continue
-		}
+	for _, o := range m.out.perName[name] {
 		switch o.protocol {
 		case "rtmp":
 			rtmp++
@@ -220,7 +218,12 @@ func (m *Member) Viewers(name string) (rtmp, rtsp, hls int) {
 
 func (m *Member) addOutLocked(o *outStream, now time.Time) {
 	m.out.outs[o.id] = o
-	m.out.perName[o.name]++
+	byID := m.out.perName[o.name]
+	if byID == nil {
+		byID = make(map[uint64]*outStream)
+		m.out.perName[o.name] = byID
+	}
+	byID[o.id] = o
 	m.emitOutLocked("outStreamCreated", o, now)
 }
 
@@ -229,7 +232,8 @@ func (m *Member) removeOutLocked(o *outStream, now time.Time) {
 		return
 	}
 	delete(m.out.outs, o.id)
-	if m.out.perName[o.name]--; m.out.perName[o.name] <= 0 {
+	byID := m.out.perName[o.name]
+	if delete(byID, o.id); len(byID) == 0 {
 		delete(m.out.perName, o.name)
 	}
 	m.emitOutLocked("outStreamClosed", o, now)
@@ -242,13 +246,13 @@ func (m *Member) dropOutsLocked(name string, now time.Time) {
 		m.out.hlsTotal -= n
 		delete(m.out.hls, name)
 	}
-	if m.out.perName[name] == 0 {
+	byID := m.out.perName[name]
+	if len(byID) == 0 {
 		return
 	}
-	for _, o := range m.sortedOutsLocked() {
-		if o.name == name {
-			m.removeOutLocked(o, now)
-		}
+	outs := slices.SortedFunc(maps.Values(byID), func(a, b *outStream) int { return cmp.Compare(a.id, b.id) })
+	for _, o := range outs {
+		m.removeOutLocked(o, now)
 	}
 	for k, o := range m.out.served {
 		if o.name == name {
@@ -260,17 +264,11 @@ func (m *Member) dropOutsLocked(name string, now time.Time) {
 // outIDsLocked returns the uniqueIds of the outbound streams of name in
 // order, or nil when there are none (EMS writes null).
 func (m *Member) outIDsLocked(name string) any {
-	if m.out.perName[name] == 0 {
+	byID := m.out.perName[name]
+	if len(byID) == 0 {
 		return nil
 	}
-	var ids []uint64
-	for _, o := range m.out.outs {
-		if o.name == name {
-			ids = append(ids, o.id)
-		}
-	}
-	slices.Sort(ids)
-	return ids
+	return slices.Sorted(maps.Keys(byID))
 }
 
 // sortedOutsLocked returns m's outbound streams by uniqueId.
@@ -442,7 +440,7 @@ func (m *Member) cmdClientsConnected(p *params) result {
 	if name == "" {
 		n = len(m.out.outs)
 	} else {
-		n = m.out.perName[name]
+		n = len(m.out.perName[name])
 	}
 	m.mu.Unlock()
 	desc := "EMS outbound client connections count"

@@ -260,3 +260,73 @@ func TestServedPullAcrossProcesses(t *testing.T) {
 		t.Fatalf("A still lists B's ended pull: %v", err)
 	}
 }
+
+// TestOutStreamsUniqueIdsFollowPlayers: each inbound entry of listStreams
+// lists exactly the uniqueIds of its stream's outbound entries, in order,
+// as players come and go and a stream closes; clientsConnected per stream
+// agrees.
+func TestOutStreamsUniqueIdsFollowPlayers(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 1, Config{})
+	m := c.Members()[0]
+	for _, name := range []string{"a", "b", "c"} {
+		if err := m.Publish(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(step string, want map[string]int) {
+		t.Helper()
+		r := mustSucceed(t, m, "listStreams", "")
+		outs := map[string][]string{}
+		ins := map[string]string{}
+		list, _ := r.data().([]any)
+		for _, v := range list {
+			o := v.(map[string]any)
+			name := o["name"].(string)
+			if typ := o["type"].(string); strings.HasPrefix(typ, "O") {
+				outs[name] = append(outs[name], fmt.Sprint(o["uniqueId"]))
+			} else {
+				ins[name] = fmt.Sprint(o["outStreamsUniqueIds"])
+			}
+		}
+		for _, name := range []string{"a", "b", "c"} {
+			if len(outs[name]) != want[name] {
+				t.Errorf("%s: %d outbound entries of %s, want %d", step, len(outs[name]), name, want[name])
+			}
+			ids := "<nil>"
+			if len(outs[name]) > 0 {
+				ids = "[" + strings.Join(outs[name], " ") + "]"
+			}
+			if in, ok := ins[name]; ok && in != ids {
+				t.Errorf("%s: outStreamsUniqueIds of %s = %s, want %s", step, name, in, ids)
+			}
+			n := number(t, path(mustSucceed(t, m, "clientsConnected", "localStreamName="+name).Env, "data", "outboundCount"))
+			if int(n) != want[name] {
+				t.Errorf("%s: clientsConnected of %s = %v, want %d", step, name, n, want[name])
+			}
+		}
+	}
+	set := func(name, protocol string, count int) {
+		t.Helper()
+		if err := m.SetViewers(name, protocol, count); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("a", "rtmp", 3)
+	set("b", "rtsp", 2)
+	set("a", "rtsp", 1)
+	set("c", "rtmp", 1)
+	check("players added", map[string]int{"a": 4, "b": 2, "c": 1})
+	set("a", "rtmp", 1)
+	set("c", "rtmp", 0)
+	check("players gone", map[string]int{"a": 2, "b": 2})
+	if err := m.Unpublish("b"); err != nil {
+		t.Fatal(err)
+	}
+	check("b closed", map[string]int{"a": 2})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.out.perName) != 1 || len(m.out.perName["a"]) != 2 || len(m.out.outs) != 2 {
+		t.Errorf("outbound streams by name %v (%d in all), want a's 2 only", m.out.perName, len(m.out.outs))
+	}
+}
