@@ -23,7 +23,10 @@ type fakeClient struct {
 	err     error // of every call
 	block   bool  // calls wait for their context
 	calls   []time.Time
-	limits  int // getConnectionsCountLimit calls
+	limits  int           // getConnectionsCountLimit calls
+	delay   time.Duration // listStreams takes this long before answering
+	active  int           // listStreams calls under way
+	overlap int           // most listStreams calls under way at once
 }
 
 func (f *fakeClient) answer(ctx context.Context) error {
@@ -41,7 +44,20 @@ func (f *fakeClient) EachStream(ctx context.Context, fn func(e *ems.StreamEntry)
 	f.mu.Lock()
 	f.calls = append(f.calls, time.Now())
 	entries := append([]ems.StreamEntry(nil), f.entries...)
+	f.active++
+	f.overlap = max(f.overlap, f.active)
+	delay := f.delay
 	f.mu.Unlock()
+	defer f.set(func(f *fakeClient) { f.active-- })
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	if err := f.answer(ctx); err != nil {
 		return err
 	}
@@ -300,5 +316,95 @@ func TestSetMembers(t *testing.T) {
 		}
 		cancel()
 		<-done
+	})
+}
+
+// runPolled runs a Service polling member "a" through fc every second,
+// with stale_after 15s (so a reading may take up to 5s), for d; onSample
+// sees its samples.
+func runPolled(t *testing.T, fc *fakeClient, d time.Duration, onSample SampleFunc) *Service {
+	t.Helper()
+	cfg := &config.Play{Listen: "127.0.0.1:0", PollInterval: time.Second, StaleAfter: 15 * time.Second,
+		HighWater: 0.8, StickyTTL: time.Minute, DefaultStreamBitrate: 2e6}
+	s, err := New(Options{Config: cfg, Members: []Member{{Name: "a", Address: "10.0.0.1", Placement: placement(200), Client: fc}},
+		Holders: &fakeHolders{m: map[string][]string{}}, OnSample: onSample})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	time.Sleep(d)
+	synctest.Wait()
+	cancel()
+	<-done
+	return s
+}
+
+// TestPollerPeriodIsIntervalOrReading: a reading starts every poll
+// interval when it takes less; one that takes longer is followed at once
+// by the next; two readings of a member never overlap; each sample is
+// taken when its reading ends.
+func TestPollerPeriodIsIntervalOrReading(t *testing.T) {
+	for _, tc := range []struct{ reading, period time.Duration }{
+		{300 * time.Millisecond, time.Second},
+		{time.Second, time.Second},
+		{2500 * time.Millisecond, 2500 * time.Millisecond},
+	} {
+		t.Run(tc.reading.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fc := &fakeClient{delay: tc.reading}
+				var samples []time.Time
+				runPolled(t, fc, 20*time.Second, func(_ string, at time.Time, _ float64, _ map[string]int) { samples = append(samples, at) })
+				calls := fc.callTimes()
+				if want := int(20 * time.Second / tc.period); len(calls) < want {
+					t.Fatalf("%d readings in 20s, want %d", len(calls), want)
+				}
+				for i := 1; i < len(calls); i++ {
+					if gap := calls[i].Sub(calls[i-1]); gap != tc.period {
+						t.Errorf("readings %d and %d started %v apart, want %v", i-1, i, gap, tc.period)
+					}
+				}
+				if len(samples) < len(calls)-1 {
+					t.Fatalf("%d samples of %d readings", len(samples), len(calls))
+				}
+				for i, at := range samples {
+					if want := calls[i].Add(tc.reading); !at.Equal(want) {
+						t.Errorf("sample %d taken at %v, want at the end of its reading, %v", i, at, want)
+					}
+				}
+				fc.set(func(f *fakeClient) {
+					if f.overlap != 1 {
+						t.Errorf("%d readings of one member under way at once, want 1", f.overlap)
+					}
+				})
+			})
+		})
+	}
+}
+
+// TestPollerBackoffRunsFromTheFailedReadingsEnd: a member whose readings
+// fail after a while is read again after the backoff (the interval
+// doubled per failure, six intervals at most, with jitter down to half),
+// counted from the end of the failed reading, not from its start.
+func TestPollerBackoffRunsFromTheFailedReadingsEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const reading = 1500 * time.Millisecond
+		fc := &fakeClient{delay: reading, err: &ems.Error{Member: "a", Command: "listStreams", Kind: ems.KindTransport, Err: errors.New("connection reset")}}
+		s := runPolled(t, fc, 90*time.Second, nil)
+		calls := fc.callTimes()
+		if len(calls) < 10 {
+			t.Fatalf("%d readings of a failing member in 90s, want at least 10", len(calls))
+		}
+		for i := 1; i < len(calls); i++ {
+			backoff := min(time.Second<<min(i, 8), 6*time.Second)
+			gap := calls[i].Sub(calls[i-1])
+			if lo, hi := reading+backoff/2, reading+backoff; gap < lo || gap > hi {
+				t.Errorf("readings %d and %d started %v apart, want %v to %v (reading %v, then backoff %v with jitter)", i-1, i, gap, lo, hi, reading, backoff)
+			}
+		}
+		if m := s.Load().Members[0]; m.Eligible || m.LastError == "" {
+			t.Errorf("failing member's load = %+v, want ineligible with its error", m)
+		}
 	})
 }

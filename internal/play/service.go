@@ -282,10 +282,11 @@ const maxBackoffFactor = 6
 func (s *Service) poller(ctx context.Context, ms *memberState) {
 	log := s.log.With("member", ms.m.Name)
 	interval := s.cfg.PollInterval
-	// A reading may take longer than the interval (an origin listing
-	// thousands of streams, a loaded member): the next one waits for it.
-	// Half of stale_after at most, so that a member that stopped answering
-	// shows the error by the time its sample is stale.
+	// A reading starts every interval. One may take longer (an origin
+	// listing thousands of streams, a loaded member): the next starts as
+	// soon as it ends, never alongside it. Half of stale_after at most, so
+	// that a member that stopped answering shows the error by the time its
+	// sample is stale.
 	timeout := max(min(max(interval, 5*time.Second), s.cfg.StaleAfter/2), interval)
 	// The connection limit is read at the first good poll and every
 	// connEach polls, unless the config gives maxViewers.
@@ -301,17 +302,22 @@ func (s *Service) poller(ctx context.Context, ms *memberState) {
 			return
 		case <-timer.C:
 		}
+		started := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		sample, err := s.read(cctx, ms, !limitRead || n%s.connEach == 0 && ms.m.Placement.MaxViewers == 0, &connLimit)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		delay := interval
+		// The next reading starts interval after this one started, at
+		// once when this one took longer.
+		next := started.Add(interval)
 		if err != nil {
+			// A failing member is read less often: the backoff runs from
+			// the end of the failed reading.
 			fails++
-			delay = min(interval<<min(fails, 8), maxBackoffFactor*interval)
-			delay = delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1))
+			delay := min(interval<<min(fails, 8), maxBackoffFactor*interval)
+			next = time.Now().Add(delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1)))
 			if msg := err.Error(); msg != lastErr {
 				log.Warn("play: cannot read the member's load", "err", err)
 				lastErr = msg
@@ -327,7 +333,7 @@ func (s *Service) poller(ctx context.Context, ms *memberState) {
 		if err == nil {
 			s.notify(ms, sample)
 		}
-		timer.Reset(delay)
+		timer.Reset(max(time.Until(next), 0))
 	}
 }
 
