@@ -12,8 +12,11 @@
 // DASH sessions) and, for a member without maxViewers,
 // getConnectionsCountLimit at the first good poll and every twelfth
 // after, and stores the result as an immutable Sample, then hands it to
-// the OnSample hook. A failing member is polled with capped, jittered
-// backoff; its last sample goes stale and the member ineligible.
+// the OnSample hook. A reading starts every poll interval, or as soon as
+// the previous one ends when that took longer; a member's readings never
+// overlap. A failing member is polled with capped, jittered backoff from
+// the end of its failed reading; its last sample goes stale and the member
+// ineligible.
 //
 // Service.mu guards the member list, every member's Target (latest
 // sample, pending estimate), the sticky map and the random source. A play
