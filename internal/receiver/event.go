@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -306,7 +307,8 @@ var decodeOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsont
 // and the raw value of each member, in order. key is valid during the
 // call; value as long as body.
 func walkBody(body []byte, fn func(key, value []byte)) (isObject bool, err error) {
-	dec := jsontext.NewDecoder(bytes.NewBuffer(body), decodeOptions...)
+	dec := getDecoder(body)
+	defer putDecoder(dec)
 	if dec.PeekKind() == '{' {
 		isObject = true
 		err = eachMemberOf(dec, func(key, value []byte) error { fn(key, value); return nil })
@@ -330,7 +332,28 @@ func walkBody(body []byte, fn func(key, value []byte)) (isObject bool, err error
 // member of obj, a valid JSON object, in order. An error from fn stops
 // the walk and is returned.
 func eachMember(obj []byte, fn func(key, value []byte) error) error {
-	return eachMemberOf(jsontext.NewDecoder(bytes.NewBuffer(obj), decodeOptions...), fn)
+	dec := getDecoder(obj)
+	defer putDecoder(dec)
+	return eachMemberOf(dec, fn)
+}
+
+// decoders keeps decoders for reuse: building one costs more than reading
+// an event with it.
+var decoders sync.Pool // *jsontext.Decoder
+
+// getDecoder returns a decoder reading b in place.
+func getDecoder(b []byte) *jsontext.Decoder {
+	if dec, ok := decoders.Get().(*jsontext.Decoder); ok {
+		dec.Reset(bytes.NewBuffer(b), decodeOptions...)
+		return dec
+	}
+	return jsontext.NewDecoder(bytes.NewBuffer(b), decodeOptions...)
+}
+
+// putDecoder keeps dec for reuse, without its input.
+func putDecoder(dec *jsontext.Decoder) {
+	dec.Reset(bytes.NewBuffer(nil), decodeOptions...)
+	decoders.Put(dec)
 }
 
 func eachMemberOf(dec *jsontext.Decoder, fn func(key, value []byte) error) error {
