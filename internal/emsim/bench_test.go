@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -171,6 +172,48 @@ func TestListConfigTenThousand(t *testing.T) {
 	if elapsed > 2*time.Second {
 		t.Errorf("listConfig of %d entries took %v", n, elapsed)
 	}
+}
+
+// BenchmarkStreamingPullsIdle measures what 20,000 pulls streaming from
+// another member cost the emulator while nothing happens: the bytes the
+// process allocates per full check of the streaming pulls (one a second).
+func BenchmarkStreamingPullsIdle(b *testing.B) {
+	c, err := Start(Config{IP: RandomLoopbackIPs(2)[0], Members: 2, APIPort: testPort})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	src, dst := c.Members()[0], c.Members()[1]
+	const n = 20000
+	if _, err := src.PublishMany("s", n); err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		q := "params=" + b64(fmt.Sprintf("uri=rtmp://%s/live/s%d localStreamName=s%d keepAlive=1 ", src.IP(), i, i))
+		if out := dst.execute(nil, "pullStream", q); !strings.Contains(string(out), `"SUCCESS"`) {
+			b.Fatalf("pullStream %d: %s", i, out)
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for dst.Stats().Streams < n {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d pulls streaming after a minute", dst.Stats().Streams, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var before, after runtime.MemStats
+	var bytes, checks uint64
+	for b.Loop() {
+		runtime.ReadMemStats(&before)
+		start := dst.fullChecks.Load()
+		for dst.fullChecks.Load() < start+2 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		runtime.ReadMemStats(&after)
+		bytes += after.TotalAlloc - before.TotalAlloc
+		checks += uint64(dst.fullChecks.Load() - start)
+	}
+	b.ReportMetric(float64(bytes)/float64(checks), "B/check")
 }
 
 // A listing answered in a reused large buffer is the listing of the moment,

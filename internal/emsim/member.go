@@ -75,6 +75,11 @@ type Member struct {
 	pendAll  bool       // check every streaming pull
 	pendGone []srcRef   // check the pulls of these sources
 
+	// checkBatch and checkRefs are checkStreaming's buffers, kept from one
+	// check to the next: used by the pull loop only.
+	checkBatch []attempt
+	checkRefs  []srcRef
+
 	mu           sync.Mutex
 	faults       Faults
 	streams      map[string]*stream

@@ -507,8 +507,15 @@ func (m *Member) checkStreaming(now time.Time, only []srcRef) {
 	if only == nil {
 		defer m.fullChecks.Add(1)
 	}
-	var batch []attempt
-	var refs []srcRef
+	// The buffers are reused: a member streaming 50,000 pulls checks them
+	// every second, and growing them anew each time kept the collector
+	// busy on the emulator's whole heap.
+	batch, refs := m.checkBatch[:0], m.checkRefs[:0]
+	defer func() {
+		clear(batch) // holds no config past the check
+		clear(refs)
+		m.checkBatch, m.checkRefs = batch[:0], refs[:0]
+	}()
 	m.mu.Lock()
 	if only == nil {
 		for _, c := range m.configs {
