@@ -65,12 +65,14 @@ func (r *runner) resync(ctx context.Context, l *liveGroup) error {
 		return err
 	}
 	// Wait for the resync's listings at the members, then for its end in
-	// the metrics (scraped rarely: a scrape is not free at this size).
+	// the metrics, scraped once a second: a scrape rebuilds the status rows
+	// the resync changed (at 50,000 streams, scrapes every 100 ms took
+	// 0.8 s of the balancer's CPU during the resync they waited for).
 	if err := awaitListings(ctx, l, before); err != nil {
 		return err
 	}
 	var m1 map[string]float64
-	err = poll(ctx, time.Minute, 100*time.Millisecond, "the resync's end", l.b.proc, func(ctx context.Context) (bool, error) {
+	err = poll(ctx, time.Minute, time.Second, "the resync's end", l.b.proc, func(ctx context.Context) (bool, error) {
 		m, err := l.b.metrics(ctx)
 		if err != nil {
 			return false, err
