@@ -181,11 +181,20 @@ func TestDownMemberIsFilledWhenItReturns(t *testing.T) {
 			t.Errorf("a down member got %d calls in a minute; want it parked and probed", n)
 		}
 		c.setDown(false)
-		h.settle(11 * time.Second)
-		wantReplica(t, c, "s", "rtmp://127.0.0.1/live/s")
-		if st := h.c.Snapshot(); !st.Converged {
-			t.Errorf("not converged after the member returned: %+v %+v", st.Members, st.Streams)
+		// Back, c is probed (its probes have backed off), listed, filled,
+		// and its pull seen streaming by a later listing: on the fake
+		// clock, within a resync interval and a half.
+		for deadline := time.Now().Add(15 * time.Second); ; {
+			h.settle(500 * time.Millisecond)
+			st := h.c.Snapshot()
+			if st.Converged {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not converged after the member returned: %+v %+v", st.Members, st.Streams)
+			}
 		}
+		wantReplica(t, c, "s", "rtmp://127.0.0.1/live/s")
 	})
 }
 
