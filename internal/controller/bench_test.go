@@ -132,12 +132,7 @@ func BenchmarkStatusCold(b *testing.B) {
 	c := convergedGroup(b, streams, members)
 	b.ReportAllocs()
 	for b.Loop() {
-		c.mu.Lock()
-		c.allDirtyLocked()
-		c.mu.Unlock()
-		c.rows.mu.Lock()
-		c.rows.last = nil
-		c.rows.mu.Unlock()
+		staleRows(c)
 		if st := c.Snapshot(); !st.Converged {
 			b.Fatal("not converged")
 		}
@@ -196,6 +191,17 @@ func BenchmarkStatusEncoded(b *testing.B) {
 	}
 }
 
+// staleRows makes every status row stale and drops the last build, as a
+// member's change of state does.
+func staleRows(c *Controller) {
+	c.mu.Lock()
+	c.allDirtyLocked()
+	c.mu.Unlock()
+	c.rows.mu.Lock()
+	c.rows.last = nil
+	c.rows.mu.Unlock()
+}
+
 // BenchmarkStatusColdHold measures the longest hold of the controller's
 // lock by a cold status build (every row recomputed), alone and while
 // another goroutine allocates as a resync's decoding does, so that the
@@ -224,12 +230,7 @@ func BenchmarkStatusColdHold(b *testing.B) {
 			}()
 			var longest time.Duration
 			for b.Loop() {
-				c.mu.Lock()
-				c.allDirtyLocked()
-				c.mu.Unlock()
-				c.rows.mu.Lock()
-				c.rows.last = nil
-				c.rows.mu.Unlock()
+				staleRows(c)
 				c.rows.build(c)
 				longest = max(longest, time.Duration(testutil.ToFloat64(c.met.statusLock)*float64(time.Second)))
 			}
