@@ -143,6 +143,12 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"data":{"pull":[{"configId":18446744073709551615,"_x":"y","status":{"current":{"code":4}}}]},"status":"SUCCESS"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		meta, data, err := decodeWhole(body)
+		// Read in place from a buffer, as the client reads a small
+		// answer: the same result.
+		bmeta, bdata, berr := decodeWholeFrom(bytes.NewBuffer(bytes.Clone(body)))
+		if (berr == nil) != (err == nil) || bmeta != meta || !bytes.Equal(bdata, data) {
+			t.Fatalf("in place: %+v %q %v; streamed: %+v %q %v", bmeta, bdata, berr, meta, data, err)
+		}
 		// The envelope: encoding/json's generic decoding is the oracle.
 		var env map[string]json.RawMessage
 		trimmed := bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))

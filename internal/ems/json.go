@@ -309,6 +309,13 @@ func walkEnvelope(r io.Reader, data func(*jsontext.Decoder) error) (envelopeMeta
 
 // skipBOM returns r without the byte order mark it may begin with.
 func skipBOM(r io.Reader) io.Reader {
+	if b, ok := r.(*bytes.Buffer); ok {
+		// Kept a *bytes.Buffer, which the decoder reads in place.
+		if bytes.HasPrefix(b.Bytes(), []byte{0xef, 0xbb, 0xbf}) {
+			b.Next(3)
+		}
+		return b
+	}
 	var head [3]byte
 	n, _ := io.ReadFull(r, head[:])
 	if n == 3 && head == [3]byte{0xef, 0xbb, 0xbf} {

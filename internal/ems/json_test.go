@@ -79,8 +79,14 @@ func jsonish() *rapid.Generator[string] {
 // decodeWhole decodes an answer body as a command decoded whole does,
 // returning its data (nil when null).
 func decodeWhole(body []byte) (envelopeMeta, []byte, error) {
+	return decodeWholeFrom(bytes.NewReader(body))
+}
+
+// decodeWholeFrom is decodeWhole of what r reads; a *bytes.Buffer is read
+// in place, as the client reads a small answer.
+func decodeWholeFrom(r io.Reader) (envelopeMeta, []byte, error) {
 	var data []byte
-	meta, err := walkEnvelope(bytes.NewReader(body), func(dec *jsontext.Decoder) error {
+	meta, err := walkEnvelope(r, func(dec *jsontext.Decoder) error {
 		v, err := dec.ReadValue()
 		data = nil
 		if err == nil && v.Kind() != 'n' {
