@@ -125,10 +125,24 @@ func TestReplicaPulledDuringAListingIsNotASource(t *testing.T) {
 		}
 		b.mu.Unlock()
 		h.settle(31 * time.Second)
+		// The two listings of the resync run at once: when b's comes
+		// second, this balancer has pulled cam onto b before the other
+		// one, and that pull is seen streaming by a listing up to 2 s
+		// later. The fake clock runs until b's cell is present.
+		var st Status
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			st = h.c.Snapshot()
+			if len(st.Streams) == 1 && st.Streams[0].Replicas["b"].State == StatePresent {
+				break
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+			h.settle(500 * time.Millisecond)
+		}
 
 		wantReplica(t, g.m(addrB), "cam", "rtmp://127.0.0.1/live/cam")
 		wantReplica(t, g.m(addrC), "cam", "rtmp://127.0.0.1/live/cam")
-		st := h.c.Snapshot()
 		if len(st.Conflicts) != 0 {
 			t.Errorf("conflicts reported: %+v", st.Conflicts)
 		}
