@@ -105,8 +105,16 @@ func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) b
 	clear(c.ranks) // rankings hold the members they were made of
 	c.allDirtyLocked()
 	if c.running && !c.stopping {
-		// Run's member loop starts the new members and stops the
-		// retired ones.
+		// The retired members take no more work from now on; Run's
+		// member loop waits for their goroutines and starts the new
+		// members.
+		for _, m := range stop {
+			m.run.stopped = true
+			if m.run.cancel != nil {
+				m.run.cancel()
+			}
+			m.work.queue.ShutDown()
+		}
 		c.retired = append(c.retired, stop...)
 		select {
 		case c.membersCh <- struct{}{}:
