@@ -352,9 +352,14 @@ func getDecoder(b []byte) *jsontext.Decoder {
 
 // putDecoder keeps dec for reuse, without its input.
 func putDecoder(dec *jsontext.Decoder) {
-	dec.Reset(bytes.NewBuffer(nil), decodeOptions...)
+	dec.Reset(eof{}, decodeOptions...)
 	decoders.Put(dec)
 }
+
+// eof is an empty reader.
+type eof struct{}
+
+func (eof) Read([]byte) (int, error) { return 0, io.EOF }
 
 func eachMemberOf(dec *jsontext.Decoder, fn func(key, value []byte) error) error {
 	if _, err := dec.ReadToken(); err != nil { // '{'
