@@ -148,9 +148,7 @@ func BenchmarkStatusWarm(b *testing.B) {
 	c := convergedGroup(b, streams, members)
 	b.ReportAllocs()
 	for b.Loop() {
-		c.rows.mu.Lock()
-		c.rows.last = nil
-		c.rows.mu.Unlock()
+		dropBuild(c)
 		if st := c.Snapshot(); !st.Converged {
 			b.Fatal("not converged")
 		}
@@ -165,9 +163,7 @@ func BenchmarkStatusPage(b *testing.B) {
 	c := convergedGroup(b, streams, members)
 	b.ReportAllocs()
 	for b.Loop() {
-		c.rows.mu.Lock()
-		c.rows.last = nil
-		c.rows.mu.Unlock()
+		dropBuild(c)
 		if st := c.Status(StatusQuery{Attention: true, Limit: 50}); len(st.Streams) != 50 {
 			b.Fatalf("%d streams", len(st.Streams))
 		}
@@ -182,9 +178,7 @@ func BenchmarkStatusEncoded(b *testing.B) {
 	c := convergedGroup(b, streams, members)
 	b.ReportAllocs()
 	for b.Loop() {
-		c.rows.mu.Lock()
-		c.rows.last = nil
-		c.rows.mu.Unlock()
+		dropBuild(c)
 		if err := c.Status(StatusQuery{Encoding: true}).WriteJSON(io.Discard); err != nil {
 			b.Fatal(err)
 		}
@@ -197,6 +191,11 @@ func staleRows(c *Controller) {
 	c.mu.Lock()
 	c.allDirtyLocked()
 	c.mu.Unlock()
+	dropBuild(c)
+}
+
+// dropBuild drops the last status build, so that the next read makes one.
+func dropBuild(c *Controller) {
 	c.rows.mu.Lock()
 	c.rows.last = nil
 	c.rows.mu.Unlock()
