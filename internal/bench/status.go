@@ -44,7 +44,7 @@ func (r *runner) status(ctx context.Context, l *liveGroup) error {
 	}
 	b := l.b
 	r.progress("status: %d full status documents of %d streams × %d members, then a full rebuild after a pause and one after a reload", statusGets, r.o.Streams, r.o.Members)
-	r.prof.cpu("status", map[string]string{"balancer": b.debug})
+	r.prof.cpu("status", map[string]string{"balancer": b.debug, "emsim": l.g.debug})
 	var times []float64
 	var maxLock float64
 	var size int64
@@ -131,7 +131,7 @@ func (r *runner) status(ctx context.Context, l *liveGroup) error {
 		return err
 	}
 	r.res.DashboardIdleCPUPct = Rate(idle)
-	r.prof.cpu("dashboard", map[string]string{"balancer": b.debug})
+	r.prof.cpu("dashboard", map[string]string{"balancer": b.debug, "emsim": l.g.debug})
 	busy, err := cpuShare(ctx, pid, dashboardWindow, func(ctx context.Context) error { return r.dashboard(ctx, b) })
 	if err != nil {
 		return err

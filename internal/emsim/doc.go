@@ -23,9 +23,11 @@
 // the stream is an inbound stream there and the member is not down; a pull
 // from any other host (an external camera) streams shortly after it is
 // requested unless it was made unavailable. Upstream members of the same
-// Cluster are checked in memory; members in other processes are checked over
-// HTTP with one GET /_emsim/media per upstream member per second, a route of
-// the media plane that API faults do not touch.
+// Cluster are checked in memory when their streams end or the member goes
+// down, as a pull's connection would break at once; members in other
+// processes are checked over HTTP with one GET /_emsim/media per upstream
+// member per second, a route of the media plane that API faults do not
+// touch.
 //
 // Faults of the API (latency, a share of HTTP 500 answers, connections
 // closed unanswered), which pulls from the member outlive, a member that is

@@ -95,8 +95,17 @@ func TestAPIFaultsKeepMediaStreaming(t *testing.T) {
 					n := origin.Stats().MediaChecks
 					awaitCount(ctx, t, "origin media checks", func() int64 { return origin.Stats().MediaChecks }, n+2)
 				}
-				n := replica.fullChecks.Load()
-				awaitCount(ctx, t, "replica upstream checks", replica.fullChecks.Load, n+2)
+				if remote {
+					n := replica.fullChecks.Load()
+					awaitCount(ctx, t, "replica upstream checks", replica.fullChecks.Load, n+2)
+				} else {
+					// A source in the same process is checked when it
+					// changes, not periodically: ask for a check of every
+					// pull, as a change of the origin's media would.
+					n := replica.allChecks.Load()
+					replica.requestCheck()
+					awaitCount(ctx, t, "replica upstream checks", replica.allChecks.Load, n+1)
+				}
 				if got := replica.PullConfigs(); len(got) != 1 || got[0].StatusCode != StatusStreaming {
 					t.Fatalf("replica pull with %s on its origin: %+v, want streaming", fault, got)
 				}

@@ -67,7 +67,8 @@ type Member struct {
 
 	calls       callCounter
 	mediaChecks atomic.Int64 // GET /_emsim/media answered
-	fullChecks  atomic.Int64 // checks of every streaming pull done
+	fullChecks  atomic.Int64 // periodic checks of the streaming pulls done
+	allChecks   atomic.Int64 // checks of every streaming pull done, local sources' included
 	ev          *eventSender // nil when events are off
 	kick        chan struct{}
 

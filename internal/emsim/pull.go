@@ -81,7 +81,11 @@ type pullConfig struct {
 	uri      uriInfo
 	srcHost  string // member address when the source is an emulated member
 	isMember bool
-	srcName  string // stream name at the source member
+	// local: the source is a member of this process's Cluster, whose
+	// streams closing and going down are announced to every member at
+	// once (streamGone, upstreamChanged); the periodic check skips it.
+	local   bool
+	srcName string // stream name at the source member
 
 	state   pullState
 	gen     uint64 // bumped on every state change; stale timers are ignored
@@ -235,6 +239,7 @@ func (m *Member) connectDelayLocked() time.Duration {
 // addConfigLocked registers a new configuration and starts connecting it.
 func (m *Member) addConfigLocked(set *settings, u uriInfo, now time.Time) *pullConfig {
 	c := newPullConfig(set, u)
+	c.local = c.isMember && m.c.byIP[c.srcHost] != nil
 	c.cur = statusEntry{code: StatusConnecting, at: now}
 	m.configs[set.ConfigID] = c
 	m.configByName[set.LocalStreamName] = c
@@ -432,10 +437,12 @@ func (m *Member) pullLoop(ctx context.Context) {
 			m.mu.Lock()
 			m.expireRemoteLocked(now)
 			m.mu.Unlock()
-			m.checkStreaming(time.Now(), nil)
+			// The periodic check leaves out pulls of this process's own
+			// members: their sources' ends are announced as they happen.
+			m.checkStreaming(time.Now(), nil, !all)
 			nextCheck = time.Now().Add(checkPeriod)
 		} else if len(refs) > 0 {
-			m.checkStreaming(time.Now(), refs)
+			m.checkStreaming(time.Now(), refs, false)
 		}
 	}
 }
@@ -502,10 +509,14 @@ func (m *Member) runDue(now time.Time) {
 }
 
 // checkStreaming closes streaming pulls whose source went away: every
-// streaming pull when only is nil, else those pulling one of only.
-func (m *Member) checkStreaming(now time.Time, only []srcRef) {
+// streaming pull when only is nil (but those of this process's members
+// when skipLocal is set), else those pulling one of only.
+func (m *Member) checkStreaming(now time.Time, only []srcRef, skipLocal bool) {
 	if only == nil {
 		defer m.fullChecks.Add(1)
+		if !skipLocal {
+			defer m.allChecks.Add(1)
+		}
 	}
 	// The buffers are reused: a member streaming 50,000 pulls checks them
 	// every second, and growing them anew each time kept the collector
@@ -519,7 +530,7 @@ func (m *Member) checkStreaming(now time.Time, only []srcRef) {
 	m.mu.Lock()
 	if only == nil {
 		for _, c := range m.configs {
-			if c.state != pullStreaming {
+			if c.state != pullStreaming || (skipLocal && c.local) {
 				continue
 			}
 			if !c.isMember {
