@@ -188,6 +188,7 @@ func (rc *rowCache) build(c *Controller) *built {
 	started := time.Now() // the lock is held from here to the first Unlock
 	todo := rc.todo[:0]
 	all := rc.all
+	members := len(c.members)
 	if all {
 		rc.all = false
 		clear(rc.dirty)
@@ -219,6 +220,7 @@ func (rc *rowCache) build(c *Controller) *built {
 		}
 	}
 	rc.todo = todo[:0]
+	rc.growFacts(members)
 
 	for len(todo) > 0 {
 		c.mu.Lock()
@@ -228,11 +230,6 @@ func (rc *rowCache) build(c *Controller) *built {
 			// Short holds: at most rebuildChunk rows, or rebuildHold.
 			if n == rebuildChunk || time.Since(now) > rebuildHold {
 				break
-			}
-			if n == len(rc.facts) {
-				c.mu.Unlock() // growing the buffer allocates
-				rc.facts = append(rc.facts, rowFacts{})
-				c.mu.Lock()
 			}
 			c.gatherLocked(&rc.facts[n], name, now)
 			n++
@@ -345,6 +342,25 @@ func (rc *rowCache) build(c *Controller) *built {
 	c.met.statusBuild.Observe(time.Since(started).Seconds())
 	c.met.statusLock.Set(longest.Seconds())
 	return b
+}
+
+// growFacts makes room, before the lock is taken, for the facts of a
+// hold's rows in a group of members members: growing a buffer while
+// holding the lock would allocate there, and an allocation can be made to
+// help the collector for milliseconds.
+func (rc *rowCache) growFacts(members int) {
+	if len(rc.facts) < rebuildChunk {
+		rc.facts = append(rc.facts, make([]rowFacts, rebuildChunk-len(rc.facts))...)
+	}
+	for i := range rc.facts {
+		f := &rc.facts[i]
+		if cap(f.cells) < members {
+			f.cells = make([]cellFacts, 0, members)
+		}
+		if cap(f.desired) < members {
+			f.desired = make([]string, 0, members)
+		}
+	}
 }
 
 // rowFacts is what one row is made of, gathered under the controller's
