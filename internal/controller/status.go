@@ -200,6 +200,11 @@ func (c *Controller) Status(q StatusQuery) Status {
 	if q.Attention {
 		rows = b.byAttention
 	}
+	if q.Limit > 0 {
+		st.Streams = make([]StreamStatus, 0, min(q.Limit, len(rows)))
+	} else if q.Cursor == "" && q.State == "" && q.Member == "" && q.Stream == "" {
+		st.Streams = make([]StreamStatus, 0, len(rows)) // the whole document
+	}
 	started := q.Cursor == ""
 	for _, r := range rows {
 		if !started {
