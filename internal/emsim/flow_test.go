@@ -239,3 +239,33 @@ func TestPullFromOtherProcess(t *testing.T) {
 		t.Errorf("A answered %d listInboundStreamNames calls, want none: upstream checks use the media plane", api)
 	}
 }
+
+// A pull from a member of the same process stops when its source ends,
+// at once and without the periodic check, which leaves such pulls out.
+func TestPullStopsWhenLocalSourceEnds(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, Config{})
+	a, b := c.Members()[0], c.Members()[1]
+	ctx := testCtx(t, 15*time.Second)
+	if err := a.Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, b, "pullStream", "uri=rtmp://"+a.IP()+"/live/cam localStreamName=cam keepAlive=1")
+	if err := b.AwaitPullStatus(ctx, "cam", StatusStreaming); err != nil {
+		t.Fatal(err)
+	}
+	// A periodic check has run since the pull streams: it left the pull
+	// alone while its source was there.
+	n := b.fullChecks.Load()
+	awaitCount(ctx, t, "B's periodic checks", b.fullChecks.Load, n+1)
+	checked := b.allChecks.Load()
+	if err := a.Unpublish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AwaitNoInbound(ctx, "cam"); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.allChecks.Load(); got != checked {
+		t.Errorf("B checked every pull %d times to see its source end, want none: the source's end is announced", got-checked)
+	}
+}
