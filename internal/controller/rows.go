@@ -360,6 +360,9 @@ func (rc *rowCache) growFacts(members int) {
 		if cap(f.desired) < members {
 			f.desired = make([]string, 0, members)
 		}
+		if cap(f.conflicts) < members {
+			f.conflicts = make([]Conflict, 0, members)
+		}
 	}
 }
 

@@ -101,7 +101,7 @@ func TestAPIFaultsKeepMediaStreaming(t *testing.T) {
 				} else {
 					// A source in the same process is checked when it
 					// changes, not periodically: ask for a check of every
-					// pull, as a change of the origin's media would.
+					// pull, as the origin going down or up would.
 					n := replica.allChecks.Load()
 					replica.requestCheck()
 					awaitCount(ctx, t, "replica upstream checks", replica.allChecks.Load, n+1)

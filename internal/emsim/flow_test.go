@@ -1,6 +1,7 @@
 package emsim
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -241,23 +242,10 @@ func TestPullFromOtherProcess(t *testing.T) {
 }
 
 // A pull from a member of the same process stops when its source ends,
-// at once and without the periodic check, which leaves such pulls out.
+// through the announcement of that end alone: no check of every pull runs.
 func TestPullStopsWhenLocalSourceEnds(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, 2, Config{})
-	a, b := c.Members()[0], c.Members()[1]
-	ctx := testCtx(t, 15*time.Second)
-	if err := a.Publish("cam"); err != nil {
-		t.Fatal(err)
-	}
-	mustSucceed(t, b, "pullStream", "uri=rtmp://"+a.IP()+"/live/cam localStreamName=cam keepAlive=1")
-	if err := b.AwaitPullStatus(ctx, "cam", StatusStreaming); err != nil {
-		t.Fatal(err)
-	}
-	// A periodic check has run since the pull streams: it left the pull
-	// alone while its source was there.
-	n := b.fullChecks.Load()
-	awaitCount(ctx, t, "B's periodic checks", b.fullChecks.Load, n+1)
+	a, b, ctx := localPull(t)
 	checked := b.allChecks.Load()
 	if err := a.Unpublish("cam"); err != nil {
 		t.Fatal(err)
@@ -268,4 +256,59 @@ func TestPullStopsWhenLocalSourceEnds(t *testing.T) {
 	if got := b.allChecks.Load(); got != checked {
 		t.Errorf("B checked every pull %d times to see its source end, want none: the source's end is announced", got-checked)
 	}
+}
+
+// The periodic check leaves out pulls from members of the same process;
+// a check asked for (a member going down or up asks for one) includes
+// them.
+func TestPeriodicCheckLeavesLocalPullsOut(t *testing.T) {
+	t.Parallel()
+	a, b, ctx := localPull(t)
+	endSilently(a, "cam")
+	n := b.fullChecks.Load()
+	awaitCount(ctx, t, "B's checks", b.fullChecks.Load, n+2)
+	if err := b.AwaitPullStatus(ctx, "cam", StatusStreaming); err != nil {
+		t.Fatalf("B's pull of a local source, after two periodic checks: %v", err)
+	}
+	b.requestCheck()
+	if err := b.AwaitNoInbound(ctx, "cam"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A source's end announced when the periodic check is due is checked
+// too, though the periodic check leaves its pulls out.
+func TestAnnouncedEndCheckedWithPeriodicCheck(t *testing.T) {
+	t.Parallel()
+	a, b, _ := localPull(t)
+	endSilently(a, "cam")
+	b.checkPending(time.Now(), false, []srcRef{{host: a.IP(), name: "cam"}}, true)
+	if got := b.PullConfigs(); len(got) != 1 || got[0].StatusCode == StatusStreaming {
+		t.Fatalf("B's pull after its source's announced end and a periodic check: %+v, want not streaming", got)
+	}
+}
+
+// localPull starts two members of one process, A publishing cam and B
+// streaming it through a pull.
+func localPull(t *testing.T) (a, b *Member, ctx context.Context) {
+	t.Helper()
+	c := newCluster(t, 2, Config{})
+	a, b = c.Members()[0], c.Members()[1]
+	ctx = testCtx(t, 15*time.Second)
+	if err := a.Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, b, "pullStream", "uri=rtmp://"+a.IP()+"/live/cam localStreamName=cam keepAlive=1")
+	if err := b.AwaitPullStatus(ctx, "cam", StatusStreaming); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, ctx
+}
+
+// endSilently removes m's inbound stream name without announcing its end
+// to the pulls of it, as no path of the emulator does.
+func endSilently(m *Member, name string) {
+	m.mu.Lock()
+	delete(m.streams, name)
+	m.mu.Unlock()
 }

@@ -67,8 +67,8 @@ type Member struct {
 
 	calls       callCounter
 	mediaChecks atomic.Int64 // GET /_emsim/media answered
-	fullChecks  atomic.Int64 // periodic checks of the streaming pulls done
-	allChecks   atomic.Int64 // checks of every streaming pull done, local sources' included
+	fullChecks  atomic.Int64 // checks of the streaming pulls, periodic or asked for, done
+	allChecks   atomic.Int64 // those that included pulls from this process's members
 	ev          *eventSender // nil when events are off
 	kick        chan struct{}
 
@@ -77,7 +77,9 @@ type Member struct {
 	pendGone []srcRef   // check the pulls of these sources
 
 	// checkBatch and checkRefs are checkStreaming's buffers, kept from one
-	// check to the next: used by the pull loop only.
+	// check to the next, guarded by checkMu (the pull loop makes the
+	// checks; tests may too).
+	checkMu    sync.Mutex
 	checkBatch []attempt
 	checkRefs  []srcRef
 

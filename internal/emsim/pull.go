@@ -433,18 +433,32 @@ func (m *Member) pullLoop(ctx context.Context) {
 		m.runDue(now)
 		m.applyServed()
 		all, refs := m.takePending()
-		if all || !now.Before(nextCheck) {
-			m.mu.Lock()
-			m.expireRemoteLocked(now)
-			m.mu.Unlock()
-			// The periodic check leaves out pulls of this process's own
-			// members: their sources' ends are announced as they happen.
-			m.checkStreaming(time.Now(), nil, !all)
+		if m.checkPending(now, all, refs, !now.Before(nextCheck)) {
 			nextCheck = time.Now().Add(checkPeriod)
-		} else if len(refs) > 0 {
-			m.checkStreaming(time.Now(), refs, false)
 		}
 	}
+}
+
+// checkPending runs the checks of streaming pulls asked for (all, or the
+// pulls of refs) and, when due, the periodic one, and reports whether it
+// ran a check of every pull. The periodic check leaves out pulls from
+// this process's own members, whose sources' ends are announced as they
+// happen: the announced ones (refs) are checked all the same.
+func (m *Member) checkPending(now time.Time, all bool, refs []srcRef, due bool) bool {
+	if !all && !due {
+		if len(refs) > 0 {
+			m.checkStreaming(time.Now(), refs, false)
+		}
+		return false
+	}
+	m.mu.Lock()
+	m.expireRemoteLocked(now)
+	m.mu.Unlock()
+	m.checkStreaming(time.Now(), nil, !all)
+	if !all && len(refs) > 0 {
+		m.checkStreaming(time.Now(), refs, false)
+	}
+	return true
 }
 
 // runDue handles every timer that is due: retry waits turn into connect
@@ -521,6 +535,8 @@ func (m *Member) checkStreaming(now time.Time, only []srcRef, skipLocal bool) {
 	// The buffers are reused: a member streaming 50,000 pulls checks them
 	// every second, and growing them anew each time kept the collector
 	// busy on the emulator's whole heap.
+	m.checkMu.Lock()
+	defer m.checkMu.Unlock()
 	batch, refs := m.checkBatch[:0], m.checkRefs[:0]
 	defer func() {
 		clear(batch) // holds no config past the check
