@@ -9,6 +9,7 @@ package controller
 import (
 	"cmp"
 	"encoding/json"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -223,6 +224,12 @@ func (rc *rowCache) build(c *Controller) *built {
 	rc.growFacts(members)
 
 	for len(todo) > 0 {
+		// Yield before each hold: a goroutine that runs on for 10 ms is
+		// preempted by the scheduler, and, while the collector marks, the
+		// processor then goes to its worker for as long as several
+		// milliseconds. Yielding here, with the lock not held, is when
+		// that happens instead of in the middle of a hold.
+		runtime.Gosched()
 		c.mu.Lock()
 		now := time.Now()
 		n := 0
