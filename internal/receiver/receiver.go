@@ -447,18 +447,18 @@ const firstChunk = 2 << 10
 // nothing decoded from a body refers to it (every string is a copy), so
 // a buffer is free again once its event is answered. At thousands of
 // events a second a fresh buffer each made a fifth of the balancer's
-// garbage. Only first chunks are kept: a buffer grown for a larger body
-// would take more of the bytes budget (MaxBufferedBytes) than the small
-// event that gets it next needs.
+// garbage. Buffers past maxPooledBody are left to the collector.
 var bodies = sync.Pool{New: func() any { return new([]byte) }}
 
-// getBody returns an empty buffer of firstChunk bytes.
+const maxPooledBody = 16 << 10
+
+// getBody returns an empty buffer of at least firstChunk bytes.
 func getBody() []byte {
 	p := bodies.Get().(*[]byte)
 	b := (*p)[:0]
 	*p = nil
 	bodyHolders.Put(p)
-	if cap(b) != firstChunk {
+	if cap(b) < firstChunk {
 		b = make([]byte, 0, firstChunk)
 	}
 	return b
@@ -466,7 +466,7 @@ func getBody() []byte {
 
 // putBody gives b back for reuse; b must not be used after.
 func putBody(b []byte) {
-	if cap(b) != firstChunk {
+	if cap(b) == 0 || cap(b) > maxPooledBody {
 		return
 	}
 	p := bodyHolders.Get().(*[]byte)

@@ -678,31 +678,3 @@ func TestRecordedFixtureNamesMatchCount(t *testing.T) {
 		t.Errorf("recorded event files: %d with %d stream events, want 17 with 4", len(files), stream)
 	}
 }
-
-// Bodies are read into buffers reused from event to event: an event
-// handed to the sink keeps its values after the buffer it came in holds
-// the next events.
-func TestEventOutlivesItsBody(t *testing.T) {
-	f := newFixture(t, Options{})
-	srv := f.server(t)
-	event := func(name, uri string) []byte {
-		return fmt.Appendf(nil, `{"payload":{"name":%q,"connectionType":1,"ip":"127.0.0.5","pullSettings":{"uri":%q,"_tag":%q}},"type":"inStreamCreated"}`, name, uri, name)
-	}
-	const n = 50
-	for i := range n {
-		name := fmt.Sprintf("stream-%02d-%s", i, strings.Repeat(string(rune('a'+i%26)), 20))
-		if status, answer := post(t, srv, "/evowebservices/", event(name, "rtmp://10.0.0.1/live/"+name)); status != http.StatusOK {
-			t.Fatalf("event %d: %d %q", i, status, answer)
-		}
-	}
-	got := f.sink.Events()
-	if len(got) != n {
-		t.Fatalf("%d events reached the sink, want %d", len(got), n)
-	}
-	for i, ev := range got {
-		name := fmt.Sprintf("stream-%02d-%s", i, strings.Repeat(string(rune('a'+i%26)), 20))
-		if ev.Name != name || ev.PullURI != "rtmp://10.0.0.1/live/"+name || ev.Vars["_tag"] != name || ev.IP != "127.0.0.5" {
-			t.Errorf("event %d after %d more: %+v, want name, uri and _tag of %s", i, n-1-i, ev, name)
-		}
-	}
-}
