@@ -26,7 +26,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -238,7 +237,6 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 	body, held, err := r.readBody(w, req)
 	defer r.buffered.Release(held)
-	defer putBody(body)
 	if err != nil {
 		if errors.Is(err, errBufferFull) {
 			w.Header().Set("Retry-After", "1")
@@ -443,41 +441,6 @@ var errBufferFull = errors.New("receiver: body buffer budget spent")
 // few hundred bytes.
 const firstChunk = 2 << 10
 
-// bodies holds buffers event bodies were read into, for the next events:
-// nothing decoded from a body refers to it (every string is a copy), so
-// a buffer is free again once its event is answered. At thousands of
-// events a second a fresh buffer each made a fifth of the balancer's
-// garbage. Buffers past maxPooledBody are left to the collector.
-var bodies = sync.Pool{New: func() any { return new([]byte) }}
-
-const maxPooledBody = 16 << 10
-
-// getBody returns an empty buffer of at least firstChunk bytes.
-func getBody() []byte {
-	p := bodies.Get().(*[]byte)
-	b := (*p)[:0]
-	*p = nil
-	bodyHolders.Put(p)
-	if cap(b) < firstChunk {
-		b = make([]byte, 0, firstChunk)
-	}
-	return b
-}
-
-// putBody gives b back for reuse; b must not be used after.
-func putBody(b []byte) {
-	if cap(b) == 0 || cap(b) > maxPooledBody {
-		return
-	}
-	p := bodyHolders.Get().(*[]byte)
-	*p = b[:0]
-	bodies.Put(p)
-}
-
-// bodyHolders keeps the *[]byte that carry buffers in and out of bodies,
-// so that a Put allocates nothing.
-var bodyHolders = sync.Pool{New: func() any { return new([]byte) }}
-
 // readBody reads the whole body, failing with *http.MaxBytesError past
 // r.maxBody bytes, with a timeout error when it takes longer than
 // r.bodyTimeout, and with errBufferFull when the bytes held by all requests
@@ -493,12 +456,7 @@ func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) (body []by
 	defer func() { _ = rd.Close() }()
 	// One byte past the limit lets MaxBytesReader tell a body over it.
 	ceiling := int(r.maxBody) + 1
-	buf := getBody()
-	if !r.buffered.TryAcquire(int64(cap(buf))) {
-		putBody(buf)
-		return nil, held, errBufferFull
-	}
-	held = int64(cap(buf))
+	var buf []byte
 	for {
 		if len(buf) == cap(buf) {
 			next := min(max(2*cap(buf), firstChunk), ceiling)
