@@ -2,8 +2,11 @@ package receiver
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -44,6 +47,34 @@ func BenchmarkDecodeEventKinds(b *testing.B) {
 				}
 				if bc.vars && (ev.Stream == nil || ev.Stream.Vars["_streamlb_group"] != "bench") {
 					b.Fatalf("decoded %+v", ev.Stream)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkServeEvent answers one recorded inStreamCreated and one small
+// event as the sink does, body reading included; the connection and the
+// request's parsing are net/http's, outside the figure.
+func BenchmarkServeEvent(b *testing.B) {
+	r := New(Options{Sink: SinkFunc(func(StreamEvent) {})})
+	for _, kind := range []string{"inStreamCreated-webuilogs-INR", "webRtcServiceStarted-webuilogs"} {
+		body, err := os.ReadFile(filepath.Join(recordedDir, "ems-event-"+kind+".json"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(strings.Split(kind, "-")[0], func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			rd := bytes.NewReader(body)
+			for b.Loop() {
+				rd.Reset(body)
+				req := httptest.NewRequest(http.MethodPost, routePrefix, rd)
+				req.RemoteAddr = "127.0.0.9:40000"
+				w := httptest.NewRecorder()
+				r.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					b.Fatalf("answer %d: %s", w.Code, w.Body)
 				}
 			}
 		})
