@@ -418,7 +418,8 @@ func streamNames(dec *jsontext.Decoder, fn func(name []byte) error) error {
 // processor once a millisecond of decoding has passed, looked at every
 // yieldConfigs configurations or yieldNames names. A yield every 64
 // configurations, whatever the time, made a listing of 50,000 entries
-// 10 % slower to decode, and 30 % slower read from a connection.
+// about 10 % slower to decode, and 13 to 30 % slower read from a
+// connection (BENCHMARKS.md).
 const (
 	yieldConfigs = 64
 	yieldNames   = 1024
