@@ -41,6 +41,12 @@ const (
 	ResultNotFound    = "not_found"
 	ResultUnavailable = "unavailable"
 	ResultBadRequest  = "bad_request"
+	// Refused by the listener's limits before any placement: a body too
+	// large (413), a client address past its rate (429), too many
+	// requests in flight in all or from the address (503).
+	ResultTooLarge    = "too_large"
+	ResultRateLimited = "rate_limited"
+	ResultBusy        = "busy"
 )
 
 // maxStreamName bounds a stream name in a play request.
@@ -270,7 +276,8 @@ func (s *Service) NewServer(log *slog.Logger) *http.Server {
 		log = s.log
 	}
 	return &http.Server{
-		Handler:           limit(s.PlayHandler(), maxInflight, maxInflightPerPeer, newPeerRates(peerRate, peerBurst, maxPeers)),
+		Handler: limit(s.PlayHandler(), maxInflight, maxInflightPerPeer, newPeerRates(peerRate, peerBurst, maxPeers),
+			func(result string) { s.metrics.requests.WithLabelValues(result).Inc() }),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -312,23 +319,27 @@ func (p *peerRates) allow(peer string) bool {
 
 // limit refuses bodies past maxBodyBytes (413), answers 429 to a client
 // address past its rate, and 503 beyond total requests in flight, or
-// beyond perPeer from one client address.
-func limit(h http.Handler, total, perPeer int, rates *peerRates) http.Handler {
+// beyond perPeer from one client address, telling refused which of those
+// it answered (ResultTooLarge, ResultRateLimited, ResultBusy).
+func limit(h http.Handler, total, perPeer int, rates *peerRates, refused func(result string)) http.Handler {
 	lim := inflight.New(total, perPeer)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > maxBodyBytes {
+			refused(ResultTooLarge)
 			writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		peer := clientAddr(r)
 		if !rates.allow(peer) {
+			refused(ResultRateLimited)
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusTooManyRequests, "too many requests from this address")
 			return
 		}
 		release, ok := lim.Acquire(peer)
 		if !ok {
+			refused(ResultBusy)
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, "too many requests in flight")
 			return

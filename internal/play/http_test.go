@@ -299,14 +299,22 @@ func TestLoadDocument(t *testing.T) {
 }
 
 // TestServerLimits: the public listener caps requests in flight per
-// client address and refuses large headers and other routes.
+// client address and refuses large headers and other routes, and counts
+// each refusal.
 func TestServerLimits(t *testing.T) {
+	var refusedMu sync.Mutex
+	refusals := map[string]int{}
+	refused := func(result string) {
+		refusedMu.Lock()
+		defer refusedMu.Unlock()
+		refusals[result]++
+	}
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	h := limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		entered <- struct{}{}
 		<-release
-	}), 100, 2, newPeerRates(1000, 1000, 10))
+	}), 100, 2, newPeerRates(1000, 1000, 10), refused)
 	serve := func(peer string) chan int {
 		done := make(chan int, 1)
 		go func() {
@@ -334,7 +342,7 @@ func TestServerLimits(t *testing.T) {
 	}
 
 	// Past its rate, a client address gets 429; another address does not.
-	rated := limit(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), 100, 2, newPeerRates(0.001, 3, 10))
+	rated := limit(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), 100, 2, newPeerRates(0.001, 3, 10), refused)
 	codes := func(peer string, n int) []int {
 		var out []int
 		for range n {
@@ -352,6 +360,9 @@ func TestServerLimits(t *testing.T) {
 	if got := codes("192.0.2.2", 1); got[0] != http.StatusOK {
 		t.Errorf("another address: %v, want 200", got)
 	}
+	if want := map[string]int{ResultBusy: 1, ResultRateLimited: 1}; !cmp.Equal(refusals, want) {
+		t.Errorf("refusals counted: %v, want %v", refusals, want)
+	}
 
 	ts := newTestService(t, "a")
 	srv := ts.NewServer(nil)
@@ -363,6 +374,9 @@ func TestServerLimits(t *testing.T) {
 	srv.Handler.ServeHTTP(w, r)
 	if w.Code != http.StatusRequestEntityTooLarge {
 		t.Errorf("GET with a 4 KiB body: %d, want 413", w.Code)
+	}
+	if got := testutil.ToFloat64(ts.metrics.requests.WithLabelValues(ResultTooLarge)); got != 1 {
+		t.Errorf("streamlb_play_requests_total{result=%q} = %v, want 1", ResultTooLarge, got)
 	}
 }
 

@@ -17,14 +17,14 @@ func newMetrics(reg prometheus.Registerer, s *Service) *metrics {
 	m := &metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamlb_play_requests_total",
-			Help: "Play requests by result (chosen, sticky, not_found, unavailable, bad_request).",
+			Help: "Play requests by result (chosen, sticky, not_found, unavailable, bad_request; refused by the listener's limits: too_large, rate_limited, busy).",
 		}, []string{"result"}),
 		polls: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamlb_play_polls_total",
 			Help: "Load readings of members by member and result (ok, error).",
 		}, []string{"member", "result"}),
 	}
-	for _, r := range []string{ResultChosen, ResultSticky, ResultNotFound, ResultUnavailable, ResultBadRequest} {
+	for _, r := range []string{ResultChosen, ResultSticky, ResultNotFound, ResultUnavailable, ResultBadRequest, ResultTooLarge, ResultRateLimited, ResultBusy} {
 		m.requests.WithLabelValues(r)
 	}
 	if reg != nil {
