@@ -62,16 +62,6 @@ func TestJournalOverHTTP(t *testing.T) {
 		}
 	}()
 	base := "http://" + a.AdminAddr()
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("not within 15s: %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	readJournal := func() controller.JournalPage {
 		t.Helper()
 		resp, err := http.Get(base + "/api/v1/events?since=0")
@@ -91,11 +81,11 @@ func TestJournalOverHTTP(t *testing.T) {
 	if err := cl.Members()[0].Publish("lobby"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("lobby held by all three members", func() bool { return len(a.Controller().Holders("lobby")) == 3 })
+	waitUntil(t, "lobby held by all three members", func() bool { return len(a.Controller().Holders("lobby")) == 3 })
 	downAt := time.Now()
 	cl.Members()[2].SetFaults(emsim.Faults{Down: true})
 	var p controller.JournalPage
-	waitFor("member_down of m3 in the journal", func() bool {
+	waitUntil(t, "member_down of m3 in the journal", func() bool {
 		p = readJournal()
 		return slices.ContainsFunc(p.Events, func(e controller.Entry) bool { return e.Kind == controller.EntryMemberDown && e.Member == "m3" })
 	})
