@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -17,6 +16,7 @@ import (
 
 	"streamlb/internal/config"
 	"streamlb/internal/inflight"
+	"streamlb/internal/receiver"
 )
 
 // Caps on the requests one listener serves at once, in all and from one
@@ -126,17 +126,9 @@ func limitConcurrency(h http.Handler, lim *inflight.Limiter, wait time.Duration,
 	})
 }
 
-// peerKey returns the address of a request's RemoteAddr in one form
-// (IPv4-mapped IPv6 unmapped, no zone), as memberPeers writes the members'.
-func peerKey(remote string) string {
-	if ap, err := netip.ParseAddrPort(remote); err == nil {
-		return ap.Addr().Unmap().WithZone("").String()
-	}
-	if host, _, err := net.SplitHostPort(remote); err == nil {
-		return host
-	}
-	return remote
-}
+// peerKey returns the address of a request's RemoteAddr in the form
+// memberPeers writes the members' (receiver.PeerAddr).
+func peerKey(remote string) string { return receiver.PeerAddr(remote).String() }
 
 // memberPeers returns the addresses members post events from: each
 // member's address when it is an IP address (a host name is not resolved,

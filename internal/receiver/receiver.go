@@ -222,7 +222,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 		return
 	}
-	peer := peerAddr(req.RemoteAddr)
+	peer := PeerAddr(req.RemoteAddr)
 
 	if !acc.sourceAllowed(peer) {
 		r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultForbidden,
@@ -421,9 +421,11 @@ func redactedTarget(req *http.Request, pathToken string, trailingSlash bool) str
 	return b.String()
 }
 
-// peerAddr returns the address of a RemoteAddr ("ip:port" or a bare ip),
-// unmapped and without zone; the zero Addr when it cannot be parsed.
-func peerAddr(remote string) netip.Addr {
+// PeerAddr returns the address of a RemoteAddr ("ip:port" or a bare ip),
+// unmapped and without zone; the zero Addr when it cannot be parsed. It is
+// the one form the balancer gives a peer's address, the members' own
+// included.
+func PeerAddr(remote string) netip.Addr {
 	var a netip.Addr
 	if ap, err := netip.ParseAddrPort(remote); err == nil {
 		a = ap.Addr()
