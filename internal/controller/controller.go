@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unique"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -465,9 +464,12 @@ func (c *Controller) Resync(ctx context.Context) {
 	var g errgroup.Group
 	g.SetLimit(resyncListings)
 	calls := make([]int, len(ms))
+	c.mu.Lock()
+	shared := newStrtab(2 * len(c.sources))
+	c.mu.Unlock()
 	for i, m := range ms {
 		g.Go(func() error {
-			calls[i] = c.listMember(ctx, m, true, nil)
+			calls[i] = c.listMember(ctx, m, true, nil, shared)
 			return nil
 		})
 	}
@@ -518,7 +520,10 @@ func (c *Controller) TriggerResync() {
 // follows, even one made meanwhile by another balancer of the group. An
 // inbound-only listing confirms the announced names; other names it shows
 // for the first time wait for a full listing to tell sources from pulls.
-func (c *Controller) listMember(ctx context.Context, m *member, full bool, announced map[string]time.Time) int {
+//
+// shared, when not nil, is the string table of the resync the listing is
+// part of.
+func (c *Controller) listMember(ctx context.Context, m *member, full bool, announced map[string]time.Time, shared *strtab) int {
 	m.run.listMu.Lock()
 	defer m.run.listMu.Unlock()
 	c.mu.Lock()
@@ -544,7 +549,7 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 			// listing, are not interned: that would cost more than it
 			// saves.)
 			for i, n := range inbound {
-				inbound[i] = unique.Make(n).Value()
+				inbound[i] = shared.get(n)
 			}
 		}
 		return err
@@ -552,7 +557,7 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	var listed *configListing
 	if err == nil && full {
 		calls++
-		listed = newConfigListing(intern, c.opts.Group)
+		listed = newConfigListing(intern, shared, c.opts.Group)
 		err = c.call(ctx, m, "listConfig", func(ctx context.Context) error {
 			return listConfigs(ctx, m.spec.Client, listed)
 		})

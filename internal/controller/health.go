@@ -172,7 +172,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		switch {
 		case needList:
 			// A full listing answers the announced names too.
-			c.listMember(ctx, m, true, announced)
+			c.listMember(ctx, m, true, announced, nil)
 			c.mu.Lock()
 			c.diffLocked(m, time.Now())
 			c.mu.Unlock()
@@ -182,7 +182,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			c.confirmByName(ctx, m, announced)
 			byName = true
 		case confirm:
-			c.listMember(ctx, m, false, announced)
+			c.listMember(ctx, m, false, announced, nil)
 		default:
 			continue
 		}

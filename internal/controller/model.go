@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unique"
 
 	"streamlb/internal/ems"
 )
@@ -88,6 +87,8 @@ type configListing struct {
 	// intern maps strings many configs share (the members' addresses) to
 	// one copy.
 	intern map[string]string
+	// shared gives names and URIs one copy across the members.
+	shared *strtab
 	group  string // this controller's group
 	// skipped counts the entries that did not decode; skipErr is the
 	// last one's error.
@@ -95,8 +96,8 @@ type configListing struct {
 	skipErr error
 }
 
-func newConfigListing(intern map[string]string, group string) *configListing {
-	return &configListing{byName: make(map[string][]pullCfg), intern: intern, group: group}
+func newConfigListing(intern map[string]string, shared *strtab, group string) *configListing {
+	return &configListing{byName: make(map[string][]pullCfg), intern: intern, shared: shared, group: group}
 }
 
 // add keeps what the controller needs of c.
@@ -107,8 +108,8 @@ func (l *configListing) add(c *ems.PullConfig) {
 	}
 	// Every destination has a config of the same name and URI: one copy
 	// of each serves them all.
-	pc.uri = unique.Make(pc.uri).Value()
-	name := unique.Make(c.LocalStreamName).Value()
+	pc.uri = l.shared.get(pc.uri)
+	name := l.shared.get(c.LocalStreamName)
 	l.byName[name] = append(l.byName[name], pc)
 	if c.Status.Code != ems.PullStatusStreaming {
 		l.stalled = append(l.stalled, stalledCfg{c.ConfigID, name})
