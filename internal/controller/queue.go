@@ -2,6 +2,7 @@ package controller
 
 import (
 	"container/heap"
+	"maps"
 	"sync"
 	"time"
 )
@@ -21,7 +22,8 @@ type queue[K comparable] struct {
 	// both lanes; Get skips a copy whose key is no longer due.
 	urgent []K
 	// dirty holds the keys needing work, each with when it was queued
-	// (nanoseconds after base): one map, for a queue may hold every
+	// (nanoseconds after base) shifted left by one, the low bit set once
+	// the key is in the urgent lane: one map, for a queue may hold every
 	// stream of a large group after a burst.
 	dirty      map[K]int64
 	base       time.Time
@@ -31,9 +33,11 @@ type queue[K comparable] struct {
 	timer      *time.Timer
 	shutdown   bool
 	now        func() time.Time
-	// peak is the most keys waiting since the maps were last made: maps
-	// never shrink, so after a burst drains they are made anew.
+	// peak is the most keys waiting since dirty was last made: maps
+	// never shrink, so after a burst drains it is made anew.
 	peak int
+	// peakWaiting is the same for waiting.
+	peakWaiting int
 	// onAdd and onGet, when set, observe queue traffic for metrics: a key
 	// queued, and a key handed out after waiting.
 	onAdd func()
@@ -73,7 +77,7 @@ func (q *queue[K]) addLocked(k K) {
 	if _, ok := q.dirty[k]; ok {
 		return
 	}
-	q.dirty[k] = int64(q.now().Sub(q.base))
+	q.dirty[k] = int64(q.now().Sub(q.base)) << 1
 	q.peak = max(q.peak, len(q.dirty))
 	if q.onAdd != nil {
 		q.onAdd()
@@ -85,23 +89,32 @@ func (q *queue[K]) addLocked(k K) {
 	q.cond.Signal()
 }
 
-// AddUrgent marks k as needing work before the keys added with Add.
+// AddUrgent marks k as needing work before the keys added with Add. A key
+// already in the urgent lane is not put there twice: during a burst every
+// event about a stream asks for it again (at 10,000 streams × 16 members
+// the copies were most of the queues' memory).
 func (q *queue[K]) AddUrgent(k K) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.shutdown {
 		return
 	}
-	if _, ok := q.dirty[k]; !ok {
-		q.dirty[k] = int64(q.now().Sub(q.base))
-		q.peak = max(q.peak, len(q.dirty))
+	v, ok := q.dirty[k]
+	if !ok {
+		v = int64(q.now().Sub(q.base)) << 1
+		q.peak = max(q.peak, len(q.dirty)+1)
 		if q.onAdd != nil {
 			q.onAdd()
 		}
 	}
+	if v&1 != 0 {
+		return // in the urgent lane already
+	}
 	if _, ok := q.processing[k]; ok {
+		q.dirty[k] = v
 		return // handed out again by Done
 	}
+	q.dirty[k] = v | 1
 	q.urgent = append(q.urgent, k)
 	q.cond.Signal()
 }
@@ -123,6 +136,7 @@ func (q *queue[K]) AddAfter(k K, d time.Duration) {
 		return
 	}
 	q.waiting[k] = at
+	q.peakWaiting = max(q.peakWaiting, len(q.waiting))
 	heap.Push(&q.delayed, delayed[K]{key: k, at: at})
 	q.armLocked()
 }
@@ -152,6 +166,14 @@ func (q *queue[K]) promote() {
 			q.addLocked(it.key)
 		}
 	}
+	if len(q.delayed) == 0 {
+		q.delayed = nil
+	}
+	if q.peakWaiting > shrinkAfter && len(q.waiting) <= q.peakWaiting/shrinkBy {
+		waiting := make(map[K]time.Time, len(q.waiting))
+		maps.Copy(waiting, q.waiting)
+		q.waiting, q.peakWaiting = waiting, len(waiting)
+	}
 	if !q.shutdown {
 		q.armLocked()
 	}
@@ -177,6 +199,11 @@ func (q *queue[K]) Get() (k K, ok bool) {
 		var zero K
 		(*lane)[0] = zero
 		*lane = (*lane)[1:]
+		if len(*lane) == 0 {
+			// An empty lane's slice still holds its whole array: after
+			// a burst, 8 MiB at 10,000 streams × 16 members.
+			*lane = nil
+		}
 		_, due := q.dirty[k]
 		_, busy := q.processing[k]
 		if due && !busy {
@@ -186,19 +213,26 @@ func (q *queue[K]) Get() (k K, ok bool) {
 		// worked on (Done queues it again).
 	}
 	q.processing[k] = struct{}{}
-	if at, ok := q.dirty[k]; ok && q.onGet != nil {
-		q.onGet(q.now().Sub(q.base) - time.Duration(at))
+	if v, ok := q.dirty[k]; ok && q.onGet != nil {
+		q.onGet(q.now().Sub(q.base) - time.Duration(v>>1))
 	}
 	delete(q.dirty, k)
-	if len(q.dirty) == 0 && q.peak > shrinkAfter {
-		q.dirty, q.items, q.urgent, q.peak = make(map[K]int64), nil, nil, 0
+	if q.peak > shrinkAfter && len(q.dirty) <= q.peak/shrinkBy {
+		// Maps never shrink: once a burst has drained to a few keys, the
+		// map is made anew for them.
+		dirty := make(map[K]int64, len(q.dirty))
+		maps.Copy(dirty, q.dirty)
+		q.dirty, q.peak = dirty, len(dirty)
 	}
 	return k, true
 }
 
-// shrinkAfter is how many keys a queue's maps must have held for it to
-// make them anew once empty.
-const shrinkAfter = 1024
+// A queue whose map held more than shrinkAfter keys makes it anew once it
+// holds a shrinkBy-th of them.
+const (
+	shrinkAfter = 1024
+	shrinkBy    = 16
+)
 
 // Done marks k as finished; if it was added meanwhile it is queued again.
 func (q *queue[K]) Done(k K) {
@@ -254,6 +288,7 @@ func (h *delayHeap[K]) Push(x any)        { *h = append(*h, x.(delayed[K])) }
 func (h *delayHeap[K]) Pop() any {
 	old := *h
 	it := old[len(old)-1]
+	old[len(old)-1] = delayed[K]{} // the key is not kept by the array
 	*h = old[:len(old)-1]
 	return it
 }

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -113,4 +114,79 @@ func TestQueueUrgentLane(t *testing.T) {
 		t.Errorf("got %q, want x again after its Done", k3)
 	}
 	q.ShutDown()
+}
+
+// TestQueueUrgentLaneKeepsOneCopy checks that a key asked for urgently
+// again and again while it waits sits in the urgent lane once: during a
+// burst every event about a stream asks for it.
+func TestQueueUrgentLaneKeepsOneCopy(t *testing.T) {
+	q := newQueue[string]()
+	defer q.ShutDown()
+	for range 100 {
+		q.AddUrgent("a")
+		q.AddUrgent("b")
+	}
+	if n := q.Len(); n != 2 {
+		t.Fatalf("Len = %d after 100 urgent adds of two keys, want 2", n)
+	}
+	k, _ := q.Get()
+	q.AddUrgent(k) // while worked on: queued again by Done, once
+	q.AddUrgent(k)
+	q.Done(k)
+	var got []string
+	for q.Len() > 0 {
+		k, _ := q.Get()
+		got = append(got, k)
+		q.Done(k)
+	}
+	if want := []string{"b", "a"}; !slices.Equal(got, want) {
+		t.Errorf("handed out %q after the first, want %q", got, want)
+	}
+}
+
+// TestQueueReleasesBurstMemory checks that a queue drained after a burst
+// lets go of what the burst grew: lanes that hold their whole arrays, and
+// maps that never shrink.
+func TestQueueReleasesBurstMemory(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newQueue[string]()
+		defer q.ShutDown()
+		const burst = 4 * shrinkAfter
+		for i := range burst {
+			q.AddUrgent(fmt.Sprint("u", i))
+			q.AddAfter(fmt.Sprint("d", i), time.Second)
+		}
+		left := []string{"late-1", "late-2"}
+		for i := range burst {
+			k, _ := q.Get()
+			q.Done(k)
+			if i == burst-3 {
+				for _, k := range left {
+					q.Add(k)
+				}
+			}
+		}
+		q.mu.Lock()
+		if q.urgent != nil || q.peak > burst/shrinkBy {
+			t.Errorf("after the burst drained: urgent lane %d/%d, peak %d; want a nil lane and the map made anew", len(q.urgent), cap(q.urgent), q.peak)
+		}
+		q.mu.Unlock()
+
+		time.Sleep(time.Second) // the delayed keys come due
+		synctest.Wait()
+		var got []string
+		for q.Len() > 0 {
+			k, _ := q.Get()
+			got = append(got, k)
+			q.Done(k)
+		}
+		if len(got) != burst+len(left) {
+			t.Errorf("%d keys handed out after the burst, want %d (the delayed ones and the late ones)", len(got), burst+len(left))
+		}
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if q.delayed != nil || q.peakWaiting > 0 || len(q.waiting) != 0 {
+			t.Errorf("after the delayed keys came due: heap %d/%d, waiting %d, peak %d; want all released", len(q.delayed), cap(q.delayed), len(q.waiting), q.peakWaiting)
+		}
+	})
 }
