@@ -14,7 +14,7 @@ import (
 // A nil *strtab (a listing outside a resync) shares through the unique
 // package instead. Its lookups were a quarter of the CPU of a resync
 // (BenchmarkResync); with this table a reload's resync of 50,000 streams ×
-// 16 members took a median 5.7 s against 7.6 s (interleaved runs, see
+// 16 members took a median 6.3 s against 7.6 s (interleaved runs, see
 // BENCHMARKS.md).
 //
 // The table is split in shards, each with its own lock, so that the
