@@ -90,9 +90,9 @@ func (q *queue[K]) addLocked(k K) {
 }
 
 // AddUrgent marks k as needing work before the keys added with Add. A key
-// already in the urgent lane is not put there twice: during a burst every
-// event about a stream asks for it again (at 10,000 streams × 16 members
-// the copies were most of the queues' memory).
+// already in the urgent lane is not put there twice: every event about a
+// stream waiting for its first pulls asks for it again, and the lane would
+// grow with the events instead of with the streams.
 func (q *queue[K]) AddUrgent(k K) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
