@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,15 @@ func (c *Controller) HandleStreamEvent(ev receiver.StreamEvent) {
 		c.met.events.WithLabelValues("dropped").Inc()
 		c.TriggerResync()
 	}
+}
+
+// HandleServerStarted takes a serverStarted event: the member that posted
+// it has started, and what it was last listed holding may be gone. The
+// member is listed in full as soon as its lister may list it; the listing
+// decides, as any listing does. A forged one costs no more than that
+// listing. It never blocks.
+func (c *Controller) HandleServerStarted(peer netip.Addr, received time.Time) {
+	c.HandleStreamEvent(receiver.StreamEvent{Type: receiver.TypeServerStarted, Peer: peer, Received: received})
 }
 
 // eventLoop hands the inbox's events to the controller. An event's origin
@@ -98,7 +108,7 @@ func (in *inbox) take(spare []receiver.StreamEvent) []receiver.StreamEvent {
 	return evs
 }
 
-// handleEventLocked acts on one stream event.
+// handleEventLocked acts on one stream event, or a member's start.
 func (c *Controller) handleEventLocked(ev receiver.StreamEvent) {
 	o := c.byAddr[ev.IP]
 	if o == nil && ev.Peer.IsValid() {
@@ -106,6 +116,15 @@ func (c *Controller) handleEventLocked(ev receiver.StreamEvent) {
 	}
 	if o == nil {
 		o = c.hostLocked()
+	}
+	if o != nil && ev.Type == receiver.TypeServerStarted {
+		c.met.events.WithLabelValues("restart").Inc()
+		// A member that is down is listed in full when it returns.
+		if o.health.state == MemberUp {
+			o.work.needList = true
+			c.wakeLocked(o)
+		}
+		return
 	}
 	if o == nil {
 		c.met.events.WithLabelValues("unknown_origin").Inc()

@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
 		}, []string{"member", "command"}),
 		events: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamlb_stream_events_total",
-			Help: "Stream events handled by the controller, by outcome (confirm, replica, unknown_origin, dropped).",
+			Help: "Stream events handled by the controller, by outcome (confirm, replica, restart, unknown_origin, dropped).",
 		}, []string{"outcome"}),
 		demandAdded: f.NewCounter(prometheus.CounterOpts{
 			Name: "streamlb_demand_copies_added_total",

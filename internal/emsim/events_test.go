@@ -166,3 +166,27 @@ func decodeBody(r *http.Request, v any) error {
 	defer r.Body.Close()
 	return json.NewDecoder(r.Body).Decode(v)
 }
+
+// TestRestartPostsServerStarted checks that a restarted member posts
+// serverStarted from its own address, with the version fields as payload.
+func TestRestartPostsServerStarted(t *testing.T) {
+	sink := newSink(t)
+	c := newCluster(t, 1, Config{EventsURL: sink.URL()})
+	m := c.Members()[0]
+	ctx := testCtx(t, 10*time.Second)
+	if err := m.Publish("before"); err != nil {
+		t.Fatal(err)
+	}
+	sink.await(ctx, t, "inStreamCreated", isEvent("inStreamCreated", "before", m.IP()))
+	m.Restart()
+	e := sink.await(ctx, t, "serverStarted", func(e sinkEvent) bool { return e.Type == "serverStarted" })
+	if e.RemoteIP != m.IP() {
+		t.Errorf("serverStarted from %s, want %s", e.RemoteIP, m.IP())
+	}
+	if v, _ := path(e.Env, "payload", "releaseNumber").(string); v == "" {
+		t.Errorf("serverStarted payload %s has no releaseNumber (the version fields)", e.Raw)
+	}
+	if n := m.Stats().Streams; n != 0 {
+		t.Errorf("%d streams after the restart, want 0", n)
+	}
+}

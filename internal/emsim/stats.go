@@ -87,7 +87,9 @@ func (m *Member) PublishMany(prefix string, count int) (int, error) {
 // Restart makes m restart as an EMS without saved state would: every
 // inbound stream and pull configuration is dropped without events (pulls
 // from m elsewhere lose their source), and configIds and stream ids start
-// over. Its API keeps answering; call counters are not reset.
+// over; then m posts serverStarted, as EMS does once it has started, its
+// payload the version fields. Its API keeps answering; call counters are
+// not reset.
 func (m *Member) Restart() {
 	now := time.Now()
 	m.mu.Lock()
@@ -110,6 +112,10 @@ func (m *Member) Restart() {
 	m.lastConfigID, m.lastStreamID, m.eventID = 0, 0, 0
 	m.lastPull = time.Time{}
 	m.changedLocked()
+	if m.ev != nil && !m.faults.Down {
+		payload := append(versionFields(), jkv{"PID", m.pid}, jkv{"customData", nil})
+		m.emitPayloadLocked("serverStarted", payload, now)
+	}
 	m.mu.Unlock()
 	m.log.Info("restarted without saved state")
 }

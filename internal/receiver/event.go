@@ -20,6 +20,9 @@ import (
 const (
 	TypeInStreamCreated = "inStreamCreated"
 	TypeInStreamClosed  = "inStreamClosed"
+	// TypeServerStarted: the EMS that posts it has just started, and
+	// holds none of the pulls it held before unless it restored them.
+	TypeServerStarted = "serverStarted"
 )
 
 // ConnectionTypeUnknown is StreamEvent.ConnectionType for a payload that

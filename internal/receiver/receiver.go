@@ -65,6 +65,14 @@ type Sink interface {
 	HandleStreamEvent(ev StreamEvent)
 }
 
+// StartSink is a Sink that also takes serverStarted events: the member at
+// peer (the address that posted the event, as in StreamEvent.Peer) has
+// started. It must not block either.
+type StartSink interface {
+	Sink
+	HandleServerStarted(peer netip.Addr, received time.Time)
+}
+
 // SinkFunc adapts a function to the Sink interface.
 type SinkFunc func(ev StreamEvent)
 
@@ -272,6 +280,15 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
+	if ss, ok := r.sink.(StartSink); ok && ev.Type == TypeServerStarted && peer.IsValid() {
+		ss.HandleServerStarted(peer, r.now())
+		r.metrics.count(ev.Type, resultAccepted)
+		if r.logger.Enabled(req.Context(), slog.LevelDebug) {
+			r.logger.Debug("server start accepted", "peer", peer)
+		}
+		writeOK(w)
+		return
+	}
 	if ev.Stream == nil {
 		r.metrics.count(ev.Type, resultIgnored)
 		if r.logger.Enabled(req.Context(), slog.LevelDebug) {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -676,5 +677,50 @@ func TestRecordedFixtureNamesMatchCount(t *testing.T) {
 	}
 	if len(files) != 17 || stream != 4 {
 		t.Errorf("recorded event files: %d with %d stream events, want 17 with 4", len(files), stream)
+	}
+}
+
+// startSink is a fakeSink that also takes serverStarted events.
+type startSink struct {
+	fakeSink
+	starts []netip.Addr
+}
+
+func (s *startSink) HandleServerStarted(peer netip.Addr, received time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if received != testNow {
+		peer = netip.Addr{} // shows as a wrong peer
+	}
+	s.starts = append(s.starts, peer)
+}
+
+// TestServerStartedReachesStartSink checks that serverStarted goes, with
+// its sender's address, to a Sink that takes it, and is ignored by one
+// that does not.
+func TestServerStartedReachesStartSink(t *testing.T) {
+	body := []byte(`{"id":1,"payload":{"PID":7,"customData":null,"releaseNumber":"2.0"},"processId":7,"timestamp":1,"type":"serverStarted"}`)
+
+	ss := &startSink{}
+	f := newFixture(t, Options{Sink: ss})
+	if rec := serve(f.r, "[::ffff:10.1.2.3]:5555", "/evowebservices/", body); rec.Code != http.StatusOK {
+		t.Fatalf("answered %d %q, want 200", rec.Code, rec.Body)
+	}
+	ss.mu.Lock()
+	starts, evs := ss.starts, ss.events
+	ss.mu.Unlock()
+	if want := []netip.Addr{netip.MustParseAddr("10.1.2.3")}; !slices.Equal(starts, want) || len(evs) != 0 {
+		t.Errorf("starts %v and %d stream events, want %v and none", starts, len(evs), want)
+	}
+	if n := f.count("serverStarted", "accepted"); n != 1 {
+		t.Errorf("accepted serverStarted counted %v times, want 1", n)
+	}
+
+	plain := newFixture(t, Options{})
+	if rec := serve(plain.r, "10.1.2.3:5555", "/evowebservices/", body); rec.Code != http.StatusOK {
+		t.Fatalf("answered %d %q, want 200", rec.Code, rec.Body)
+	}
+	if n := plain.count("serverStarted", "ignored"); n != 1 || len(plain.sink.Events()) != 0 {
+		t.Errorf("a Sink without HandleServerStarted: ignored counted %v times, %d events, want 1 and none", n, len(plain.sink.Events()))
 	}
 }

@@ -360,3 +360,42 @@ func TestReloadWithNewCredentialsClearsUnauthorized(t *testing.T) {
 		t.Errorf("m1 is %s after the reload, want up", st)
 	}
 }
+
+// TestRestartedMemberRefilledWithoutAResync checks that a member that
+// restarts empty holds its replicas again within seconds, long before the
+// next resync: its serverStarted event has it listed at once. Meanwhile
+// the other members' replicas stay as they were, with the same configs,
+// and nothing is removed anywhere.
+func TestRestartedMemberRefilledWithoutAResync(t *testing.T) {
+	g := newGroup(t, groupOpts{resync: 10 * time.Minute})
+	g.converged(5 * time.Second)
+	if err := g.member(0).Publish("live1"); err != nil {
+		t.Fatal(err)
+	}
+	g.replicated(0, "live1", 2*time.Second)
+	keptIDs := func() []uint64 {
+		var ids []uint64
+		for _, c := range g.member(1).PullConfigs() {
+			ids = append(ids, c.ConfigID)
+		}
+		return ids
+	}
+	before := keptIDs()
+
+	start := time.Now()
+	g.member(2).Restart()
+	eventually(t, 3*time.Second, "the restarted member pulls live1 again", func() bool {
+		return hasReplica(g.member(2), "live1", g.uri(0, "live1"))
+	})
+	t.Logf("restarted member refilled in %v", time.Since(start))
+
+	if after := keptIDs(); !slices.Equal(after, before) || !hasReplica(g.member(1), "live1", g.uri(0, "live1")) {
+		t.Errorf("member 1's configs %v after the restart, want %v unchanged", after, before)
+	}
+	if n := counterSum(t, g.app.Registry(), "streamlb_replica_removals_total", nil); n != 0 {
+		t.Errorf("%v replicas removed, want none", n)
+	}
+	if n := counterSum(t, g.app.Registry(), "streamlb_stream_events_total", map[string]string{"outcome": "restart"}); n != 1 {
+		t.Errorf("restart events counted %v, want 1", n)
+	}
+}

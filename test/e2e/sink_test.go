@@ -303,3 +303,54 @@ func TestForgedEventFloodIsAnsweredAndPullsNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestForgedServerStartedFloodCostsFewListings checks that serverStarted
+// events posted from a member's address as fast as they are answered cost
+// that member a few listings, not one each, and change nothing.
+func TestForgedServerStartedFloodCostsFewListings(t *testing.T) {
+	const n = 500
+	g := newGroup(t, groupOpts{resync: 10 * time.Minute})
+	g.converged(5 * time.Second)
+	if err := g.member(0).Publish("live1"); err != nil {
+		t.Fatal(err)
+	}
+	g.replicated(0, "live1", 2*time.Second)
+	victim := g.member(1)
+	listings := victim.CallCount("listconfig")
+	pulls := victim.CallCount("pullstream")
+
+	// From the member's own address, as its serverStarted would come.
+	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(g.ips[1])}}).DialContext}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	body := `{"id":1,"payload":{"PID":1,"customData":null,"releaseNumber":"2.0"},"processId":1,"timestamp":1,"type":"serverStarted"}`
+	for range n {
+		resp, err := hc.Post(g.sinkURL, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("serverStarted answered %s, want 200", resp.Status)
+		}
+	}
+	eventually(t, 5*time.Second, "all the events counted", func() bool {
+		return counterSum(t, g.app.Registry(), "streamlb_stream_events_total", map[string]string{"outcome": "restart"}) == n
+	})
+	// The last event's listing, if any, is made once the lister may list.
+	eventually(t, 5*time.Second, "the member listed since the first event", func() bool {
+		return victim.CallCount("listconfig") > listings
+	})
+	made := victim.CallCount("listconfig") - listings
+	t.Logf("%d serverStarted events cost %d listings", n, made)
+	if made > n/5 {
+		t.Errorf("%d serverStarted events cost %d listings, want far fewer", n, made)
+	}
+	if d := victim.CallCount("pullstream") - pulls; d != 0 || !hasReplica(victim, "live1", g.uri(0, "live1")) {
+		t.Errorf("after the flood: %d pulls made, replica held %v; want none and the replica kept", d, hasReplica(victim, "live1", g.uri(0, "live1")))
+	}
+	if n := counterSum(t, g.app.Registry(), "streamlb_replica_removals_total", nil); n != 0 {
+		t.Errorf("%v replicas removed, want none", n)
+	}
+}
