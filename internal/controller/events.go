@@ -28,7 +28,8 @@ func (c *Controller) HandleStreamEvent(ev receiver.StreamEvent) {
 // it has started, and what it was last listed holding may be gone. The
 // member is listed in full as soon as its lister may list it; the listing
 // decides, as any listing does. A forged one costs no more than that
-// listing. It never blocks.
+// listing. It never blocks: the start waits in the inbox as a StreamEvent
+// of its type, in its place among the stream events.
 func (c *Controller) HandleServerStarted(peer netip.Addr, received time.Time) {
 	c.HandleStreamEvent(receiver.StreamEvent{Type: receiver.TypeServerStarted, Peer: peer, Received: received})
 }
