@@ -39,21 +39,16 @@ func (s *staticEMS) GetStreamInfo(context.Context, string) (ems.StreamInfo, erro
 	return ems.StreamInfo{}, nil
 }
 
-// convergedGroup returns a controller of members members whose first holds
-// streams sources, every other one a replica of each: a converged group,
-// listed once.
-func convergedGroup(b *testing.B, streams, members int) *Controller {
-	b.Helper()
-	names := make([]string, streams)
-	for i := range names {
-		names[i] = fmt.Sprintf("stream-%05d", i)
-	}
+// staticGroup returns the specs of members members answering from
+// memory: each lists names(i) as its inbound streams, and every member but
+// the first also holds a replica of each, pulled from the first.
+func staticGroup(members int, names func(member int) []string) []MemberSpec {
 	origin := "10.0.0.1"
 	var specs []MemberSpec
 	for i := range members {
-		f := &staticEMS{inbound: names}
+		f := &staticEMS{inbound: names(i)}
 		if i > 0 {
-			for j, n := range names {
+			for j, n := range f.inbound {
 				f.configs = append(f.configs, ems.PullConfig{
 					ConfigID: uint64(j + 1), LocalStreamName: n, URI: pullURI(origin, "live", n), KeepAlive: true,
 					Status: ems.PullStatus{Code: ems.PullStatusStreaming},
@@ -63,6 +58,19 @@ func convergedGroup(b *testing.B, streams, members int) *Controller {
 		}
 		specs = append(specs, MemberSpec{Name: fmt.Sprintf("m%02d", i+1), Address: fmt.Sprintf("10.0.0.%d", i+1), API: "direct", Replicate: true, Client: f})
 	}
+	return specs
+}
+
+// convergedGroup returns a controller of members members whose first holds
+// streams sources, every other one a replica of each: a converged group,
+// listed once.
+func convergedGroup(b *testing.B, streams, members int) *Controller {
+	b.Helper()
+	names := make([]string, streams)
+	for i := range names {
+		names[i] = fmt.Sprintf("stream-%05d", i)
+	}
+	specs := staticGroup(members, func(int) []string { return names })
 	c, err := New(Options{Members: specs})
 	if err != nil {
 		b.Fatal(err)

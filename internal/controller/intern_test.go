@@ -2,11 +2,8 @@ package controller
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"unsafe"
-
-	"streamlb/internal/ems"
 )
 
 // TestResyncSharesStrings checks that the members listed by one resync
@@ -14,26 +11,14 @@ import (
 // list them: a group holds streams × members configs.
 func TestResyncSharesStrings(t *testing.T) {
 	const streams, members = 50, 4
-	origin := "10.0.0.1"
-	var specs []MemberSpec
-	for i := range members {
-		f := &staticEMS{}
-		for j := range streams {
-			// Each member's answer is decoded into strings of its own.
-			name := strings.Clone(fmt.Sprintf("stream-%03d", j))
-			if i == 0 {
-				f.inbound = append(f.inbound, name)
-				continue
-			}
-			f.inbound = append(f.inbound, strings.Clone(name))
-			f.configs = append(f.configs, ems.PullConfig{
-				ConfigID: uint64(j + 1), LocalStreamName: name, URI: pullURI(origin, "live", name), KeepAlive: true,
-				Status: ems.PullStatus{Code: ems.PullStatusStreaming},
-				Vars:   map[string]string{tagGroup: "default", tagOrigin: origin},
-			})
+	// Each member's answer is decoded into strings of its own.
+	specs := staticGroup(members, func(int) []string {
+		names := make([]string, streams)
+		for j := range names {
+			names[j] = fmt.Sprintf("stream-%03d", j)
 		}
-		specs = append(specs, MemberSpec{Name: fmt.Sprintf("m%02d", i+1), Address: fmt.Sprintf("10.0.0.%d", i+1), API: "direct", Replicate: true, Client: f})
-	}
+		return names
+	})
 	c, err := New(Options{Members: specs})
 	if err != nil {
 		t.Fatal(err)
