@@ -130,6 +130,7 @@ func (o Options) LogValue() slog.Value { return slog.StringValue(o.String()) }
 // for concurrent use and holds no goroutines, so it needs no closing.
 type Receiver struct {
 	sink        Sink
+	starts      StartSink // sink, when it takes serverStarted; else nil
 	logger      *slog.Logger
 	metrics     *metrics
 	access      atomic.Pointer[access]
@@ -171,6 +172,7 @@ func New(opts Options) *Receiver {
 		now:         opts.Now,
 		complaints:  map[string]*rate.Limiter{},
 	}
+	r.starts, _ = opts.Sink.(StartSink)
 	for _, result := range []string{resultMalformed, resultUnauthorized, resultForbidden, resultTooLarge, resultTimeout,
 		resultBusy, resultNameTooLong, resultURITooLong, resultTooManyVars, resultVarTooLong, resultBadIP} {
 		r.complaints[result] = rate.NewLimiter(rate.Every(complaintInterval), 1)
@@ -280,8 +282,8 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	if ss, ok := r.sink.(StartSink); ok && ev.Type == TypeServerStarted && peer.IsValid() {
-		ss.HandleServerStarted(peer, r.now())
+	if ev.Type == TypeServerStarted && r.starts != nil && peer.IsValid() {
+		r.starts.HandleServerStarted(peer, r.now())
 		r.metrics.count(ev.Type, resultAccepted)
 		if r.logger.Enabled(req.Context(), slog.LevelDebug) {
 			r.logger.Debug("server start accepted", "peer", peer)
