@@ -123,13 +123,16 @@ type Controller struct {
 	log  *slog.Logger
 	met  *metrics
 
-	mu      sync.Mutex
-	members []*member          // in configuration order
-	byName  map[string]*member // by name
-	byAddr  map[string]*member // by address
-	sources map[string]map[*member]*source
-	unknown map[string]struct{} // event origins already logged
-	resync  ResyncStatus
+	mu sync.Mutex
+	// confirmed is signalled (on mu) whenever a call confirming one name
+	// ends: a listing of its member waits for those in flight.
+	confirmed *sync.Cond
+	members   []*member          // in configuration order
+	byName    map[string]*member // by name
+	byAddr    map[string]*member // by address
+	sources   map[string]map[*member]*source
+	unknown   map[string]struct{} // event origins already logged
+	resync    ResyncStatus
 	// lastReload is the result of the last config reload, nil before one.
 	lastReload *ReloadStatus
 	gen        uint64        // orders listings and this controller's changes
@@ -225,6 +228,9 @@ type memberWork struct {
 	// conflict's tie-break).
 	confirm map[string]time.Time
 	lookup  map[string]struct{}
+	// confirming holds the names whose own confirmation call is in
+	// flight (dispatchConfirmsLocked).
+	confirming map[string]struct{}
 	// needList asks the lister for a full listing, needInbound for one of
 	// the inbound streams only (pulls made here wait to be seen
 	// streaming); wake wakes the lister.
@@ -234,6 +240,9 @@ type memberWork struct {
 	// listingFull is set while a full listing of the member is in flight:
 	// the changes this controller makes meanwhile are noted in obs.ownChanges.
 	listingFull bool
+	// listing is set while a listing of the member waits for, or makes,
+	// its calls: no call confirming one name starts meanwhile.
+	listing bool
 }
 
 // memberRun is the member's goroutines: its lister and workers.
@@ -268,6 +277,7 @@ func New(opts Options) (*Controller, error) {
 		ranks:     make(map[string][]*member),
 		wanted:    make(map[string]time.Time),
 	}
+	c.confirmed = sync.NewCond(&c.mu)
 	for i, s := range opts.Members {
 		if err := c.addMemberLocked(s, i); err != nil {
 			return nil, err
@@ -302,13 +312,14 @@ func (c *Controller) newMember(s MemberSpec, idx int) *member {
 		health: memberHealth{state: MemberUp, stateChanged: make(chan struct{})},
 		obs:    newObserved(),
 		work: memberWork{
-			ops:      make(map[string]*op),
-			queue:    newQueue[string](),
-			pulls:    newPullGate(c.opts.MaxPullsPerSecond),
-			wake:     make(chan struct{}, 1),
-			confirm:  make(map[string]time.Time),
-			lookup:   make(map[string]struct{}),
-			removals: make(map[string]time.Time),
+			ops:        make(map[string]*op),
+			queue:      newQueue[string](),
+			pulls:      newPullGate(c.opts.MaxPullsPerSecond),
+			wake:       make(chan struct{}, 1),
+			confirm:    make(map[string]time.Time),
+			confirming: make(map[string]struct{}),
+			lookup:     make(map[string]struct{}),
+			removals:   make(map[string]time.Time),
 		},
 	}
 }
@@ -527,6 +538,13 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	m.run.listMu.Lock()
 	defer m.run.listMu.Unlock()
 	c.mu.Lock()
+	// A name's own confirmation answered after this listing would undo
+	// what it shows: the listing waits for those in flight, and no other
+	// starts until it is applied.
+	m.work.listing = true
+	for len(m.work.confirming) > 0 {
+		c.confirmed.Wait()
+	}
 	c.gen++
 	start := c.gen
 	m.work.listingFull = full
@@ -565,6 +583,8 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m.work.listingFull = false
+	m.work.listing = false
+	defer c.dispatchConfirmsLocked(m) // the names announced meanwhile
 	if ctx.Err() != nil {
 		return calls
 	}

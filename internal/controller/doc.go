@@ -36,9 +36,13 @@
 //     fills without waiting for the controller's lock, and queues their
 //     names for confirmation on their origin.
 //   - lister (one per member) runs that member's on-demand listings:
-//     confirmations of announced names, relists after a pull or a name
-//     conflict, creation-time lookups of conflicting names, and the probes
-//     of a member that is down or refuses the credentials.
+//     confirmations of more announced names than calls of their own serve,
+//     relists after a pull or a name conflict, creation-time lookups of
+//     conflicting names, and the probes of a member that is down or refuses
+//     the credentials.
+//   - confirmByName (up to four per member, started as names are announced)
+//     confirms one announced name on its origin with a getStreamInfo call
+//     of its own, never while the origin is being listed.
 //   - worker (max_inflight per member) takes a stream off the member's
 //     deduplicating queue, plans it, and makes the one call it needs:
 //     pullStream or removeConfig, paced per origin (pullGate).
@@ -53,7 +57,10 @@
 // Controller.mu guards the members' observed state, the sources, the work
 // records, the status rows' dirty marks and the member list. Nothing holds
 // it across an EMS call: calls are made outside it and their results
-// applied under it. The journal, the inbox, each queue and each pullGate
+// applied under it. A member's listMu, which lets one listing of it run at
+// a time, is taken before it; a listing also waits (on Controller.confirmed)
+// for the calls confirming names one by one on that member to end, and none
+// starts until it is applied. The journal, the inbox, each queue and each pullGate
 // have their own small locks, taken after Controller.mu when both are
 // held; status builds are serialised by the row cache's own lock, taken
 // before Controller.mu, and hold Controller.mu a few milliseconds at a

@@ -167,7 +167,7 @@ func (c *Controller) handleEventLocked(ev receiver.StreamEvent) {
 		}
 		o.work.confirm[ev.Name] = at
 	}
-	c.wakeLocked(o)
+	c.dispatchConfirmsLocked(o)
 }
 
 // maxConfirm bounds the names waiting for confirmation on one origin;

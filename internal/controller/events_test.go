@@ -100,6 +100,81 @@ func TestEventBacklogIsHandledWhole(t *testing.T) {
 	})
 }
 
+// Each announced name is confirmed by a call of its own as soon as it
+// arrives: a name announced while another's confirmation is in flight does
+// not wait for that one, nor for a pause after it.
+func TestConfirmationsDoNotWaitForEachOther(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		a := h.g.m(addrA)
+		a.setLatency("getStreamInfo", 100*time.Millisecond)
+		a.publish("cam1")
+		a.publish("cam2")
+		h.event("inStreamCreated", addrA, "cam1")
+		h.settle(10 * time.Millisecond)
+		h.event("inStreamCreated", addrA, "cam2")
+		// cam2's own call answers 110 ms in; a round that waited for
+		// cam1's (100 ms) and a pause as long would answer at 300 ms.
+		h.settle(120 * time.Millisecond)
+		wantReplica(t, h.g.m(addrB), "cam2", "rtmp://127.0.0.1/live/cam2")
+		wantReplica(t, h.g.m(addrC), "cam2", "rtmp://127.0.0.1/live/cam2")
+	})
+}
+
+// Names confirmed one by one are confirmed at most perNameConfirm at a time
+// per origin; more than confirmByNameMax waiting share one listing instead;
+// and no confirmation call is ever in flight during a listing of the same
+// member, whose answer it could undo.
+func TestConfirmationsBoundedAndNeverDuringAListing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		a := h.g.m(addrA)
+		a.setLatency("getStreamInfo", 50*time.Millisecond)
+		a.setLatency("listInboundStreamNames", 50*time.Millisecond)
+		lists := a.count("listInboundStreamNames")
+		for i := range 10 {
+			a.publish("few" + strconv.Itoa(i))
+			h.event("inStreamCreated", addrA, "few"+strconv.Itoa(i))
+		}
+		h.settle(time.Second)
+		if peak, _ := a.stats("getStreamInfo"); peak > perNameConfirm {
+			t.Errorf("%d getStreamInfo calls in flight at once on the origin, want at most %d", peak, perNameConfirm)
+		}
+		if n := a.count("listInboundStreamNames") - lists; n != 0 {
+			t.Errorf("%d listings of the origin for 10 names, want none", n)
+		}
+		infos := a.count("getStreamInfo")
+		const many = 3 * confirmByNameMax
+		for i := range many {
+			a.publish("many" + strconv.Itoa(i))
+			h.event("inStreamCreated", addrA, "many"+strconv.Itoa(i))
+		}
+		h.settle(2 * time.Second)
+		if n := a.count("listInboundStreamNames") - lists; n == 0 {
+			t.Errorf("no listing of the origin for %d names", many)
+		}
+		if n := a.count("getStreamInfo") - infos; n > confirmByNameMax {
+			t.Errorf("%d getStreamInfo calls for %d names at once, want at most %d before a listing answers them", n, many, confirmByNameMax)
+		}
+		if _, overlaps := a.stats("getStreamInfo"); overlaps != 0 {
+			t.Errorf("a getStreamInfo call was in flight during a listing of the same member %d times", overlaps)
+		}
+		got := h.g.m(addrB).replicas()
+		for i := range 10 {
+			if name := "few" + strconv.Itoa(i); got[name] == "" {
+				t.Errorf("%s not replicated to b", name)
+			}
+		}
+		for i := range many {
+			if name := "many" + strconv.Itoa(i); got[name] == "" {
+				t.Errorf("%s not replicated to b", name)
+			}
+		}
+	})
+}
+
 // A few announced names are confirmed with one getStreamInfo each, not a
 // listing of every stream on the origin; a replica among them is not taken
 // for a source.

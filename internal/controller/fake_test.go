@@ -36,12 +36,20 @@ type fakeEMS struct {
 	undecodable int
 	cut         bool // pulls from other members cannot connect
 	calls       map[string]int
+	// latency is how long a call of each command takes (fake time);
+	// inflight and peak count the calls in flight, and overlaps the
+	// getStreamInfo calls in flight at once with a listing.
+	latency  map[string]time.Duration
+	inflight map[string]int
+	peak     map[string]int
+	overlaps int
 }
 
 func newFakeGroup(addrs ...string) *fakeGroup {
 	g := &fakeGroup{members: make(map[string]*fakeEMS)}
 	for _, a := range addrs {
-		g.members[a] = &fakeEMS{g: g, addr: a, sources: map[string]bool{}, created: map[string]float64{}, configs: map[uint64]ems.PullConfig{}, calls: map[string]int{}}
+		g.members[a] = &fakeEMS{g: g, addr: a, sources: map[string]bool{}, created: map[string]float64{}, configs: map[uint64]ems.PullConfig{}, calls: map[string]int{},
+			latency: map[string]time.Duration{}, inflight: map[string]int{}, peak: map[string]int{}}
 	}
 	return g
 }
@@ -101,6 +109,40 @@ func (f *fakeEMS) replicas() map[string]string {
 		out[c.LocalStreamName] = c.URI
 	}
 	return out
+}
+
+// begin marks a call of cmd in flight for as long as its latency; the
+// call ends with the function it returns.
+func (f *fakeEMS) begin(cmd string) (end func()) {
+	f.g.mu.Lock()
+	f.inflight[cmd]++
+	f.peak[cmd] = max(f.peak[cmd], f.inflight[cmd])
+	if f.inflight["getStreamInfo"] > 0 && f.inflight["listInboundStreamNames"]+f.inflight["listConfig"] > 0 {
+		f.overlaps++
+	}
+	d := f.latency[cmd]
+	f.g.mu.Unlock()
+	time.Sleep(d)
+	return func() {
+		f.g.mu.Lock()
+		f.inflight[cmd]--
+		f.g.mu.Unlock()
+	}
+}
+
+// setLatency makes every call of cmd take d.
+func (f *fakeEMS) setLatency(cmd string, d time.Duration) {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	f.latency[cmd] = d
+}
+
+// stats returns the most calls of cmd seen in flight at once, and how
+// many times a getStreamInfo call and a listing were.
+func (f *fakeEMS) stats(cmd string) (peak, overlaps int) {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	return f.peak[cmd], f.overlaps
 }
 
 func (f *fakeEMS) enter(cmd string) error {
@@ -176,6 +218,7 @@ func (f *fakeEMS) PullStream(_ context.Context, req ems.PullRequest) (ems.PullRe
 // them over: one at a time, the struct reused, undecodable entries passed
 // to skip.
 func (f *fakeEMS) EachPullConfigSkipping(ctx context.Context, fn func(*ems.PullConfig) error, skip func(error)) error {
+	defer f.begin("listConfig")()
 	configs, err := f.listConfig(ctx)
 	if err != nil {
 		return err
@@ -216,6 +259,7 @@ func (f *fakeEMS) listConfig(context.Context) ([]ems.PullConfig, error) {
 }
 
 func (f *fakeEMS) ListInboundStreamNames(context.Context) ([]string, error) {
+	defer f.begin("listInboundStreamNames")()
 	f.g.mu.Lock()
 	defer f.g.mu.Unlock()
 	if err := f.enter("listInboundStreamNames"); err != nil {
@@ -225,6 +269,7 @@ func (f *fakeEMS) ListInboundStreamNames(context.Context) ([]string, error) {
 }
 
 func (f *fakeEMS) GetStreamInfo(_ context.Context, name string) (ems.StreamInfo, error) {
+	defer f.begin("getStreamInfo")()
 	f.g.mu.Lock()
 	defer f.g.mu.Unlock()
 	if err := f.enter("getStreamInfo"); err != nil {

@@ -6,10 +6,7 @@ package controller
 import (
 	"context"
 	"strings"
-	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"streamlb/internal/ems"
 )
@@ -88,8 +85,11 @@ func (c *Controller) wakeLocked(m *member) {
 	}
 }
 
-// lister runs m's on-demand listings: confirmations of events, relists
-// after a name conflict or a return, and the probes of a parked member.
+// lister runs m's on-demand listings: confirmations of events too many to
+// confirm one by one, relists after a name conflict or a return, a look
+// at new pulls streaming, and the probes of a parked member. A few names
+// are confirmed by calls of their own, which it starts when it is woken
+// (dispatchConfirmsLocked); they do not wait for it.
 //
 // Probes back off, and keep backing off across returns that do not last:
 // a member that answers a probe and fails the next call (a share of its
@@ -98,7 +98,7 @@ func (c *Controller) wakeLocked(m *member) {
 // fails again.
 func (c *Controller) lister(ctx context.Context, m *member) {
 	probes := 0
-	var upAt, notBefore time.Time
+	var upAt, notBefore, listAfter time.Time
 	var timer <-chan time.Time
 	for {
 		select {
@@ -115,24 +115,38 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		}
 		state := m.health.state
 		resync := c.opts.ResyncInterval // a reload may change it
-		needList, confirm := m.work.needList, len(m.work.confirm) > 0 || m.work.needInbound
-		wantInbound := m.work.needInbound
-		var announced map[string]time.Time
-		var lookup []string
-		if state == MemberUp && !needList && len(m.work.confirm) == 0 && len(m.work.lookup) == 0 && wantInbound {
-			// Only pulls wait to be seen streaming: one listing every
-			// pullConfirmSpacing answers them all, whatever their number.
-			if wait := pullConfirmSpacing - time.Since(m.obs.inboundAt); wait > 0 {
-				c.mu.Unlock()
-				timer = time.After(wait)
-				continue
-			}
-		}
+		var (
+			full, inbound bool
+			announced     map[string]time.Time
+			lookup        []string
+		)
 		if state == MemberUp {
-			m.work.needList, m.work.needInbound = false, false
-			if confirm {
-				announced = m.work.confirm
-				m.work.confirm = make(map[string]time.Time)
+			c.startConfirmsLocked(m)
+			full = m.work.needList
+			// Names beyond what calls of their own serve share a listing.
+			inbound = !full && len(m.work.confirm) > confirmByNameMax
+			if !full && !inbound && m.work.needInbound {
+				// Only pulls wait to be seen streaming: one listing every
+				// pullConfirmSpacing answers them all, whatever their
+				// number.
+				if wait := pullConfirmSpacing - time.Since(m.obs.inboundAt); wait > 0 {
+					timer = time.After(wait)
+				} else {
+					inbound = true
+				}
+			}
+			if (full || inbound) && time.Now().Before(listAfter) {
+				// Events arriving meanwhile share the listing.
+				timer = time.After(time.Until(listAfter))
+				full, inbound = false, false
+			}
+			if full || inbound {
+				m.work.needList, m.work.needInbound = false, false
+				if len(m.work.confirm) > 0 {
+					// A listing answers every name waiting.
+					announced = m.work.confirm
+					m.work.confirm = make(map[string]time.Time)
+				}
 			}
 			for name := range m.work.lookup {
 				lookup = append(lookup, name)
@@ -167,50 +181,23 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			timer = time.After(wait)
 			continue
 		}
+		if !full && !inbound {
+			continue
+		}
 		listed := time.Now()
-		byName := false
-		switch {
-		case needList:
-			// A full listing answers the announced names too.
-			c.listMember(ctx, m, true, announced, nil)
+		c.listMember(ctx, m, full, announced, nil)
+		if full {
 			c.mu.Lock()
 			c.diffLocked(m, time.Now())
 			c.mu.Unlock()
-		case confirm && !wantInbound && len(announced) <= perNameConfirm:
-			// A few names: one small call each costs the origin less than
-			// listing every stream it has.
-			c.confirmByName(ctx, m, announced)
-			byName = true
-		case confirm:
-			c.listMember(ctx, m, false, announced, nil)
-		default:
-			continue
 		}
-		// A listing that failed parked the member: probe it now, not
-		// after a pause as long as the timeout it ran into.
-		c.mu.Lock()
-		up := m.health.state == MemberUp
-		c.mu.Unlock()
-		if !up {
-			continue
-		}
-		// Events arriving meanwhile share the next listing, which waits
-		// three times as long as this one took: a member listing thousands
-		// of streams spends at most a quarter of its time answering them.
-		// A few names' own calls cost the member little: the next round
-		// waits as long as they took, so they keep it busy half the time
-		// at most.
-		spacing := 3 * time.Since(listed)
-		if byName {
-			spacing = time.Since(listed)
-		}
-		pause := time.NewTimer(max(c.opts.ConfirmInterval, spacing))
-		select {
-		case <-ctx.Done():
-			pause.Stop()
-			return
-		case <-pause.C:
-		}
+		// The next listing waits three times as long as this one took: a
+		// member listing thousands of streams spends at most a quarter of
+		// its time answering them. A listing that failed parked the
+		// member: it is probed at once, not after a pause as long as the
+		// timeout it ran into.
+		listAfter = listed.Add(max(c.opts.ConfirmInterval, 4*time.Since(listed)))
+		timer = time.After(0) // whatever arrived meanwhile
 	}
 }
 
@@ -219,79 +206,99 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 // event says so sooner, where the member posts its events).
 const pullConfirmSpacing = 2 * time.Second
 
-// perNameConfirm is the largest batch of announced names confirmed with
-// one getStreamInfo call each rather than a listing of the origin's
-// inbound streams.
-const perNameConfirm = 4
+// Announced names are confirmed on their origin by one getStreamInfo call
+// each, at most perNameConfirm at a time per origin, as long as no more
+// than confirmByNameMax wait; more share a listing of the origin's inbound
+// streams, which answers them all. A flood of forged events then costs
+// the origin at most perNameConfirm small calls at a time, and listings at
+// the lister's pace.
+const (
+	perNameConfirm   = 4
+	confirmByNameMax = 16
+)
 
-// confirmByName confirms each announced name on origin m with its own
+// dispatchConfirmsLocked starts the calls that confirm names waiting on
+// origin m one by one, if few wait (startConfirmsLocked), and wakes m's
+// lister for the names that must wait for a listing.
+func (c *Controller) dispatchConfirmsLocked(m *member) {
+	if c.startConfirmsLocked(m) {
+		c.wakeLocked(m)
+	}
+}
+
+// startConfirmsLocked starts a call of its own for each name waiting on
+// origin m, if few wait: as soon as one of m's perNameConfirm slots is free
+// and the name has no call in flight already. It reports whether names
+// are left for the lister (a listing, or m's return).
+func (c *Controller) startConfirmsLocked(m *member) bool {
+	if len(m.work.confirm) == 0 {
+		return false
+	}
+	if !c.isReady || m.health.state != MemberUp || m.work.needList || m.work.listing || m.run.ctx == nil || m.run.stopped ||
+		len(m.work.confirm) > confirmByNameMax {
+		return true
+	}
+	for name, at := range m.work.confirm {
+		if len(m.work.confirming) >= perNameConfirm {
+			break // a call that ends starts the next
+		}
+		if _, busy := m.work.confirming[name]; busy {
+			continue // asked again meanwhile: once the answer is in
+		}
+		delete(m.work.confirm, name)
+		m.work.confirming[name] = struct{}{}
+		ctx := m.run.ctx
+		m.run.done.Go(func() { c.confirmByName(ctx, m, name, at) })
+	}
+	return false
+}
+
+// confirmByName confirms one announced name on origin m with its own
 // getStreamInfo call: a stream that EMS shows and that is not a pull of
 // this group's or from a member is a source; one EMS answers "not found"
 // for is absent. A call that fails parks m, as a failed listing does, and
-// leaves the names unknown.
-func (c *Controller) confirmByName(ctx context.Context, m *member, announced map[string]time.Time) {
-	type answer struct {
-		source, known bool
-	}
+// leaves the name unknown. The call never overlaps a listing of m (see
+// listMember), so an answer is never applied over a newer listing's.
+func (c *Controller) confirmByName(ctx context.Context, m *member, name string, announced time.Time) {
 	started := time.Now()
-	// The calls run at once (at most perNameConfirm of them): a batch
-	// takes as long as its slowest call, not their sum.
-	var (
-		mu     sync.Mutex
-		got    = make(map[string]answer, len(announced))
-		failed error
-		g      errgroup.Group
-	)
-	for name := range announced {
-		g.Go(func() error {
-			var info ems.StreamInfo
-			err := c.call(ctx, m, "getStreamInfo", func(ctx context.Context) error {
-				var err error
-				info, err = m.spec.Client.GetStreamInfo(ctx, name)
-				return err
-			})
-			mu.Lock()
-			defer mu.Unlock()
-			if desc, fail := ems.IsFail(err); fail {
-				// Only EMS's "Stream NAME not found" says the stream is not
-				// there; any other FAIL says nothing about it: left unknown.
-				if strings.HasSuffix(desc, " not found") {
-					got[name] = answer{known: true}
-				}
-				return nil
-			}
-			if err != nil {
-				failed = err
-				return nil
-			}
-			got[name] = answer{known: true, source: !c.isReplicaInfo(info)}
-			return nil
-		})
-	}
-	_ = g.Wait()
+	var info ems.StreamInfo
+	err := c.call(ctx, m, "getStreamInfo", func(ctx context.Context) error {
+		var err error
+		info, err = m.spec.Client.GetStreamInfo(ctx, name)
+		return err
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(m.work.confirming, name)
+	c.confirmed.Broadcast()
 	if ctx.Err() != nil {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if failed != nil {
-		c.memberFailedLocked(m, failed, true)
+	defer c.dispatchConfirmsLocked(m)
+	known, source := false, false
+	if desc, fail := ems.IsFail(err); fail {
+		// Only EMS's "Stream NAME not found" says the stream is not
+		// there; any other FAIL says nothing about it: left unknown.
+		known = strings.HasSuffix(desc, " not found")
+	} else if err != nil {
+		c.memberFailedLocked(m, err, true)
 		return
+	} else {
+		known, source = true, !c.isReplicaInfo(info)
 	}
-	confirmed := make(map[string]time.Time, len(got))
-	for name, a := range got {
-		if a.source {
-			m.obs.inbound[name] = struct{}{}
-		} else {
-			delete(m.obs.inbound, name)
-		}
-		c.dirtyLocked(name)
-		if len(m.obs.checked) < maxConfirm {
-			m.obs.checked[name] = started
-		}
-		confirmed[name] = announced[name]
+	if !known || m.health.state != MemberUp {
+		return // parked meanwhile: what it holds is unknown
 	}
-	c.applyListingLocked(m, time.Now(), false, confirmed, nil, nil)
+	if source {
+		m.obs.inbound[name] = struct{}{}
+	} else {
+		delete(m.obs.inbound, name)
+	}
+	c.dirtyLocked(name)
+	if len(m.obs.checked) < maxConfirm {
+		m.obs.checked[name] = started
+	}
+	c.applyListingLocked(m, time.Now(), false, map[string]time.Time{name: announced}, nil, nil)
 }
 
 // isReplicaInfo reports whether a stream EMS describes is a replica: a

@@ -117,10 +117,10 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		c.mu.Lock()
 		latency := time.Duration(m.health.latency.Load())
 		if a.origin != nil {
-			if _, ok := a.origin.work.confirm[name]; !ok {
+			if _, ok := a.origin.work.confirm[name]; !ok && len(a.origin.work.confirm) < maxConfirm {
 				a.origin.work.confirm[name] = time.Now()
 			}
-			c.wakeLocked(a.origin)
+			c.dispatchConfirmsLocked(a.origin)
 			latency = max(latency, time.Duration(a.origin.health.latency.Load()))
 		}
 		c.mu.Unlock()
@@ -157,7 +157,7 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 			if _, ok := o.work.confirm[name]; !ok && len(o.work.confirm) < maxConfirm {
 				o.work.confirm[name] = time.Now()
 			}
-			c.wakeLocked(o)
+			c.dispatchConfirmsLocked(o)
 			latency = max(latency, time.Duration(o.health.latency.Load()))
 		}
 		c.mu.Unlock()
