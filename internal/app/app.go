@@ -256,7 +256,10 @@ func (a *App) Start() error {
 			a.servers = append(a.servers, a.newServer(h))
 			continue
 		}
-		ln, err := net.Listen("tcp", b.addr)
+		// The servers' timeouts bound every connection, and EMS posts
+		// each event on a connection of its own: TCP keep-alive probes
+		// would add nothing but four setsockopt calls per connection.
+		ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", b.addr)
 		if err != nil {
 			for _, l := range lns {
 				l.Close()

@@ -187,6 +187,7 @@ func newGenerator(g *emsimGroup, sink string, mix []mixEvent) (*generator, error
 		return nil, fmt.Errorf("event sink URL: %w", err)
 	}
 	gen := &generator{g: g, mix: mix, addr: u.Host, path: u.RequestURI()}
+	gen.dialer.KeepAlive = -1 // one event per connection: no probes to set up
 	gen.readers.New = func() any { return bufio.NewReaderSize(nil, 1024) }
 	return gen, nil
 }

@@ -337,16 +337,19 @@ func (c *Cluster) availability(refs []srcRef, since time.Time) []avail {
 	return out
 }
 
-// listen binds the member's listeners.
+// listen binds the member's listeners. They set no TCP keep-alive on the
+// connections they accept: the servers' timeouts bound them, and each API
+// call is spared four setsockopt calls.
 func (m *Member) listen() error {
 	cfg := m.c.cfg
-	ln, err := net.Listen("tcp4", net.JoinHostPort(m.ip, itoa(cfg.APIPort)))
+	lc := &net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp4", net.JoinHostPort(m.ip, itoa(cfg.APIPort)))
 	if err != nil {
 		return fmt.Errorf("listen api of member %s: %w", m.ip, err)
 	}
 	m.apiLn = ln
 	if cfg.EWSPort != 0 {
-		ln, err := net.Listen("tcp4", net.JoinHostPort(m.ip, itoa(cfg.EWSPort)))
+		ln, err := lc.Listen(context.Background(), "tcp4", net.JoinHostPort(m.ip, itoa(cfg.EWSPort)))
 		if err != nil {
 			return fmt.Errorf("listen api proxy of member %s: %w", m.ip, err)
 		}
