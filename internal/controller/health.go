@@ -194,9 +194,15 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		// The next listing waits three times as long as this one took: a
 		// member listing thousands of streams spends at most a quarter of
 		// its time answering them. A listing that failed parked the
-		// member: it is probed at once, not after a pause as long as the
-		// timeout it ran into.
-		listAfter = listed.Add(max(c.opts.ConfirmInterval, 4*time.Since(listed)))
+		// member: it is probed at once, and listed once back, not after a
+		// pause as long as the timeout it ran into.
+		c.mu.Lock()
+		up := m.health.state == MemberUp
+		c.mu.Unlock()
+		listAfter = time.Time{}
+		if up {
+			listAfter = listed.Add(max(c.opts.ConfirmInterval, 4*time.Since(listed)))
+		}
 		timer = time.After(0) // whatever arrived meanwhile
 	}
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -182,5 +183,39 @@ func TestMemberParkedByASlowListingIsProbedAtOnce(t *testing.T) {
 		}
 		h.settle(10 * time.Second) // past the grace
 		wantReplica(t, g.m(addrB), "cam", "rtmp://127.0.0.1/live/cam")
+	})
+}
+
+// A member parked by a listing that ran into its timeout is listed in full
+// as soon as it is back, not after the pause that spaces listings of a
+// member that answers (three times the listing's duration, here the
+// timeout).
+func TestMemberParkedByASlowListingIsListedOnceBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		specs := g.specs("a", "b", "c")
+		a := &slowEMS{fakeEMS: g.m(addrA)}
+		specs[0].Client = a
+		h := newHarness(t, func(o *Options) { o.Members = specs; o.CallTimeout = 5 * time.Second })
+		h.g = g
+		defer h.end()
+
+		// a's serverStarted asks for a full listing of a, which hangs for
+		// the call timeout; a answers again right after.
+		a.slow.Store(true)
+		h.c.HandleServerStarted(netip.MustParseAddr(addrA), time.Now())
+		h.settle(5500 * time.Millisecond)
+		if st := memberState(h.c, "a"); st != MemberDown {
+			t.Fatalf("member a is %q after a listing timed out, want down", st)
+		}
+		lists := g.m(addrA).count("listConfig")
+		a.slow.Store(false)
+		h.settle(3 * time.Second) // a probe within a backoff step, then the listing
+		if st := memberState(h.c, "a"); st != MemberUp {
+			t.Fatalf("member a is %q 3s after it answers again, want up", st)
+		}
+		if n := g.m(addrA).count("listConfig") - lists; n == 0 {
+			t.Errorf("member a not listed in full within 3s of its return")
+		}
 	})
 }
