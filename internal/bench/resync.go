@@ -3,6 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -89,12 +92,22 @@ func (r *runner) resync(ctx context.Context, l *liveGroup) error {
 	}
 	r.prof.wait()
 	var calls int64
+	byCommand := map[string]int64{}
 	for i := range after {
 		calls += after[i].workCalls() - before[i].workCalls()
+		for cmd, n := range after[i].Calls {
+			if d := n - before[i].Calls[cmd]; d != 0 && !slices.Contains(loadCalls, cmd) {
+				byCommand[cmd] += d
+			}
+		}
 	}
 	r.res.ResyncSeconds = Seconds(sumMetric(m1, resyncSum) - sumMetric(m0, resyncSum))
 	r.res.ResyncCallsPerMember = Rate(float64(calls) / float64(len(after)))
-	r.progress("resync: %.3f s, %.2f calls per member", float64(r.res.ResyncSeconds), float64(r.res.ResyncCallsPerMember))
+	var cmds []string
+	for _, cmd := range slices.Sorted(maps.Keys(byCommand)) {
+		cmds = append(cmds, fmt.Sprintf("%s %d", cmd, byCommand[cmd]))
+	}
+	r.progress("resync: %.3f s, %.2f calls per member (%s)", float64(r.res.ResyncSeconds), float64(r.res.ResyncCallsPerMember), strings.Join(cmds, ", "))
 	return nil
 }
 
