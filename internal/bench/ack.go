@@ -56,6 +56,7 @@ func (r *runner) ack(ctx context.Context) error {
 	b, err := startBalancer(ctx, o.Exe, r.dir, listen, g.ips, balancerSettings{
 		defaults:    o.Defaults,
 		maxInflight: k, resyncInterval: 10 * time.Minute, teardownGrace: ackGrace,
+		memoryLimit: o.MemoryLimit,
 	}, r.prof)
 	if err != nil {
 		return err

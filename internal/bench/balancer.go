@@ -34,6 +34,8 @@ type balancerSettings struct {
 	copies     int
 	playListen string
 	poll       time.Duration
+	// memoryLimit is the process's GOMEMLIMIT; "": none.
+	memoryLimit string
 }
 
 // demandMaxViewers is each member's maxViewers in mode demand.
@@ -115,7 +117,11 @@ func startBalancer(ctx context.Context, exe, dir, listen string, ips []string, s
 		b.debug = debug
 		args = append(args, "-debug-addr", debug)
 	}
-	p, err := startChild("balancer", exe, args, []string{"GODEBUG=gctrace=1"}, b.gcLine)
+	env := []string{"GODEBUG=gctrace=1"}
+	if s.memoryLimit != "" {
+		env = append(env, "GOMEMLIMIT="+s.memoryLimit)
+	}
+	p, err := startChild("balancer", exe, args, env, b.gcLine)
 	if err != nil {
 		return nil, err
 	}

@@ -248,3 +248,55 @@ func TestCPUTimeCountsThisProcess(t *testing.T) {
 }
 
 var spin int
+
+// TestBalancerRunsWithTheMemoryLimit checks that -memory-limit reaches the
+// balancer process as its GOMEMLIMIT, as the balancer's own metrics report.
+func TestBalancerRunsWithTheMemoryLimit(t *testing.T) {
+	exe := buildStreamlb(t)
+	ctx := t.Context()
+	g, err := startEmsim(ctx, exe, 2, false, false, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.close()
+	listen, err := freeListen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := startBalancer(ctx, exe, t.TempDir(), listen, g.ips, balancerSettings{
+		maxInflight: 4, resyncInterval: time.Minute, teardownGrace: time.Second, memoryLimit: "64MiB",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.stop()
+	m, err := b.metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sumMetric(m, "go_gc_gomemlimit_bytes"); got != 64<<20 {
+		t.Errorf("the balancer's go_gc_gomemlimit_bytes = %v, want %d", got, 64<<20)
+	}
+}
+
+func TestParseMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"80MiB", 80 << 20}, {"1GiB", 1 << 30}, {"4096", 4096}, {"512B", 512}, {"3KiB", 3 << 10}, {"2TiB", 2 << 40},
+	} {
+		if got, err := parseMemoryLimit(tc.in); err != nil || got != tc.want {
+			t.Errorf("parseMemoryLimit(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"80MB", "80 MiB", "1.5GiB", "-1MiB", "0", "MiB", "80mib", "9999999999TiB", "80MiBB"} {
+		if _, err := parseMemoryLimit(in); err == nil || !strings.Contains(err.Error(), "GOMEMLIMIT") {
+			t.Errorf("parseMemoryLimit(%q): error %v, want one that names the syntax GOMEMLIMIT takes", in, err)
+		}
+	}
+	o := Options{MemoryLimit: "80MB"}
+	if err := o.setDefaults(); err == nil || !strings.Contains(err.Error(), `"80MB"`) {
+		t.Errorf("setDefaults with memory limit 80MB: %v, want an error naming it", err)
+	}
+}

@@ -110,6 +110,7 @@ func (r *runner) burst(ctx context.Context, k int) (Trial, *liveGroup, error) {
 	l.set = balancerSettings{
 		defaults:    o.Defaults,
 		maxInflight: k, resyncInterval: 10 * time.Minute, teardownGrace: 10 * time.Second,
+		memoryLimit: o.MemoryLimit,
 	}
 	if o.Replication == ReplicationDemand {
 		l.set.copies, l.set.poll = o.Copies, o.PollInterval

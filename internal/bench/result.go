@@ -106,6 +106,8 @@ type Result struct {
 	// and max_pulls_per_second.
 	Defaults bool    `json:"defaults"`
 	Trials   []Trial `json:"trials"`
+	// MemoryLimit is the balancer's GOMEMLIMIT ("": none).
+	MemoryLimit string `json:"memory_limit"`
 
 	// Replication is the balancer's replication mode in the burst's group;
 	// Copies is how many members hold each stream there, origin included
@@ -161,7 +163,7 @@ type Result struct {
 func newResult(o Options) Result {
 	res := Result{
 		Members: o.Members, Streams: o.Streams, Rate: o.Rate, DurationS: Seconds(o.Duration.Seconds()),
-		Separate: o.Separate, EmsimKeepAlive: o.KeepAlive,
+		Separate: o.Separate, EmsimKeepAlive: o.KeepAlive, MemoryLimit: o.MemoryLimit,
 		CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
 		Trials: []Trial{},
 	}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
+	"strconv"
 	"streamlb/internal/config"
 	"strings"
 	"time"
@@ -49,6 +51,9 @@ type Options struct {
 	// max_inflight and max_pulls_per_second instead of the best of
 	// Candidates and no cap on pulls.
 	Defaults bool
+	// MemoryLimit is the balancer process's GOMEMLIMIT, in the syntax
+	// GOMEMLIMIT takes ("80MiB"); "": none.
+	MemoryLimit string
 	// RecoveryResync is the balancer's resync_interval in the recovery
 	// scenario; default 10s.
 	RecoveryResync time.Duration
@@ -151,6 +156,11 @@ func (o *Options) setDefaults() error {
 		return errors.New("poll interval: want 100ms to 1m")
 	case o.Copies < 1 || o.Copies > o.Members:
 		return fmt.Errorf("copies: want 1 to the number of members (%d)", o.Members)
+	}
+	if o.MemoryLimit != "" {
+		if _, err := parseMemoryLimit(o.MemoryLimit); err != nil {
+			return err
+		}
 	}
 	for _, k := range o.Candidates {
 		if k < 1 || k > 1024 {
@@ -291,3 +301,16 @@ func join(ks []int) string {
 // defaultMaxInflight is the production default of max_inflight, which
 // Defaults runs with.
 const defaultMaxInflight = config.DefaultMaxInflight
+
+// parseMemoryLimit returns the bytes of a limit written as GOMEMLIMIT takes
+// it: a whole number with an optional unit B, KiB, MiB, GiB or TiB.
+func parseMemoryLimit(v string) (int64, error) {
+	num := strings.TrimRight(v, "BKMGTi")
+	unit := v[len(num):]
+	mult, ok := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("memory limit %q: want a positive whole number of bytes with an optional unit B, KiB, MiB, GiB or TiB, as GOMEMLIMIT takes (80MiB)", v)
+	}
+	return n * mult, nil
+}

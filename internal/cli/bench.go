@@ -20,6 +20,7 @@ func benchCmd(ctx context.Context, env Env, args []string) int {
 	fs.BoolVar(&o.KeepAlive, "keep-alive", false, "let the members keep connections open (EMS answers Connection: close)")
 	fs.IntVar(&o.MaxInflight, "max-inflight", 0, "max_inflight of the burst (0: try 4, 8 and 16 and keep the fastest)")
 	fs.BoolVar(&o.Defaults, "defaults", false, "run the balancer with the production defaults of max_inflight and max_pulls_per_second instead of the fastest max_inflight and no cap")
+	fs.StringVar(&o.MemoryLimit, "memory-limit", "", "GOMEMLIMIT of the balancer process, as GOMEMLIMIT takes it (`LIMIT`, e.g. 80MiB; default: none)")
 	fs.DurationVar(&o.RecoveryResync, "recovery-resync", 0, "resync_interval of the recovery scenario (default 10s)")
 	fs.StringVar(&o.EventsFile, "events-file", "", "recorded event mix `FILE` (default: testdata/ems/recorded/ems-events-webuilogs.jsonl of this clone)")
 	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU and heap profiles of each scenario into this `DIR`")
