@@ -134,10 +134,17 @@ func TestConfirmationsBoundedAndNeverDuringAListing(t *testing.T) {
 		a.setLatency("getStreamInfo", 50*time.Millisecond)
 		a.setLatency("listInboundStreamNames", 50*time.Millisecond)
 		lists := a.count("listInboundStreamNames")
-		for i := range 10 {
-			a.publish("few" + strconv.Itoa(i))
-			h.event("inStreamCreated", addrA, "few"+strconv.Itoa(i))
+		// announce publishes n streams on a and posts their events.
+		var names []string
+		announce := func(prefix string, n int) {
+			for i := range n {
+				name := prefix + strconv.Itoa(i)
+				a.publish(name)
+				h.event("inStreamCreated", addrA, name)
+				names = append(names, name)
+			}
 		}
+		announce("few", 10)
 		h.settle(time.Second)
 		if peak, _ := a.stats("getStreamInfo"); peak > perNameConfirm {
 			t.Errorf("%d getStreamInfo calls in flight at once on the origin, want at most %d", peak, perNameConfirm)
@@ -147,10 +154,7 @@ func TestConfirmationsBoundedAndNeverDuringAListing(t *testing.T) {
 		}
 		infos := a.count("getStreamInfo")
 		const many = 3 * confirmByNameMax
-		for i := range many {
-			a.publish("many" + strconv.Itoa(i))
-			h.event("inStreamCreated", addrA, "many"+strconv.Itoa(i))
-		}
+		announce("many", many)
 		h.settle(2 * time.Second)
 		if n := a.count("listInboundStreamNames") - lists; n == 0 {
 			t.Errorf("no listing of the origin for %d names", many)
@@ -161,16 +165,8 @@ func TestConfirmationsBoundedAndNeverDuringAListing(t *testing.T) {
 		if _, overlaps := a.stats("getStreamInfo"); overlaps != 0 {
 			t.Errorf("a getStreamInfo call was in flight during a listing of the same member %d times", overlaps)
 		}
-		got := h.g.m(addrB).replicas()
-		for i := range 10 {
-			if name := "few" + strconv.Itoa(i); got[name] == "" {
-				t.Errorf("%s not replicated to b", name)
-			}
-		}
-		for i := range many {
-			if name := "many" + strconv.Itoa(i); got[name] == "" {
-				t.Errorf("%s not replicated to b", name)
-			}
+		for _, name := range names {
+			wantReplica(t, h.g.m(addrB), name, "rtmp://127.0.0.1/live/"+name)
 		}
 	})
 }

@@ -150,18 +150,27 @@ func (s *slowEMS) ListInboundStreamNames(ctx context.Context) ([]string, error) 
 	return s.fakeEMS.ListInboundStreamNames(ctx)
 }
 
+// slowHarness runs a controller of members a, b and c, whose calls time
+// out after 5 s, and returns it with a, which can be made to hang.
+func slowHarness(t *testing.T) (*harness, *slowEMS) {
+	t.Helper()
+	g := newFakeGroup(addrA, addrB, addrC)
+	specs := g.specs("a", "b", "c")
+	a := &slowEMS{fakeEMS: g.m(addrA)}
+	specs[0].Client = a
+	h := newHarness(t, func(o *Options) { o.Members = specs; o.CallTimeout = 5 * time.Second })
+	h.g = g
+	return h, a
+}
+
 // A listing that runs into its timeout parks the member, and the member is
 // probed at once: it is back as soon as it answers, not after a pause as
 // long as the timeout (during which its sources count as gone and their
 // replicas elsewhere are removed).
 func TestMemberParkedByASlowListingIsProbedAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := newFakeGroup(addrA, addrB, addrC)
-		specs := g.specs("a", "b", "c")
-		a := &slowEMS{fakeEMS: g.m(addrA)}
-		specs[0].Client = a
-		h := newHarness(t, func(o *Options) { o.Members = specs; o.CallTimeout = 5 * time.Second })
-		h.g = g
+		h, a := slowHarness(t)
+		g := h.g
 		defer h.end()
 		g.m(addrA).publish("cam")
 		h.event("inStreamCreated", addrA, "cam")
@@ -192,12 +201,8 @@ func TestMemberParkedByASlowListingIsProbedAtOnce(t *testing.T) {
 // timeout).
 func TestMemberParkedByASlowListingIsListedOnceBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g := newFakeGroup(addrA, addrB, addrC)
-		specs := g.specs("a", "b", "c")
-		a := &slowEMS{fakeEMS: g.m(addrA)}
-		specs[0].Client = a
-		h := newHarness(t, func(o *Options) { o.Members = specs; o.CallTimeout = 5 * time.Second })
-		h.g = g
+		h, a := slowHarness(t)
+		g := h.g
 		defer h.end()
 
 		// a's serverStarted asks for a full listing of a, which hangs for
