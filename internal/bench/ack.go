@@ -37,6 +37,8 @@ func (r *runner) ack(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	orderMix(mix, o.MixOrder)
+	r.res.EventOrder = o.MixOrder
 	// The members post no events of their own: the mix is the event
 	// stream, at exactly the rate asked for.
 	g, err := startEmsim(ctx, o.Exe, o.Members, o.Separate, o.KeepAlive, "", r.prof)
@@ -69,7 +71,7 @@ func (r *runner) ack(ctx context.Context) error {
 	}()
 
 	total := int(float64(o.Rate) * o.Duration.Seconds())
-	r.progress("ack: %d events of the recorded mix at %d/s to a balancer of %d members", total, o.Rate, o.Members)
+	r.progress("ack: %d events of the recorded mix (%s) at %d/s to a balancer of %d members", total, o.MixOrder, o.Rate, o.Members)
 	gen, err := newGenerator(g, b.sinkURL(), mix)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +61,7 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 		"propagation_p50_ms", "propagation_p99_ms",
 		"burst_streams", "burst_seconds", "burst_calls_per_s", "ceiling_calls_per_s", "burst_ratio",
 		"resync_seconds", "resync_calls_per_member", "recovery_seconds", "rss_mib", "heap_mib",
-		"max_inflight", "emsim_keep_alive", "separate", "replication", "copies", "replicas_held", "scale_up_seconds",
+		"max_inflight", "event_order", "emsim_keep_alive", "separate", "replication", "copies", "replicas_held", "scale_up_seconds",
 	} {
 		if _, ok := got[key]; !ok {
 			t.Errorf("JSON has no %q: %s", key, line)
@@ -78,6 +79,7 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 	}{
 		{"events_sent = rate × duration", res.EventsSent == 200},
 		{"events_lost = 0", res.EventsLost == 0},
+		{"the mix shuffled by default", res.EventOrder == MixShuffled},
 		{"ack times measured", res.AckP50MS > 0 && res.AckP99MS >= res.AckP50MS},
 		{"propagation measured", res.PropagationStreams > 0 && res.PropagationP99MS > 0 && res.PropagationMissing == 0},
 		{"every replica pulled", res.BurstPullCalls >= 400 && res.BurstSeconds > 0 && res.BurstCallsPerS > 0},
@@ -298,5 +300,75 @@ func TestParseMemoryLimit(t *testing.T) {
 	o := Options{MemoryLimit: "80MB"}
 	if err := o.setDefaults(); err == nil || !strings.Contains(err.Error(), `"80MB"`) {
 		t.Errorf("setDefaults with memory limit 80MB: %v, want an error naming it", err)
+	}
+}
+
+// TestShuffledMixSpreadsStreamEvents checks that the shuffled order posts
+// the same events as the recording, with its new streams spread over the
+// run instead of the recording's one burst per pass.
+func TestShuffledMixSpreadsStreamEvents(t *testing.T) {
+	path, err := findMix("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded, err := loadMix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shuffled := slices.Clone(recorded)
+	orderMix(shuffled, MixShuffled)
+	again := slices.Clone(recorded)
+	orderMix(again, MixShuffled)
+	kept := slices.Clone(recorded)
+	orderMix(kept, MixRecorded)
+
+	types := func(mix []mixEvent) []string {
+		var out []string
+		for _, e := range mix {
+			out = append(out, e.typ)
+		}
+		return out
+	}
+	if !slices.Equal(types(kept), types(recorded)) {
+		t.Errorf("the recorded order changed the mix")
+	}
+	if !slices.Equal(types(again), types(shuffled)) {
+		t.Errorf("two shuffles differ: the order is not the same from run to run")
+	}
+	if a, b := slices.Sorted(slices.Values(types(shuffled))), slices.Sorted(slices.Values(types(recorded))); !slices.Equal(a, b) {
+		t.Errorf("the shuffled mix holds other events than the recording")
+	}
+
+	o := Options{Exe: "streamlb", MixOrder: "random"}
+	if err := o.setDefaults(); err == nil || !strings.Contains(err.Error(), `"random"`) {
+		t.Errorf("setDefaults with mix order random: %v, want an error naming it", err)
+	}
+
+	// The most new streams in any 200 events in a row, the mix repeating
+	// as the scenario repeats it.
+	const window = 200
+	busiest := func(mix []mixEvent) (most int, mean float64) {
+		created := 0
+		for _, e := range mix {
+			if e.typ == "inStreamCreated" {
+				created++
+			}
+		}
+		for start := range mix {
+			n := 0
+			for i := range window {
+				if mix[(start+i)%len(mix)].typ == "inStreamCreated" {
+					n++
+				}
+			}
+			most = max(most, n)
+		}
+		return most, float64(created) * window / float64(len(mix))
+	}
+	most, mean := busiest(shuffled)
+	recMost, _ := busiest(recorded)
+	t.Logf("new streams in the busiest %d events: shuffled %d, recorded %d, mean %.1f", window, most, recMost, mean)
+	if float64(most) > 1.6*mean {
+		t.Errorf("shuffled: %d new streams in the busiest %d events, want at most 1.6 × the mean %.1f", most, window, mean)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,6 +126,32 @@ func parseMixEvent(raw []byte) (mixEvent, error) {
 		return mixEvent{}, err
 	}
 	return mixEvent{typ: typ, template: string(b)}, nil
+}
+
+// Orders of the mix's events, for Options.MixOrder.
+const (
+	// MixShuffled posts the mix's events in an order shuffled once with a
+	// fixed seed: the same events and shares in every run, with each type
+	// spread over the whole run, as the events of many independent
+	// streams arrive.
+	MixShuffled = "shuffled"
+	// MixRecorded posts them in the order recorded. The recording holds
+	// most of its stream events in one stretch, so replayed at a fixed
+	// rate they come as a burst once per pass over the mix.
+	MixRecorded = "recorded"
+)
+
+// mixSeed is the seed of the shuffled order: a run's events are the same
+// from one run to the next.
+const mixSeed = 1
+
+// orderMix puts the mix in the given order (MixShuffled or MixRecorded).
+func orderMix(mix []mixEvent, order string) {
+	if order == MixRecorded {
+		return
+	}
+	rnd := rand.New(rand.NewPCG(mixSeed, mixSeed))
+	rnd.Shuffle(len(mix), func(i, j int) { mix[i], mix[j] = mix[j], mix[i] })
 }
 
 // mixShares returns the share of each event type in the mix.

@@ -72,6 +72,9 @@ type Result struct {
 	AckMaxInflight  int    `json:"ack_max_inflight"`
 	// EventMix is the share of each event type in the recorded mix.
 	EventMix map[string]Rate `json:"event_mix,omitempty"`
+	// EventOrder is the order the mix was posted in: MixShuffled or
+	// MixRecorded.
+	EventOrder string `json:"event_order,omitempty"`
 
 	// From an event's answer to the last destination's pullStream answer.
 	PropagationP50MS   Millis `json:"propagation_p50_ms"`

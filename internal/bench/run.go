@@ -60,6 +60,9 @@ type Options struct {
 	// EventsFile is the recorded event mix; default: found from the working
 	// directory (testdata/ems/recorded/ems-events-webuilogs.jsonl).
 	EventsFile string
+	// MixOrder is the order the ack scenario posts the mix in: MixShuffled
+	// (default) or MixRecorded.
+	MixOrder string
 	// Scenarios selects what runs; default all of ack, burst, resync and
 	// recovery. Resync and recovery run on the burst's group.
 	Scenarios []string
@@ -131,6 +134,9 @@ func (o *Options) setDefaults() error {
 	if o.Replication == "" {
 		o.Replication = ReplicationAll
 	}
+	if o.MixOrder == "" {
+		o.MixOrder = MixShuffled
+	}
 	if o.Copies == 0 {
 		o.Copies = config.DefaultMinCopies
 	}
@@ -152,6 +158,8 @@ func (o *Options) setDefaults() error {
 		return errors.New("recovery resync interval: want 1s or more")
 	case o.Replication != ReplicationAll && o.Replication != ReplicationDemand:
 		return fmt.Errorf("replication %q: want %s or %s", o.Replication, ReplicationAll, ReplicationDemand)
+	case o.MixOrder != MixShuffled && o.MixOrder != MixRecorded:
+		return fmt.Errorf("mix order %q: want %s or %s", o.MixOrder, MixShuffled, MixRecorded)
 	case o.PollInterval < 100*time.Millisecond || o.PollInterval > time.Minute:
 		return errors.New("poll interval: want 100ms to 1m")
 	case o.Copies < 1 || o.Copies > o.Members:

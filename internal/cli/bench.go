@@ -23,6 +23,7 @@ func benchCmd(ctx context.Context, env Env, args []string) int {
 	fs.StringVar(&o.MemoryLimit, "memory-limit", "", "GOMEMLIMIT of the balancer process, as GOMEMLIMIT takes it (`LIMIT`, e.g. 80MiB; default: none)")
 	fs.DurationVar(&o.RecoveryResync, "recovery-resync", 0, "resync_interval of the recovery scenario (default 10s)")
 	fs.StringVar(&o.EventsFile, "events-file", "", "recorded event mix `FILE` (default: testdata/ems/recorded/ems-events-webuilogs.jsonl of this clone)")
+	fs.StringVar(&o.MixOrder, "mix-order", bench.MixShuffled, "order the mix's events are posted in: shuffled (each type spread over the run) or recorded (the recording's stream events in one burst per pass) (`ORDER`)")
 	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU and heap profiles of each scenario into this `DIR`")
 	fs.DurationVar(&o.ProfileWindow, "profile-window", 0, "length of each CPU profile (default 10s)")
 	fs.StringVar(&o.Replication, "replication", "all", "replication mode of the burst's group: all (every member holds every stream) or demand (`MODE`)")
