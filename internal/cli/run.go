@@ -13,7 +13,16 @@ import (
 
 	"streamlb/internal/app"
 	"streamlb/internal/config"
+	"streamlb/internal/heapfloor"
 )
+
+// heapFloor is the heap below which the daemon's collector does not run
+// (package heapfloor), unless GOGC is set. A group of a few thousand
+// streams lives in a few MiB; collected at GOGC=100 it is marked several
+// times a second under 1,000 events/s, and on two cores each cycle takes
+// one of them for milliseconds while event answers and pulls wait
+// (BENCHMARKS.md).
+const heapFloor = 64 << 20
 
 // drainTimeout bounds how long a stopping daemon waits for work in flight.
 const drainTimeout = 10 * time.Second
@@ -48,6 +57,8 @@ func runCmd(ctx context.Context, env Env, args []string) int {
 		log.Error("cannot start", "err", err)
 		return exitError
 	}
+	stopFloor, _ := heapfloor.Start(heapFloor)
+	defer stopFloor()
 	stopDebug, err := serveDebug(*debugAddr, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
