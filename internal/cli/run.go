@@ -57,8 +57,11 @@ func runCmd(ctx context.Context, env Env, args []string) int {
 		log.Error("cannot start", "err", err)
 		return exitError
 	}
-	stopFloor, _ := heapfloor.Start(heapFloor)
+	stopFloor, floored := heapfloor.Start(heapFloor)
 	defer stopFloor()
+	if floored {
+		log.Info("collector held off below a heap floor; set GOGC to turn it off", "floor_mib", heapFloor>>20)
+	}
 	stopDebug, err := serveDebug(*debugAddr, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)

@@ -58,9 +58,11 @@ type tuner struct {
 }
 
 // arm registers a cleanup on a new object; the collector runs it once a
-// cycle has found the object unreachable, that is after each cycle.
+// cycle has found the object unreachable, that is after each cycle. The
+// object is larger than the tiny allocator's blocks, which hold several
+// objects and are freed, with their cleanups, only when all are garbage.
 func (t *tuner) arm() {
-	sentinel := new([16]byte)
+	sentinel := new([32]byte)
 	runtime.AddCleanup(sentinel, func(t *tuner) {
 		if t.tune() {
 			t.arm()
