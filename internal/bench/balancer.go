@@ -154,6 +154,22 @@ func (b *balancer) gcLine(line string) bool {
 	return true
 }
 
+// noteHeapNow counts the heap the balancer holds now toward its peak heap:
+// a balancer whose heap stayed under its floor never collected, and its GC
+// trace has no line to read it from.
+func (b *balancer) noteHeapNow() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := b.metrics(ctx)
+	if err != nil {
+		return // a balancer gone is reported by the RSS read
+	}
+	heap := sumMetric(m, "go_memstats_heap_alloc_bytes") / (1 << 20)
+	b.mu.Lock()
+	b.peakHeap = max(b.peakHeap, heap)
+	b.mu.Unlock()
+}
+
 // heap returns the peak heap and peak live heap seen so far, in MiB.
 func (b *balancer) heap() (peak, live float64) {
 	b.mu.Lock()
@@ -254,6 +270,7 @@ func (b *balancer) peakRSS() (uint64, error) {
 // stop ends the balancer and returns its peak resident set size, read just
 // before it was asked to stop.
 func (b *balancer) stop() (uint64, error) {
+	b.noteHeapNow()
 	rss, rerr := b.peakRSS()
 	err := b.proc.stop()
 	b.http.CloseIdleConnections()
