@@ -112,8 +112,7 @@ func TestReplicaPulledDuringAListingIsNotASource(t *testing.T) {
 		specs[1].Client = b
 		// b first: of two sources seen at the same instant, b's wins.
 		specs[0], specs[1] = specs[1], specs[0]
-		h := newHarness(t, func(o *Options) { o.Members = specs })
-		h.g = g
+		h := newHarnessOn(t, g, specs, nil)
 		defer h.end()
 
 		// cam starts on a without an event: the next resync finds it.
@@ -198,8 +197,7 @@ func TestReplicaRemovedDuringAListingIsNotASource(t *testing.T) {
 		a := &apiDownEMS{fakeEMS: g.m(addrA)}
 		b := &racingEMS{fakeEMS: g.m(addrB)}
 		specs[0].Client, specs[1].Client = a, b
-		h := newHarness(t, func(o *Options) { o.Members = specs })
-		h.g = g
+		h := newHarnessOn(t, g, specs, nil)
 		defer h.end()
 		g.m(addrA).publish("cam")
 		h.event("inStreamCreated", addrA, "cam")

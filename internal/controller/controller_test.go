@@ -30,12 +30,19 @@ type harness struct {
 func newHarness(t *testing.T, mod func(*Options)) *harness {
 	t.Helper()
 	g := newFakeGroup(addrA, addrB, addrC)
+	return newHarnessOn(t, g, g.specs("a", "b", "c"), mod)
+}
+
+// newHarnessOn is newHarness for the members specs describes, g's fakes or
+// clients wrapping them.
+func newHarnessOn(t *testing.T, g *fakeGroup, specs []MemberSpec, mod func(*Options)) *harness {
+	t.Helper()
 	opts := Options{
 		Group:          "g1",
 		KeepAlive:      true,
 		ResyncInterval: 30 * time.Second,
 		TeardownGrace:  10 * time.Second,
-		Members:        g.specs("a", "b", "c"),
+		Members:        specs,
 		Registerer:     prometheus.NewRegistry(),
 	}
 	if mod != nil {
@@ -202,8 +209,7 @@ func TestWrongCredentialsParkTheMember(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newFakeGroup(addrA, addrB, addrC)
 		g.m(addrC).unauth = true
-		h := newHarness(t, func(o *Options) { o.Members = g.specs("a", "b", "c"); o.ResyncInterval = 10 * time.Second })
-		h.g = g
+		h := newHarnessOn(t, g, g.specs("a", "b", "c"), func(o *Options) { o.ResyncInterval = 10 * time.Second })
 		defer h.end()
 		g.m(addrA).publish("s")
 		h.event("inStreamCreated", addrA, "s")
@@ -353,7 +359,7 @@ func TestIncludeExcludeAndReplicateFalse(t *testing.T) {
 		g := newFakeGroup(addrA, addrB, addrC)
 		specs := g.specs("a", "b", "c")
 		specs[2].Replicate = false
-		h := newHarness(t, func(o *Options) { o.Members = specs; o.Exclude = []string{"tmp_*"} })
+		h := newHarnessOn(t, g, specs, func(o *Options) { o.Exclude = []string{"tmp_*"} })
 		defer h.end()
 		g.m(addrA).publish("tmp_1")
 		g.m(addrA).publish("keep")
@@ -478,8 +484,7 @@ func TestSetMembersAddsFillsAndLeavesRemovedAlone(t *testing.T) {
 		const addrD = "127.0.0.4"
 		g := newFakeGroup(addrA, addrB, addrC, addrD)
 		specs := g.specs("a", "b", "c", "d")
-		h := newHarness(t, func(o *Options) { o.Members = specs[:3] })
-		h.g = g
+		h := newHarnessOn(t, g, specs[:3], nil)
 		defer h.end()
 		g.m(addrA).publish("fromA")
 		g.m(addrC).publish("fromC")
@@ -533,8 +538,7 @@ func TestEventOriginFallsBackToPeerThenHost(t *testing.T) {
 		g := newFakeGroup(addrA, addrB, addrC)
 		specs := g.specs("a", "b", "c")
 		specs[2].Host = true
-		h := newHarness(t, func(o *Options) { o.Members = specs })
-		h.g = g
+		h := newHarnessOn(t, g, specs, nil)
 		defer h.end()
 		g.m(addrB).publish("viaPeer")
 		g.m(addrC).publish("viaHost")

@@ -346,8 +346,7 @@ func TestAbsenceIsNotCountedAcrossAnOutage(t *testing.T) {
 		specs := g.specs("a", "b", "c")
 		a := &apiDownEMS{fakeEMS: g.m(addrA)}
 		specs[0].Client = a
-		h := newHarness(t, func(o *Options) { o.Members = specs; o.ResyncInterval = 5 * time.Second })
-		h.g = g
+		h := newHarnessOn(t, g, specs, func(o *Options) { o.ResyncInterval = 5 * time.Second })
 		defer h.end()
 		g.m(addrA).publish("cam")
 		h.event("inStreamCreated", addrA, "cam")

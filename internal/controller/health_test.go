@@ -81,8 +81,7 @@ func TestFlappingMemberIsNotHammered(t *testing.T) {
 		specs := g.specs("a", "b", "c")
 		c := &flakyEMS{fakeEMS: g.m(addrC)}
 		specs[2].Client = c
-		h := newHarness(t, func(o *Options) { o.Members = specs; o.ResyncInterval = 10 * time.Second })
-		h.g = g
+		h := newHarnessOn(t, g, specs, func(o *Options) { o.ResyncInterval = 10 * time.Second })
 		defer h.end()
 		for i := range 20 {
 			name := string(rune('a' + i))
@@ -158,9 +157,7 @@ func slowHarness(t *testing.T) (*harness, *slowEMS) {
 	specs := g.specs("a", "b", "c")
 	a := &slowEMS{fakeEMS: g.m(addrA)}
 	specs[0].Client = a
-	h := newHarness(t, func(o *Options) { o.Members = specs; o.CallTimeout = 5 * time.Second })
-	h.g = g
-	return h, a
+	return newHarnessOn(t, g, specs, func(o *Options) { o.CallTimeout = 5 * time.Second }), a
 }
 
 // A listing that runs into its timeout parks the member, and the member is
