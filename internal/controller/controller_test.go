@@ -234,7 +234,7 @@ func TestAdoptsWhatTheOriginalPluginLeft(t *testing.T) {
 		g.m(addrA).publish("old")
 		g.m(addrB).addConfig("old", "rtmp://127.0.0.1/live/old", nil)
 		g.m(addrC).addConfig("old", "rtmp://127.0.0.1/live/old", nil)
-		h := newHarness(t, func(o *Options) { o.Members = g.specs("a", "b", "c") })
+		h := newHarnessOn(t, g, g.specs("a", "b", "c"), nil)
 		defer h.end()
 		h.settle(time.Second)
 		if st := h.c.Snapshot(); !st.Converged {
@@ -258,7 +258,7 @@ func TestForeignConfigIsAConflictLeftAlone(t *testing.T) {
 		g.m(addrA).publish("x")
 		g.m(addrB).addConfig("x", "rtsp://camera.example/x", nil)
 		g.m(addrC).addConfig("y", "rtmp://127.0.0.1/live/y", map[string]string{tagGroup: "other", tagOrigin: addrA})
-		h := newHarness(t, func(o *Options) { o.Members = g.specs("a", "b", "c") })
+		h := newHarnessOn(t, g, g.specs("a", "b", "c"), nil)
 		defer h.end()
 		h.settle(time.Minute)
 		wantReplica(t, g.m(addrB), "x", "rtsp://camera.example/x")
