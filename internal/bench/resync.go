@@ -54,6 +54,9 @@ func (r *runner) resync(ctx context.Context, l *liveGroup) error {
 	if err := quiesce(ctx, l); err != nil {
 		return err
 	}
+	if err := l.g.collect(ctx); err != nil {
+		return err
+	}
 	m0, err := l.b.metrics(ctx)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -394,6 +395,8 @@ func TestControlRoutes(t *testing.T) {
 		}
 		return resp.StatusCode, v
 	}
+	// gcBefore is the count of collections just before /_emsim/gc.
+	var gcBefore uint64
 	tests := []struct {
 		route      string
 		wantStatus int
@@ -454,9 +457,16 @@ func TestControlRoutes(t *testing.T) {
 			return ""
 		}},
 		{"/_emsim/external?uri=x&available=maybe", 400, nil},
+		{"/_emsim/gc", 200, func() string {
+			if n := gcCycles(); n <= gcBefore {
+				return fmt.Sprintf("%d collections after /_emsim/gc answered, %d before", n, gcBefore)
+			}
+			return ""
+		}},
 		{"/_emsim/nothing", 404, nil},
 	}
 	for _, tt := range tests {
+		gcBefore = gcCycles()
 		status, body := post(tt.route)
 		if status != tt.wantStatus {
 			t.Errorf("POST %s: HTTP %d %v, want %d", tt.route, status, body, tt.wantStatus)
@@ -538,6 +548,49 @@ func TestExternalSourceAvailability(t *testing.T) {
 	}
 	if err := m.AwaitPullStatus(ctx, "ext", StatusDisconnected); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// gcCycles returns how many collections this process has completed.
+func gcCycles() uint64 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// TestRemoteCountFollowsConfigs checks the count the periodic check relies
+// on to skip members whose pulls all come from this process's members: a
+// pull from an emulated member is not counted, one from elsewhere is until
+// it is removed.
+func TestRemoteCountFollowsConfigs(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, Config{})
+	origin, m := c.Members()[0], c.Members()[1]
+	remote := func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.remote
+	}
+	if err := origin.Publish("local"); err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, m, "pullStream", "uri=rtmp://"+origin.IP()+"/live/local localStreamName=local keepAlive=1")
+	if got := remote(); got != 0 {
+		t.Fatalf("remote = %d with one pull from a member of the cluster, want 0", got)
+	}
+	mustSucceed(t, m, "pullStream", "uri=rtmp://cam.example.org/live/ext localStreamName=ext keepAlive=1")
+	if got := remote(); got != 1 {
+		t.Fatalf("remote = %d after a pull from an outside source, want 1", got)
+	}
+	var id uint64
+	for _, pc := range m.PullConfigs() {
+		if pc.LocalStreamName == "ext" {
+			id = pc.ConfigID
+		}
+	}
+	mustSucceed(t, m, "removeConfig", fmt.Sprintf("id=%d", id))
+	if got := remote(); got != 0 {
+		t.Fatalf("remote = %d after the outside pull was removed, want 0", got)
 	}
 }
 

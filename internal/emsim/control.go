@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"time"
 )
@@ -20,6 +21,9 @@ import (
 //	POST /_emsim/viewers?name=X&protocol=rtmp|rtsp|hls&count=N (see Member.SetViewers)
 //	POST /_emsim/publish?prefix=P&count=N (P0 … PN-1 at once)
 //	POST /_emsim/restart (see Member.Restart)
+//	POST /_emsim/gc (a garbage collection of the emulator's process, done
+//	when it answers: a benchmark clears the emulator's collector out of the
+//	window it measures)
 //	GET /_emsim/stats (see Member.Stats)
 //	GET /_emsim/pulls?since=UNIXNANO (see Member.PullTimes)
 //	GET /_emsim/media (the media plane: see serveMedia)
@@ -36,7 +40,7 @@ func (m *Member) serveControl(w http.ResponseWriter, r *http.Request) {
 	case "/_emsim/media":
 		m.serveMedia(w, r)
 		return
-	case "/_emsim/publish", "/_emsim/unpublish", "/_emsim/faults", "/_emsim/external", "/_emsim/restart", "/_emsim/viewers":
+	case "/_emsim/publish", "/_emsim/unpublish", "/_emsim/faults", "/_emsim/external", "/_emsim/restart", "/_emsim/viewers", "/_emsim/gc":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
 			writeControl(w, http.StatusMethodNotAllowed, errors.New("method not allowed: use POST"))
@@ -59,6 +63,8 @@ func (m *Member) serveControl(w http.ResponseWriter, r *http.Request) {
 			}
 		case "/_emsim/restart":
 			m.Restart()
+		case "/_emsim/gc":
+			runtime.GC()
 		case "/_emsim/unpublish":
 			err = m.Unpublish(q.Get("name"))
 		case "/_emsim/faults":

@@ -240,6 +240,9 @@ func (m *Member) connectDelayLocked() time.Duration {
 func (m *Member) addConfigLocked(set *settings, u uriInfo, now time.Time) *pullConfig {
 	c := newPullConfig(set, u)
 	c.local = c.isMember && m.c.byIP[c.srcHost] != nil
+	if !c.local {
+		m.remote++
+	}
 	c.cur = statusEntry{code: StatusConnecting, at: now}
 	m.configs[set.ConfigID] = c
 	m.configByName[set.LocalStreamName] = c
@@ -266,6 +269,9 @@ func (m *Member) deleteConfigLocked(c *pullConfig, now time.Time) {
 	c.removed = true
 	c.gen++
 	delete(m.configs, c.set.ConfigID)
+	if !c.local {
+		m.remote--
+	}
 	if m.configByName[c.set.LocalStreamName] == c {
 		delete(m.configByName, c.set.LocalStreamName)
 	}
@@ -544,7 +550,17 @@ func (m *Member) checkStreaming(now time.Time, only []srcRef, skipLocal bool) {
 		m.checkBatch, m.checkRefs = batch[:0], refs[:0]
 	}()
 	m.mu.Lock()
-	if only == nil {
+	switch {
+	case only != nil:
+		for _, ref := range only {
+			for c := range m.bySource[ref] {
+				batch = append(batch, attempt{cfg: c, gen: c.gen})
+				refs = append(refs, ref)
+			}
+		}
+	case skipLocal && m.remote == 0:
+		// Every config pulls from a member of this process.
+	default:
 		for _, c := range m.configs {
 			if c.state != pullStreaming || (skipLocal && c.local) {
 				continue
@@ -557,13 +573,6 @@ func (m *Member) checkStreaming(now time.Time, only []srcRef, skipLocal bool) {
 			}
 			batch = append(batch, attempt{cfg: c, gen: c.gen})
 			refs = append(refs, srcRef{host: c.srcHost, name: c.srcName})
-		}
-	} else {
-		for _, ref := range only {
-			for c := range m.bySource[ref] {
-				batch = append(batch, attempt{cfg: c, gen: c.gen})
-				refs = append(refs, ref)
-			}
 		}
 	}
 	m.mu.Unlock()
