@@ -549,8 +549,10 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	start := c.gen
 	m.work.listingFull = full
 	var intern map[string]string
+	var size int
 	if full {
 		intern = c.internLocked()
+		size = len(m.obs.configs)
 	}
 	c.mu.Unlock()
 	started := time.Now()
@@ -575,7 +577,7 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	var listed *configListing
 	if err == nil && full {
 		calls++
-		listed = newConfigListing(intern, shared, c.opts.Group)
+		listed = newConfigListing(intern, shared, c.opts.Group, size)
 		err = c.call(ctx, m, "listConfig", func(ctx context.Context) error {
 			return listConfigs(ctx, m.spec.Client, listed)
 		})
