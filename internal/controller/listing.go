@@ -5,6 +5,8 @@ package controller
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 )
 
@@ -142,7 +144,11 @@ func (c *Controller) gcSourcesLocked(now time.Time) {
 }
 
 // diffAllLocked queues every stream that needs work on every member that
-// is up, planning each stream's view once.
+// is up, planning each stream's view once. The views are computed first,
+// on this goroutine (a demand set fills a cache); the planning, which only
+// reads, is then split by member over the processors while this goroutine
+// holds the lock: at 50,000 streams × 16 members it took 0.8 s of one
+// core under the lock at the end of every resync.
 func (c *Controller) diffAllLocked(now time.Time) {
 	var up []*member
 	for _, m := range c.members {
@@ -150,22 +156,43 @@ func (c *Controller) diffAllLocked(now time.Time) {
 			up = append(up, m)
 		}
 	}
+	if len(up) == 0 {
+		return
+	}
+	views := make([]streamView, 0, len(c.sources))
 	for name := range c.sources {
-		v := c.viewLocked(name, now)
-		for _, m := range up {
-			if a := c.planViewLocked(m, &v, now); a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.work.ops[name] != nil) {
-				m.work.queue.Add(name)
+		views = append(views, c.viewLocked(name, now))
+	}
+	parts := min(runtime.GOMAXPROCS(0), len(up))
+	var wg sync.WaitGroup
+	for part := range parts {
+		wg.Go(func() {
+			for i := part; i < len(up); i += parts {
+				c.diffViewsLocked(up[i], views, now)
 			}
+		})
+	}
+	wg.Wait()
+}
+
+// diffViewsLocked queues on m every stream of views, and every other name
+// m holds configs of, that needs work there. It writes only m's queue, so
+// that diffAllLocked can run it for several members at once.
+func (c *Controller) diffViewsLocked(m *member, views []streamView, now time.Time) {
+	for i := range views {
+		v := &views[i]
+		if a := c.planViewLocked(m, v, now); a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.work.ops[v.name] != nil) {
+			m.work.queue.Add(v.name)
 		}
 	}
-	for _, m := range up {
-		for name := range m.obs.configs {
-			if _, ok := c.sources[name]; ok {
-				continue
-			}
-			if a := c.planLocked(m, name, now); a.kind != actNone {
-				m.work.queue.Add(name)
-			}
+	for name := range m.obs.configs {
+		if _, ok := c.sources[name]; ok {
+			continue
+		}
+		// Not a source anywhere: the view has no origin, and computing
+		// it reads only.
+		if a := c.planLocked(m, name, now); a.kind != actNone {
+			m.work.queue.Add(name)
 		}
 	}
 }
