@@ -60,7 +60,7 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 		"ack_p50_ms", "ack_p99_ms", "events_sent", "events_lost",
 		"propagation_p50_ms", "propagation_p99_ms",
 		"burst_streams", "burst_seconds", "burst_calls_per_s", "ceiling_calls_per_s", "burst_ratio",
-		"resync_seconds", "resync_calls_per_member", "recovery_seconds", "rss_mib", "heap_mib",
+		"resync_seconds", "resync_calls_per_member", "resync_cpu_seconds", "resync_gc_cycles", "recovery_seconds", "rss_mib", "heap_mib",
 		"max_inflight", "event_order", "emsim_keep_alive", "separate", "replication", "copies", "replicas_held", "scale_up_seconds",
 	} {
 		if _, ok := got[key]; !ok {

@@ -126,9 +126,13 @@ type Result struct {
 	ScaleUpSeconds Seconds `json:"scale_up_seconds"`
 	ScaleUpPollS   Seconds `json:"scale_up_poll_interval_s"`
 
-	// One resync pass over the converged group.
+	// One resync pass over the converged group, and what the balancer
+	// spent from the reload that started it to the scrape of its metrics
+	// that showed it ended: CPU time, and collections completed.
 	ResyncSeconds        Seconds `json:"resync_seconds"`
 	ResyncCallsPerMember Rate    `json:"resync_calls_per_member"`
+	ResyncCPUSeconds     Seconds `json:"resync_cpu_seconds"`
+	ResyncGCCycles       int64   `json:"resync_gc_cycles"`
 
 	// A destination restarted empty, until it holds every replica again.
 	RecoverySeconds         Seconds `json:"recovery_seconds"`

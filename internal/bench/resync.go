@@ -9,10 +9,13 @@ import (
 	"time"
 )
 
-// resyncCount and resyncSum are the balancer's resync duration histogram.
+// resyncCount and resyncSum are the balancer's resync duration histogram;
+// cpuSeconds and gcCycles its process's CPU time and completed collections.
 const (
 	resyncCount = "streamlb_resync_duration_seconds_count"
 	resyncSum   = "streamlb_resync_duration_seconds_sum"
+	cpuSeconds  = "process_cpu_seconds_total"
+	gcCycles    = "go_gc_duration_seconds_count"
 )
 
 // quiesce waits until the members answer no call (but for load polling)
@@ -106,11 +109,14 @@ func (r *runner) resync(ctx context.Context, l *liveGroup) error {
 	}
 	r.res.ResyncSeconds = Seconds(sumMetric(m1, resyncSum) - sumMetric(m0, resyncSum))
 	r.res.ResyncCallsPerMember = Rate(float64(calls) / float64(len(after)))
+	r.res.ResyncCPUSeconds = Seconds(sumMetric(m1, cpuSeconds) - sumMetric(m0, cpuSeconds))
+	r.res.ResyncGCCycles = int64(sumMetric(m1, gcCycles) - sumMetric(m0, gcCycles))
 	var cmds []string
 	for _, cmd := range slices.Sorted(maps.Keys(byCommand)) {
 		cmds = append(cmds, fmt.Sprintf("%s %d", cmd, byCommand[cmd]))
 	}
-	r.progress("resync: %.3f s, %.2f calls per member (%s)", float64(r.res.ResyncSeconds), float64(r.res.ResyncCallsPerMember), strings.Join(cmds, ", "))
+	r.progress("resync: %.3f s, %.2f calls per member (%s); the balancer's CPU %.2f s, %d collections",
+		float64(r.res.ResyncSeconds), float64(r.res.ResyncCallsPerMember), strings.Join(cmds, ", "), float64(r.res.ResyncCPUSeconds), r.res.ResyncGCCycles)
 	return nil
 }
 
