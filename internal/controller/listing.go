@@ -159,10 +159,7 @@ func (c *Controller) diffAllLocked(now time.Time) {
 	if len(up) == 0 {
 		return
 	}
-	views := make([]streamView, 0, len(c.sources))
-	for name := range c.sources {
-		views = append(views, c.viewLocked(name, now))
-	}
+	views := c.viewsLocked(now)
 	parts := min(runtime.GOMAXPROCS(0), len(up))
 	var wg sync.WaitGroup
 	for part := range parts {
@@ -181,6 +178,7 @@ func (c *Controller) diffAllLocked(now time.Time) {
 func (c *Controller) diffViewsLocked(m *member, views []streamView, now time.Time) {
 	for i := range views {
 		v := &views[i]
+		// A work record of a replica now present is dropped by its worker.
 		if a := c.planViewLocked(m, v, now); a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.work.ops[v.name] != nil) {
 			m.work.queue.Add(v.name)
 		}
@@ -199,23 +197,18 @@ func (c *Controller) diffViewsLocked(m *member, views []streamView, now time.Tim
 
 // diffLocked queues every stream that needs work on destination m.
 func (c *Controller) diffLocked(m *member, now time.Time) {
-	if m.health.state != MemberUp {
-		return
+	if m.health.state == MemberUp {
+		c.diffViewsLocked(m, c.viewsLocked(now), now)
 	}
+}
+
+// viewsLocked returns the view of every source.
+func (c *Controller) viewsLocked(now time.Time) []streamView {
+	views := make([]streamView, 0, len(c.sources))
 	for name := range c.sources {
-		// A work record of a replica now present is dropped by its worker.
-		if a := c.planLocked(m, name, now); a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.work.ops[name] != nil) {
-			m.work.queue.Add(name)
-		}
+		views = append(views, c.viewLocked(name, now))
 	}
-	for name := range m.obs.configs {
-		if _, ok := c.sources[name]; ok {
-			continue
-		}
-		if a := c.planLocked(m, name, now); a.kind != actNone {
-			m.work.queue.Add(name)
-		}
-	}
+	return views
 }
 
 // enqueueNeededLocked queues name, ahead of resync and retry work, on the
