@@ -27,6 +27,7 @@ func TestRunRefusesBadFlags(t *testing.T) {
 		{"unknown log format", []string{"-log-format", "xml"}, 2, "-log-format"},
 		{"unknown flag", []string{"-nope"}, 2, "flag provided but not defined"},
 		{"stray argument", []string{"extra"}, 2, "unexpected arguments"},
+		{"bad event type", []string{"-enabled-events", "inStreamCreated,,inStreamClosed"}, 2, `-enabled-events: entry 2 ""`},
 		{"help", []string{"-h"}, 0, "-api-port"},
 	}
 	for _, tt := range tests {

@@ -39,6 +39,10 @@ type Config struct {
 	// EventsURL is the RPC sink every member posts its events to; "" sends
 	// no events.
 	EventsURL string
+	// EnabledEvents are the event types the sink gets, as the sink's
+	// enabledEvents in EMS's config.lua: only those are sent; none: every
+	// type.
+	EnabledEvents []string
 	// StatePath is the file keepAlive pull configurations persist in,
 	// keyed by member address; "" persists nothing.
 	StatePath string
@@ -110,6 +114,11 @@ func (c Config) validate() error {
 		u, err := url.Parse(c.EventsURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return errors.New("events url: must be an absolute http or https URL")
+		}
+	}
+	for i, typ := range c.EnabledEvents {
+		if !validEventType(typ) {
+			return fmt.Errorf("enabled events: entry %d %q is not an event type (letters only)", i+1, typ)
 		}
 	}
 	return nil

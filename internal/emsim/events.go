@@ -49,7 +49,8 @@ type eventSender struct {
 	m       *Member
 	addr    string // host:port of the sink
 	tls     *tls.Config
-	head    []byte // request line and headers up to Content-Length
+	head    []byte          // request line and headers up to Content-Length
+	enabled map[string]bool // the types sent; nil: all
 	dialer  *net.Dialer
 	dropped atomic.Int64
 	sent    atomic.Int64
@@ -63,13 +64,19 @@ type eventSender struct {
 	answers sync.WaitGroup
 }
 
-func newEventSender(m *Member, sinkURL string) *eventSender {
+func newEventSender(m *Member, sinkURL string, enabled []string) *eventSender {
 	u, _ := url.Parse(sinkURL) // validated by Config.validate
 	e := &eventSender{
 		m:       m,
 		addr:    u.Host,
 		dialer:  &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(m.ip)}, Timeout: eventDialTimeout},
 		waiting: make(map[net.Conn]struct{}),
+	}
+	if len(enabled) > 0 {
+		e.enabled = make(map[string]bool, len(enabled))
+		for _, typ := range enabled {
+			e.enabled[typ] = true
+		}
 	}
 	if u.Port() == "" {
 		port := "80"
@@ -92,12 +99,33 @@ func newEventSender(m *Member, sinkURL string) *eventSender {
 	return e
 }
 
-// emitLocked queues an event about st unless events are off or m is down.
-// The caller holds m.mu, so events of one member keep their order and come
-// after the state change they describe. The pullSettings of a pulled
-// stream carry "_callback":null, as real EMS 2.0 events do.
+// sendsLocked reports whether m sends events of type typ now: events are
+// on, typ is enabled and m is up.
+func (m *Member) sendsLocked(typ string) bool {
+	return m.ev != nil && !m.faults.Down && (m.ev.enabled == nil || m.ev.enabled[typ])
+}
+
+// validEventType reports whether typ can name an event type: letters only,
+// as every EMS event type is.
+func validEventType(typ string) bool {
+	if typ == "" || len(typ) > 64 {
+		return false
+	}
+	for _, r := range typ {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// emitLocked queues an event about st unless events are off, typ is not
+// enabled or m is down. The caller holds m.mu, so events of one member
+// keep their order and come after the state change they describe. The
+// pullSettings of a pulled stream carry "_callback":null, as real EMS 2.0
+// events do.
 func (m *Member) emitLocked(typ string, st *stream, now time.Time) {
-	if m.ev == nil || m.faults.Down {
+	if !m.sendsLocked(typ) {
 		return
 	}
 	payload := st.info(m, now, infoOpts{event: true, fresh: typ == "inStreamCreated", settings: viewListed})
@@ -105,7 +133,7 @@ func (m *Member) emitLocked(typ string, st *stream, now time.Time) {
 }
 
 // emitPayloadLocked queues an event with payload; the caller holds m.mu and
-// has checked that events are on and m is up.
+// has checked sendsLocked.
 func (m *Member) emitPayloadLocked(typ string, payload jobj, now time.Time) {
 	m.eventID++
 	env := jobj{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,5 +186,43 @@ func TestRestartPostsServerStarted(t *testing.T) {
 	}
 	if v, _ := path(e.Env, "payload", "releaseNumber").(string); v == "" {
 		t.Errorf("serverStarted payload %s has no releaseNumber (the version fields)", e.Raw)
+	}
+}
+
+// TestEnabledEventsFilters: with enabled events set, as a sink's
+// enabledEvents in config.lua, a member sends only those types. A pull
+// makes the origin an outbound stream, whose outStreamCreated is left
+// out; the origin's next enabled event, sent after it in order, is the
+// marker that it was.
+func TestEnabledEventsFilters(t *testing.T) {
+	sink := newSink(t)
+	c := newCluster(t, 2, Config{EventsURL: sink.URL(), EnabledEvents: []string{"inStreamCreated", "inStreamClosed"}})
+	a, b := c.Members()[0], c.Members()[1]
+	ctx := testCtx(t, 10*time.Second)
+	if err := a.Publish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, b, "pullStream", "uri=rtmp://"+a.IP()+"/live/cam localStreamName=cam keepAlive=1")
+	sink.await(ctx, t, "the pulled copy's inStreamCreated", isEvent("inStreamCreated", "cam", b.IP()))
+	if got := outbound(mustSucceed(t, a, "listStreams", "")); len(got) != 1 {
+		t.Fatalf("origin's outbound streams = %d, want the pull's 1", len(got))
+	}
+	if err := a.Unpublish("cam"); err != nil {
+		t.Fatal(err)
+	}
+	sink.await(ctx, t, "the origin's inStreamClosed", isEvent("inStreamClosed", "cam", a.IP()))
+	for _, e := range sink.all() {
+		if e.Type != "inStreamCreated" && e.Type != "inStreamClosed" {
+			t.Errorf("sink got a %s from %s, which is not enabled", e.Type, e.RemoteIP)
+		}
+	}
+}
+
+func TestEnabledEventsRefusesBadTypes(t *testing.T) {
+	for _, bad := range [][]string{{""}, {"inStreamCreated", "in stream"}, {"a,b"}} {
+		_, err := Start(Config{IP: "127.0.0.1", Members: 1, EventsURL: "http://127.0.0.1:1/", EnabledEvents: bad})
+		if err == nil || !strings.Contains(err.Error(), "enabled events: entry") {
+			t.Errorf("Start with enabled events %q: error %v, want one naming the bad entry", bad, err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 )
 
 // Main runs the emulator as a program: it parses args (the flags of
@@ -26,6 +27,7 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.User, "user", "username", "API proxy user name")
 	fs.StringVar(&cfg.Password, "password", "password", "API proxy password")
 	fs.StringVar(&cfg.EventsURL, "events", "", "RPC sink URL every member posts its events to")
+	enabled := fs.String("enabled-events", "", "comma-separated event types the sink gets, as the sink's enabledEvents in config.lua (empty: all)")
 	fs.StringVar(&cfg.StatePath, "state", "", "file where keepAlive pull configurations persist")
 	fs.IntVar(&cfg.Bitrate, "bitrate", DefaultBitrate, "bitrate of every stream in bits per second (getBandwidth, players)")
 	fs.BoolVar(&cfg.KeepAlive, "keep-alive", false, "let clients reuse connections (EMS answers Connection: close)")
@@ -40,6 +42,16 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "emsim: unexpected arguments: %v\n", fs.Args())
 		return 2
+	}
+	if *enabled != "" {
+		for i, typ := range strings.Split(*enabled, ",") {
+			typ = strings.TrimSpace(typ)
+			if !validEventType(typ) {
+				fmt.Fprintf(stderr, "emsim: -enabled-events: entry %d %q is not an event type (letters only)\n", i+1, typ)
+				return 2
+			}
+			cfg.EnabledEvents = append(cfg.EnabledEvents, typ)
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

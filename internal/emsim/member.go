@@ -128,7 +128,7 @@ func newMember(c *Cluster, idx int, ip string) *Member {
 		m.proxyURL = "http://" + net.JoinHostPort(ip, itoa(c.cfg.EWSPort)) + "/" + c.cfg.PseudoDomain
 	}
 	if c.cfg.EventsURL != "" {
-		m.ev = newEventSender(m, c.cfg.EventsURL)
+		m.ev = newEventSender(m, c.cfg.EventsURL, c.cfg.EnabledEvents)
 	}
 	return m
 }

@@ -112,7 +112,7 @@ func (m *Member) Restart() {
 	m.lastConfigID, m.lastStreamID, m.eventID = 0, 0, 0
 	m.lastPull = time.Time{}
 	m.changedLocked()
-	if m.ev != nil && !m.faults.Down {
+	if m.sendsLocked("serverStarted") {
 		payload := append(versionFields(), jkv{"PID", m.pid}, jkv{"customData", nil})
 		m.emitPayloadLocked("serverStarted", payload, now)
 	}

@@ -416,7 +416,7 @@ func withoutRates(o jobj) jobj {
 }
 
 func (m *Member) emitOutLocked(typ string, o *outStream, now time.Time) {
-	if m.ev == nil || m.faults.Down {
+	if !m.sendsLocked(typ) {
 		return
 	}
 	m.emitPayloadLocked(typ, o.info(m, now, true, typ == "outStreamClosed"), now)
