@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"streamlb/internal/emsim"
+	"streamlb/internal/receiver"
 )
 
 // apiPort is the EMS API port of every emulated member; each member has its
@@ -81,7 +82,8 @@ func startEmsim(ctx context.Context, exe string, n int, separate, keepAlive bool
 		}
 		a = append(a, "-ip", ip, "-members", strconv.Itoa(members), "-api-port", strconv.Itoa(apiPort), "-log-level", "warn")
 		if eventsURL != "" {
-			a = append(a, "-events", eventsURL)
+			// The sink's configuration README.md gives.
+			a = append(a, "-events", eventsURL, "-enabled-events", strings.Join(receiver.ActedOn(), ","))
 		}
 		if keepAlive {
 			a = append(a, "-keep-alive")

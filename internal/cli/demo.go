@@ -15,6 +15,7 @@ import (
 	"streamlb/internal/controller"
 	"streamlb/internal/ems"
 	"streamlb/internal/emsim"
+	"streamlb/internal/receiver"
 )
 
 // Demo defaults: the members' addresses and the API proxy's settings.
@@ -122,6 +123,8 @@ func startDemo(o demoOptions) (*demo, error) {
 		IP: o.firstIP, Members: o.members, EWSPort: demoEWSPort,
 		User: demoUser, Password: demoPassword,
 		EventsURL: "http://" + o.listen + "/evowebservices/",
+		// The sink's configuration README.md gives.
+		EnabledEvents: receiver.ActedOn(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start emulated members: %w", err)

@@ -25,6 +25,12 @@ const (
 	TypeServerStarted = "serverStarted"
 )
 
+// ActedOn are the event types the balancer acts on, the enabledEvents that
+// README.md gives EMS's event sink. Other types are answered and counted.
+func ActedOn() []string {
+	return []string{TypeInStreamCreated, TypeInStreamClosed, TypeServerStarted}
+}
+
 // ConnectionTypeUnknown is StreamEvent.ConnectionType for a payload that
 // carries no connectionType.
 const ConnectionTypeUnknown = -1

@@ -407,3 +407,19 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+// TestReadmeEnabledEvents: the sink configuration README.md and
+// docs/operations.md give EMS enables exactly the types the balancer acts
+// on.
+func TestReadmeEnabledEvents(t *testing.T) {
+	want := `enabledEvents={"` + strings.Join(ActedOn(), `","`) + `"}`
+	for _, doc := range []string{"../../README.md", "../../docs/operations.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s does not give the sink %s", doc, want)
+		}
+	}
+}
