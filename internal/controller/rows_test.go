@@ -50,7 +50,7 @@ func TestStatusRowsFollowEveryChange(t *testing.T) {
 					f := h.g.m(addrs[i])
 					name := fmt.Sprintf("s%d", rng.IntN(8))
 					var did string
-					switch rng.IntN(9) {
+					switch rng.IntN(10) {
 					case 0, 1:
 						f.publish(name)
 						h.event("inStreamCreated", addrs[i], name)
@@ -80,6 +80,23 @@ func TestStatusRowsFollowEveryChange(t *testing.T) {
 					case 7:
 						f.addConfig(name, "rtmp://10.9.9.9/live/"+name, nil)
 						did = "foreign config " + name + " on " + names[i]
+					case 8:
+						// A reload: the same members, or one of them given
+						// replicas no more (or again).
+						h.c.mu.Lock()
+						var specs []MemberSpec
+						for _, m := range h.c.members {
+							specs = append(specs, m.spec)
+						}
+						h.c.mu.Unlock()
+						did = "reload the same members"
+						if rng.IntN(2) == 0 {
+							specs[i].Replicate = !specs[i].Replicate
+							did = fmt.Sprintf("reload with %s replicating %v", names[i], specs[i].Replicate)
+						}
+						if err := h.c.SetMembers(specs, func(a, b MemberSpec) bool { return true }); err != nil {
+							t.Fatal(err)
+						}
 					default:
 						did = "wait"
 					}
@@ -223,6 +240,47 @@ func TestStatusEncodingIsTheSameJSON(t *testing.T) {
 		}
 		if buf.String() != string(plain)+"\n" {
 			t.Errorf("WriteJSON differs from encoding/json:\n%s\n%s", buf.String(), plain)
+		}
+	})
+}
+
+// A reload that leaves the members as they were rebuilds no row; one that
+// changes what a row shows of them rebuilds every row.
+func TestReloadOfTheSameMembersKeepsRows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		h.g.m(addrA).publish("s")
+		h.event("inStreamCreated", addrA, "s")
+		h.settle(time.Second)
+		_ = h.c.Snapshot()
+		h.c.mu.Lock()
+		var specs []MemberSpec
+		for _, m := range h.c.members {
+			specs = append(specs, m.spec)
+		}
+		h.c.mu.Unlock()
+		always := func(a, b MemberSpec) bool { return true }
+		allDirty := func() bool {
+			h.c.mu.Lock()
+			defer h.c.mu.Unlock()
+			return h.c.rows.all
+		}
+		if allDirty() {
+			t.Fatal("every row is to be rebuilt after a build")
+		}
+		if err := h.c.SetMembers(specs, always); err != nil {
+			t.Fatal(err)
+		}
+		if allDirty() {
+			t.Error("a reload of the same members has every row rebuilt")
+		}
+		specs[1].Replicate = false
+		if err := h.c.SetMembers(specs, always); err != nil {
+			t.Fatal(err)
+		}
+		if !allDirty() {
+			t.Error("a reload that stops a member's replicas left the rows as they were")
 		}
 	})
 }
