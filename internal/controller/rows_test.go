@@ -83,12 +83,7 @@ func TestStatusRowsFollowEveryChange(t *testing.T) {
 					case 8:
 						// A reload: the same members, or one of them given
 						// replicas no more (or again).
-						h.c.mu.Lock()
-						var specs []MemberSpec
-						for _, m := range h.c.members {
-							specs = append(specs, m.spec)
-						}
-						h.c.mu.Unlock()
+						specs := memberSpecs(h.c)
 						did = "reload the same members"
 						if rng.IntN(2) == 0 {
 							specs[i].Replicate = !specs[i].Replicate
@@ -254,12 +249,7 @@ func TestReloadOfTheSameMembersKeepsRows(t *testing.T) {
 		h.event("inStreamCreated", addrA, "s")
 		h.settle(time.Second)
 		_ = h.c.Snapshot()
-		h.c.mu.Lock()
-		var specs []MemberSpec
-		for _, m := range h.c.members {
-			specs = append(specs, m.spec)
-		}
-		h.c.mu.Unlock()
+		specs := memberSpecs(h.c)
 		always := func(a, b MemberSpec) bool { return true }
 		allDirty := func() bool {
 			h.c.mu.Lock()
@@ -283,4 +273,15 @@ func TestReloadOfTheSameMembersKeepsRows(t *testing.T) {
 			t.Error("a reload that stops a member's replicas left the rows as they were")
 		}
 	})
+}
+
+// memberSpecs returns the specs of c's members, in order.
+func memberSpecs(c *Controller) []MemberSpec {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var specs []MemberSpec
+	for _, m := range c.members {
+		specs = append(specs, m.spec)
+	}
+	return specs
 }
