@@ -5,7 +5,8 @@
 //
 //	emsim [-ip 127.0.0.1] [-members 1] [-api-port 7777] [-ews-port 0]
 //	      [-pseudo-domain apiproxy] [-user username] [-password password]
-//	      [-events URL] [-state FILE] [-keep-alive] [-bitrate 2000000]
+//	      [-events URL] [-enabled-events TYPE,...] [-state FILE] [-keep-alive]
+//	      [-bitrate 2000000]
 //	      [-log-format text|json] [-log-level info]
 //
 // Each member listens on its own address (consecutive from -ip) and the
