@@ -59,8 +59,8 @@ type Config struct {
 
 // String describes the configuration without the proxy password.
 func (c Config) String() string {
-	return fmt.Sprintf("emsim.Config{IP:%s Members:%d APIPort:%d EWSPort:%d PseudoDomain:%s User:%s Password:REDACTED StatePath:%s KeepAlive:%t Bitrate:%d}",
-		c.IP, c.Members, c.APIPort, c.EWSPort, c.PseudoDomain, c.User, c.StatePath, c.KeepAlive, c.Bitrate)
+	return fmt.Sprintf("emsim.Config{IP:%s Members:%d APIPort:%d EWSPort:%d PseudoDomain:%s User:%s Password:REDACTED EnabledEvents:%v StatePath:%s KeepAlive:%t Bitrate:%d}",
+		c.IP, c.Members, c.APIPort, c.EWSPort, c.PseudoDomain, c.User, c.EnabledEvents, c.StatePath, c.KeepAlive, c.Bitrate)
 }
 
 func (c Config) withDefaults() Config {
