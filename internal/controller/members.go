@@ -58,7 +58,7 @@ func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) b
 		if old != nil && same(old.spec, s) {
 			changed = changed || old.idx != i || old.spec.Replicate != s.Replicate
 			old.idx = i
-			old.spec.Replicate = s.Replicate
+			old.spec.Replicate, old.spec.Host = s.Replicate, s.Host
 			next = append(next, old)
 			keep[s.Name] = true
 		} else {

@@ -285,3 +285,28 @@ func memberSpecs(c *Controller) []MemberSpec {
 	}
 	return specs
 }
+
+// A reload that makes another member the host (the sidecar's local EMS)
+// reaches members it keeps: events of unknown origin go to the new host.
+func TestReloadMovesTheHost(t *testing.T) {
+	g := newFakeGroup(addrA, addrB)
+	specs := g.specs("a", "b")
+	specs[0].Host = true
+	c, err := New(Options{Group: "g1", Members: specs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs[0].Host, specs[1].Host = false, true
+	if err := c.SetMembers(specs, func(a, b MemberSpec) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	host := "none"
+	if h := c.hostLocked(); h != nil {
+		host = h.spec.Name
+	}
+	if host != "b" {
+		t.Errorf("host after the reload = %s, want b", host)
+	}
+}
