@@ -48,7 +48,9 @@ func (c *Controller) setPaused(name string, paused bool) error {
 func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) bool) error {
 	c.mu.Lock()
 	var stop []*member
-	changed := len(specs) != len(c.members) // what a status row shows
+	// changed: whether what a status row shows of the members changed
+	// (which members there are, their order, whether they take replicas).
+	changed := len(specs) != len(c.members)
 	keep := make(map[string]bool)
 	var next []*member
 	byName := make(map[string]*member)
