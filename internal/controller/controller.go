@@ -156,6 +156,12 @@ type Controller struct {
 	// the streams a play request wants a copy of.
 	ranks  map[string][]*member
 	wanted map[string]time.Time
+	// resyncHold is the longest the resync in progress has held mu in one
+	// go so far (applying a member's listing).
+	resyncHold time.Duration
+	// afterDiffChunk, when set, runs between two chunks of a diff, with
+	// the lock free (tests).
+	afterDiffChunk func()
 }
 
 // source is one stream seen as a source on one origin.
@@ -465,6 +471,7 @@ func (c *Controller) Resync(ctx context.Context) {
 			ms = append(ms, m)
 		}
 	}
+	c.resyncHold = 0
 	c.mu.Unlock()
 
 	// Two members are listed at a time: the work is decoding, which two
@@ -490,7 +497,6 @@ func (c *Controller) Resync(ctx context.Context) {
 	}
 
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := time.Now()
 	c.gcSourcesLocked(now)
 	for name, at := range c.wanted {
@@ -503,7 +509,13 @@ func (c *Controller) Resync(ctx context.Context) {
 			c.needCreatedLocked(name)
 		}
 	}
-	c.diffAllLocked(now)
+	longest := max(c.resyncHold, time.Since(now))
+	c.mu.Unlock()
+
+	longest = max(longest, c.diffAll(ms, diffChunk))
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	total := 0
 	for _, n := range calls {
 		total += n
@@ -512,6 +524,7 @@ func (c *Controller) Resync(ctx context.Context) {
 	c.resync = ResyncStatus{At: start, DurationMS: ms64(d), Calls: total}
 	c.rows.changed = true
 	c.met.resyncDuration.Observe(d.Seconds())
+	c.met.resyncLock.Set(longest.Seconds())
 }
 
 // resyncListings is how many members a resync lists at the same time.
@@ -584,6 +597,10 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if shared != nil {
+		locked := time.Now()
+		defer func() { c.resyncHold = max(c.resyncHold, time.Since(locked)) }()
+	}
 	m.work.listingFull = false
 	m.work.listing = false
 	defer c.dispatchConfirmsLocked(m) // the names announced meanwhile

@@ -8,17 +8,34 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestDiffAllQueuesWhatEachMembersDiffQueues checks that a resync's diff,
-// which plans on several members at once, queues on every member the same
-// names as planning that member alone does: here replicas missing on some
-// members, replicas of streams that ended, and replicas held everywhere,
-// in mode all and in mode demand.
+// which plans a chunk of streams per hold of the lock and several members
+// at once, queues on every member the same names as planning that member
+// alone in one hold does: here replicas missing on some members, replicas
+// of streams that ended, and replicas held everywhere, in mode all and in
+// mode demand. Between two chunks the lock is free.
 func TestDiffAllQueuesWhatEachMembersDiffQueues(t *testing.T) {
 	for _, mode := range []string{ModeAll, ModeDemand} {
 		t.Run(mode, func(t *testing.T) { testDiffAll(t, mode) })
 	}
+}
+
+// diffLocked queues every stream that needs work on destination m, in one
+// hold of the lock: what diffAll must queue.
+func (c *Controller) diffLocked(m *member, now time.Time) {
+	if m.health.state != MemberUp {
+		return
+	}
+	views := make([]streamView, 0, len(c.sources))
+	for name := range c.sources {
+		views = append(views, c.viewLocked(name, now))
+	}
+	c.diffViewsLocked(m, views, now)
+	c.diffOrphansLocked(m, now)
 }
 
 func testDiffAll(t *testing.T, mode string) {
@@ -70,10 +87,23 @@ func testDiffAll(t *testing.T, mode string) {
 	}
 
 	all, each := build(), build()
+	const chunk = 7
+	chunks := 0
+	all.afterDiffChunk = func() {
+		chunks++
+		if !all.mu.TryLock() {
+			t.Errorf("the lock is held between chunk %d and the next", chunks)
+			return
+		}
+		all.mu.Unlock()
+	}
+	sources := len(all.sources)
+	all.diffAll(all.members, chunk)
+	// The views and the planning of every member, each in chunks.
+	if least := 2 * (sources + chunk - 1) / chunk; chunks < least || sources < 10*chunk {
+		t.Errorf("the diff of %d sources let go of the lock %d times, want at least %d (chunks of %d)", sources, chunks, least, chunk)
+	}
 	now := time.Now()
-	all.mu.Lock()
-	all.diffAllLocked(now)
-	all.mu.Unlock()
 	each.mu.Lock()
 	for _, m := range each.members {
 		each.diffLocked(m, now)
@@ -90,5 +120,40 @@ func testDiffAll(t *testing.T, mode string) {
 	}
 	if total == 0 {
 		t.Fatal("no member has anything queued: the group has nothing to diff")
+	}
+}
+
+// TestResyncLetsGoOfTheLockAndReportsItsLongestHold checks that a resync's
+// diff lets go of the controller's lock between its chunks, and that the
+// resync reports its longest hold, which is shorter than the resync.
+func TestResyncLetsGoOfTheLockAndReportsItsLongestHold(t *testing.T) {
+	const members, streams = 4, 300
+	names := make([]string, streams)
+	for i := range names {
+		names[i] = fmt.Sprintf("stream-%03d", i)
+	}
+	c, err := New(Options{Members: staticGroup(members, func(int) []string { return names }), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free, held := 0, 0
+	c.afterDiffChunk = func() {
+		if !c.mu.TryLock() {
+			held++
+			return
+		}
+		free++
+		c.mu.Unlock()
+	}
+	c.Resync(t.Context())
+	if free < 3 || held != 0 {
+		t.Errorf("between the diff's chunks the lock was free %d times and held %d times, want free at least 3 times (the names, the views, the planning) and never held", free, held)
+	}
+	c.mu.Lock()
+	resync := time.Duration(c.resync.DurationMS * float64(time.Millisecond))
+	c.mu.Unlock()
+	longest := time.Duration(testutil.ToFloat64(c.met.resyncLock) * float64(time.Second))
+	if longest <= 0 || longest > resync {
+		t.Errorf("streamlb_resync_lock_seconds %v, want more than 0 and at most the resync's %v", longest, resync)
 	}
 }

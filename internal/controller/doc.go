@@ -31,7 +31,8 @@
 //
 //   - resyncLoop lists every member (two calls each, two members at a time)
 //     every resync_interval and on demand, applies the listings and queues
-//     the replicas that need work (diffLocked).
+//     the replicas that need work (diffAll, a chunk of streams per hold of
+//     the lock).
 //   - eventLoop takes stream events from the inbox, which the event sink
 //     fills without waiting for the controller's lock, and queues their
 //     names for confirmation on their origin.

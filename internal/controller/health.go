@@ -187,9 +187,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		listed := time.Now()
 		c.listMember(ctx, m, full, announced, nil)
 		if full {
-			c.mu.Lock()
-			c.diffLocked(m, time.Now())
-			c.mu.Unlock()
+			c.diffAll([]*member{m}, diffChunk)
 		}
 		// The next listing waits three times as long as this one took: a
 		// member listing thousands of streams spends at most a quarter of

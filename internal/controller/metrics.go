@@ -31,6 +31,7 @@ type metrics struct {
 	demandRemoved  prometheus.Counter
 	statusBuild    prometheus.Histogram
 	statusLock     prometheus.Gauge
+	resyncLock     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
@@ -69,6 +70,10 @@ func newMetrics(reg prometheus.Registerer, c *Controller) *metrics {
 		statusLock: f.NewGauge(prometheus.GaugeOpts{
 			Name: "streamlb_status_build_lock_seconds",
 			Help: "Longest hold of the controller's lock by the last status build.",
+		}),
+		resyncLock: f.NewGauge(prometheus.GaugeOpts{
+			Name: "streamlb_resync_lock_seconds",
+			Help: "Longest hold of the controller's lock by the last resync: applying one member's listing, or one chunk of the diff after the listings.",
 		}),
 		skipped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "streamlb_listing_entries_skipped_total",

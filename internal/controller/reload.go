@@ -1,6 +1,9 @@
 package controller
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Tunables are the settings a running controller applies at once on a
 // config reload (SIGHUP), without a restart.
@@ -26,21 +29,22 @@ func (c *Controller) SetTunables(t Tunables) {
 	o := Options{ResyncInterval: t.ResyncInterval, TeardownGrace: t.TeardownGrace, MaxInflight: t.MaxInflight}
 	o.setDefaults()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.opts.Include, c.opts.Exclude = t.Include, t.Exclude
 	resyncChanged := c.opts.ResyncInterval != o.ResyncInterval
 	c.opts.ResyncInterval, c.opts.TeardownGrace = o.ResyncInterval, o.TeardownGrace
-	if resyncChanged {
-		defer c.TriggerResync() // the resync loop takes the new interval
-	}
 	c.opts.MaxInflight = o.MaxInflight
 	c.opts.MaxPullsPerSecond = t.MaxPullsPerSecond
 	c.allDirtyLocked()
-	now := time.Now()
 	for _, m := range c.members {
 		c.setWorkersLocked(m, o.MaxInflight)
 		m.work.pulls.setCeiling(t.MaxPullsPerSecond)
-		c.diffLocked(m, now)
+	}
+	members := slices.Clone(c.members)
+	c.mu.Unlock()
+	// The new scope may want or unwant any stream anywhere.
+	c.diffAll(members, diffChunk)
+	if resyncChanged {
+		c.TriggerResync() // the resync loop takes the new interval
 	}
 }
 
