@@ -133,6 +133,9 @@ type Result struct {
 	ResyncCallsPerMember Rate    `json:"resync_calls_per_member"`
 	ResyncCPUSeconds     Seconds `json:"resync_cpu_seconds"`
 	ResyncGCCycles       int64   `json:"resync_gc_cycles"`
+	// ResyncLockMS is the longest the resync held the controller's lock
+	// in one go (streamlb_resync_lock_seconds).
+	ResyncLockMS Millis `json:"resync_lock_ms"`
 
 	// A destination restarted empty, until it holds every replica again.
 	RecoverySeconds         Seconds `json:"recovery_seconds"`
@@ -219,6 +222,7 @@ func (r Result) WriteTable(w io.Writer) error {
 	}
 	row("replication", fmt.Sprintf("%s: each stream on %d members, %d replicas held after the burst", r.Replication, r.Copies, r.ReplicasHeld), "")
 	row("resync", fmt.Sprintf("%.3f s, %.2f calls per member", float64(r.ResyncSeconds), float64(r.ResyncCallsPerMember)), "≤ 3 s, 2 calls per member")
+	row("resync's lock hold", fmt.Sprintf("%.3f ms (longest)", float64(r.ResyncLockMS)), "")
 	row("recovery", fmt.Sprintf("%.3f s (resync_interval %gs)", float64(r.RecoverySeconds), float64(r.RecoveryResyncIntervalS)),
 		fmt.Sprintf("≤ %g s", float64(r.RecoveryResyncIntervalS)+5))
 	if r.StatusMS > 0 {

@@ -16,6 +16,7 @@ const (
 	resyncSum   = "streamlb_resync_duration_seconds_sum"
 	cpuSeconds  = "process_cpu_seconds_total"
 	gcCycles    = "go_gc_duration_seconds_count"
+	resyncLock  = "streamlb_resync_lock_seconds"
 )
 
 // quiesce waits until the members answer no call (but for load polling)
@@ -111,12 +112,13 @@ func (r *runner) resync(ctx context.Context, l *liveGroup) error {
 	r.res.ResyncCallsPerMember = Rate(float64(calls) / float64(len(after)))
 	r.res.ResyncCPUSeconds = Seconds(sumMetric(m1, cpuSeconds) - sumMetric(m0, cpuSeconds))
 	r.res.ResyncGCCycles = int64(sumMetric(m1, gcCycles) - sumMetric(m0, gcCycles))
+	r.res.ResyncLockMS = Millis(sumMetric(m1, resyncLock) * 1000)
 	var cmds []string
 	for _, cmd := range slices.Sorted(maps.Keys(byCommand)) {
 		cmds = append(cmds, fmt.Sprintf("%s %d", cmd, byCommand[cmd]))
 	}
-	r.progress("resync: %.3f s, %.2f calls per member (%s); the balancer's CPU %.2f s, %d collections",
-		float64(r.res.ResyncSeconds), float64(r.res.ResyncCallsPerMember), strings.Join(cmds, ", "), float64(r.res.ResyncCPUSeconds), r.res.ResyncGCCycles)
+	r.progress("resync: %.3f s, %.2f calls per member (%s); the balancer's CPU %.2f s, %d collections; its longest hold of the lock %.1f ms",
+		float64(r.res.ResyncSeconds), float64(r.res.ResyncCallsPerMember), strings.Join(cmds, ", "), float64(r.res.ResyncCPUSeconds), r.res.ResyncGCCycles, float64(r.res.ResyncLockMS))
 	return nil
 }
 
