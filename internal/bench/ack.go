@@ -85,7 +85,11 @@ func (r *runner) ack(ctx context.Context) error {
 		collector.run(pollCtx, phaseStart)
 	}()
 	r.prof.cpu("ack", map[string]string{"balancer": b.debug, "emsim": g.debug})
+	cpu0, cpuErr := readMachineCPU()
 	gen.run(ctx, total, o.Rate)
+	if cpu1, err := readMachineCPU(); cpuErr == nil && err == nil {
+		r.res.AckCPUBusyPct, r.res.AckStealPct = cpu1.since(cpu0)
+	}
 	sent, lost, lat, rate := gen.results()
 	if err := ctx.Err(); err != nil {
 		stopPoll()
@@ -147,6 +151,7 @@ func (r *runner) ack(ctx context.Context) error {
 	}
 	r.progress("ack: p99 %.3f ms, %d lost; propagation p99 %.3f ms over %d streams",
 		float64(r.res.AckP99MS), lost, float64(r.res.PropagationP99MS), len(props))
+	r.progress("ack: the machine's CPUs %.1f%% busy, %.1f%% stolen while sending", float64(r.res.AckCPUBusyPct), float64(r.res.AckStealPct))
 	r.progress("ack: mean (p99) confirmation on the origin %.1f (%.1f) ms, wait in a queue %.1f (%.1f) ms, pullStream call %.1f (%.1f) ms",
 		float64(r.res.PropagationConfirmMS), float64(r.res.PropagationConfirmP99MS), float64(r.res.PropagationQueueMS),
 		float64(r.res.PropagationQueueP99MS), float64(r.res.PropagationPullMS), float64(r.res.PropagationPullP99MS))

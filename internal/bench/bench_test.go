@@ -57,7 +57,7 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, key := range []string{
-		"ack_p50_ms", "ack_p99_ms", "events_sent", "events_lost",
+		"ack_p50_ms", "ack_p99_ms", "events_sent", "events_lost", "ack_cpu_busy_pct", "ack_steal_pct",
 		"propagation_p50_ms", "propagation_p99_ms",
 		"burst_streams", "burst_seconds", "burst_calls_per_s", "ceiling_calls_per_s", "burst_ratio",
 		"resync_seconds", "resync_calls_per_member", "resync_cpu_seconds", "resync_gc_cycles", "recovery_seconds", "rss_mib", "heap_mib",
@@ -81,6 +81,7 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 		{"events_lost = 0", res.EventsLost == 0},
 		{"the mix shuffled by default", res.EventOrder == MixShuffled},
 		{"ack times measured", res.AckP50MS > 0 && res.AckP99MS >= res.AckP50MS},
+		{"the machine's CPUs measured while sending", runtime.GOOS != "linux" || (res.AckCPUBusyPct > 0 && res.AckCPUBusyPct+res.AckStealPct <= 100)},
 		{"propagation measured", res.PropagationStreams > 0 && res.PropagationP99MS > 0 && res.PropagationMissing == 0},
 		{"every replica pulled", res.BurstPullCalls >= 400 && res.BurstSeconds > 0 && res.BurstCallsPerS > 0},
 		{"ceiling measured", res.CeilingCallsPerS > 0 && res.CeilingFailures == 0 && res.BurstRatio > 0},

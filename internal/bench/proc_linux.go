@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+
+	"github.com/prometheus/procfs"
 )
 
 // procAttr makes a child die with the benchmark.
@@ -32,4 +34,23 @@ func peakRSS(pid int) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("read peak memory: no VmHWM in /proc/%d/status", pid)
+}
+
+// readMachineCPU returns the machine's CPU time so far (/proc/stat).
+func readMachineCPU() (machineCPU, error) {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return machineCPU{}, fmt.Errorf("read CPU time: %w", err)
+	}
+	st, err := fs.Stat()
+	if err != nil {
+		return machineCPU{}, fmt.Errorf("read CPU time: %w", err)
+	}
+	c := st.CPUTotal
+	// Guest time is counted in user time already.
+	return machineCPU{
+		total: c.User + c.Nice + c.System + c.Idle + c.Iowait + c.IRQ + c.SoftIRQ + c.Steal,
+		idle:  c.Idle + c.Iowait,
+		steal: c.Steal,
+	}, nil
 }
