@@ -20,7 +20,10 @@ const (
 )
 
 // quiesce waits until the members answer no call (but for load polling)
-// and post no event for a while: the balancer has nothing left to do. In
+// and post no event for 2 s: the balancer has nothing left to do. A pull
+// has the balancer list its member's inbound streams a second later, to
+// see it streaming; a quiet second alone let the last of those land in
+// the resync measured next, as a call beyond its two a member. In
 // mode demand the members' events are left out: at 5,000 streams the
 // origin's queue of outStreamCreated events (one per copy pulled from it,
 // which the balancer ignores) drains for minutes, while the calls show
@@ -47,7 +50,7 @@ func quiesce(ctx context.Context, l *liveGroup) error {
 			stable = 0
 		}
 		prev = n
-		return stable >= 4, nil
+		return stable >= 8, nil
 	})
 }
 
