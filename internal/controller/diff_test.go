@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -156,4 +157,66 @@ func TestResyncLetsGoOfTheLockAndReportsItsLongestHold(t *testing.T) {
 	if longest <= 0 || longest > resync {
 		t.Errorf("streamlb_resync_lock_seconds %v, want more than 0 and at most the resync's %v", longest, resync)
 	}
+}
+
+// TestAnEventIsActedOnWhileAResyncPlans checks that a resync's diff does
+// not hold up events: a stream published and announced while the diff
+// waits between two of its chunks is replicated before the diff goes on,
+// and so before the resync ends.
+func TestAnEventIsActedOnWhileAResyncPlans(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		for i := range 40 {
+			h.g.m(addrA).publish(fmt.Sprintf("cam%02d", i))
+		}
+		h.c.TriggerResync()
+		h.settle(2 * time.Second)
+		wantReplica(t, h.g.m(addrB), "cam00", "rtmp://127.0.0.1/live/cam00")
+
+		var (
+			waited       bool
+			onA, onC     string
+			resyncBefore time.Time
+		)
+		h.c.mu.Lock()
+		lastResync := h.c.resync.At
+		h.c.afterDiffChunk = func() {
+			if waited {
+				return
+			}
+			waited = true
+			if !h.c.mu.TryLock() {
+				t.Error("the lock is held between two chunks of the diff")
+				return
+			}
+			h.c.mu.Unlock()
+			h.g.m(addrB).publish("live")
+			h.event("inStreamCreated", addrB, "live")
+			time.Sleep(time.Second) // the diff waits here, the lock free
+			onA, onC = h.g.m(addrA).replicas()["live"], h.g.m(addrC).replicas()["live"]
+			h.c.mu.Lock()
+			resyncBefore = h.c.resync.At
+			h.c.mu.Unlock()
+		}
+		h.c.mu.Unlock()
+		h.c.TriggerResync()
+		h.settle(3 * time.Second)
+
+		if !waited {
+			t.Fatal("the resync's diff never let go of the lock between two chunks")
+		}
+		if want := "rtmp://127.0.0.2/live/live"; onA != want || onC != want {
+			t.Errorf("while the diff waited, a and c pulled %q and %q, want %q", onA, onC, want)
+		}
+		if !resyncBefore.Equal(lastResync) {
+			t.Errorf("the resync had ended (at %v) while its diff waited", resyncBefore)
+		}
+		h.c.mu.Lock()
+		ended := h.c.resync.At
+		h.c.mu.Unlock()
+		if !ended.After(lastResync) {
+			t.Errorf("the resync did not end after its diff went on")
+		}
+	})
 }
