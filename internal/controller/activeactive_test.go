@@ -38,8 +38,7 @@ func TestAnotherControllersReplicaIsNotASource(t *testing.T) {
 		synctest.Wait()
 
 		// cam starts on a; only X hears of it and replicates it.
-		h.g.m(addrA).publish("cam")
-		h.event("inStreamCreated", addrA, "cam")
+		h.announce(addrA, "cam")
 		h.settle(time.Second)
 		wantReplica(t, h.g.m(addrB), "cam", "rtmp://127.0.0.1/live/cam")
 		wantReplica(t, h.g.m(addrC), "cam", "rtmp://127.0.0.1/live/cam")

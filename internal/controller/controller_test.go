@@ -71,6 +71,13 @@ func (h *harness) event(typ, origin, name string) {
 	h.c.HandleStreamEvent(receiver.StreamEvent{Type: typ, Name: name, IP: origin, Peer: netip.MustParseAddr(origin)})
 }
 
+// announce publishes name on the member at origin and posts its
+// inStreamCreated, as EMS does when a stream starts.
+func (h *harness) announce(origin, name string) {
+	h.g.m(origin).publish(name)
+	h.event("inStreamCreated", origin, name)
+}
+
 func wantReplica(t *testing.T, f *fakeEMS, name, uri string) {
 	t.Helper()
 	if got := f.replicas()[name]; got != uri {
@@ -82,8 +89,7 @@ func TestEventReplicatesToEveryOtherMember(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
 		defer h.end()
-		h.g.m(addrA).publish("cam1")
-		h.event("inStreamCreated", addrA, "cam1")
+		h.announce(addrA, "cam1")
 		h.settle(100 * time.Millisecond)
 		wantReplica(t, h.g.m(addrB), "cam1", "rtmp://127.0.0.1/live/cam1")
 		wantReplica(t, h.g.m(addrC), "cam1", "rtmp://127.0.0.1/live/cam1")
@@ -175,8 +181,7 @@ func TestDownMemberIsFilledWhenItReturns(t *testing.T) {
 		defer h.end()
 		c := h.g.m(addrC)
 		c.setDown(true)
-		h.g.m(addrA).publish("s")
-		h.event("inStreamCreated", addrA, "s")
+		h.announce(addrA, "s")
 		h.settle(5 * time.Second)
 		wantReplica(t, h.g.m(addrB), "s", "rtmp://127.0.0.1/live/s")
 		if st := memberState(h.c, "c"); st != MemberDown {
@@ -278,8 +283,7 @@ func TestNoReplicaOfAReplica(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
 		defer h.end()
-		h.g.m(addrA).publish("s")
-		h.event("inStreamCreated", addrA, "s")
+		h.announce(addrA, "s")
 		h.settle(time.Second)
 		// The replica's own event on b, as EMS posts it.
 		h.c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamCreated", Name: "s", IP: addrB,
@@ -310,8 +314,7 @@ func TestRetriesWithBackoffUntilItWorks(t *testing.T) {
 		// already pulls a's).
 		b.created["s"] = float64(time.Now().Add(time.Hour).UnixNano()) / 1e6
 		b.g.mu.Unlock()
-		h.g.m(addrA).publish("s")
-		h.event("inStreamCreated", addrA, "s")
+		h.announce(addrA, "s")
 		// The pull fails, b is listed again, and the two creation times
 		// are looked up: how many listing rounds that takes depends on
 		// the order the goroutines ran in, so the fake clock runs until
@@ -339,8 +342,7 @@ func TestPausedMemberGetsNoWork(t *testing.T) {
 		if err := h.c.Pause("c"); err != nil {
 			t.Fatal(err)
 		}
-		h.g.m(addrA).publish("s")
-		h.event("inStreamCreated", addrA, "s")
+		h.announce(addrA, "s")
 		h.settle(time.Second)
 		wantReplica(t, h.g.m(addrC), "s", "")
 		if err := h.c.Resume("c"); err != nil {
@@ -394,8 +396,7 @@ func TestReplicaThatCannotConnectIsFailingAfterTheGrace(t *testing.T) {
 		b.g.mu.Lock()
 		b.cut = true
 		b.g.mu.Unlock()
-		h.g.m(addrA).publish("s")
-		h.event("inStreamCreated", addrA, "s")
+		h.announce(addrA, "s")
 		h.settle(6 * time.Second)
 		if st := replicaState(h.c, "s", "b"); st != StatePending {
 			t.Fatalf("replica on b is %q while not streaming within the grace, want pending (failing only after the grace)", st)
@@ -432,8 +433,7 @@ func TestMetricsDescribeTheGroup(t *testing.T) {
 		h := newHarness(t, func(o *Options) { o.Registerer = reg })
 		defer h.end()
 		h.g.m(addrC).setDown(true)
-		h.g.m(addrA).publish("s")
-		h.event("inStreamCreated", addrA, "s")
+		h.announce(addrA, "s")
 		h.settle(3 * time.Second)
 		gauge := func(name string) float64 {
 			t.Helper()

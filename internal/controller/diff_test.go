@@ -191,8 +191,7 @@ func TestAnEventIsActedOnWhileAResyncPlans(t *testing.T) {
 				return
 			}
 			h.c.mu.Unlock()
-			h.g.m(addrB).publish("live")
-			h.event("inStreamCreated", addrB, "live")
+			h.announce(addrB, "live")
 			time.Sleep(time.Second) // the diff waits here, the lock free
 			onA, onC = h.g.m(addrA).replicas()["live"], h.g.m(addrC).replicas()["live"]
 			h.c.mu.Lock()

@@ -135,8 +135,7 @@ func TestDownMemberCellsAreUnknown(t *testing.T) {
 		h := newHarness(t, nil)
 		defer h.end()
 		h.g.m(addrC).setDown(true)
-		h.g.m(addrA).publish("s")
-		h.event("inStreamCreated", addrA, "s")
+		h.announce(addrA, "s")
 		h.settle(40 * time.Second)
 		st := h.c.Snapshot()
 		if len(st.Streams) != 1 {
@@ -215,8 +214,7 @@ func TestUnreplicableNameIsNeverPulled(t *testing.T) {
 		h := newHarness(t, nil)
 		defer h.end()
 		for _, name := range []string{"odd/name?x=1", "a b", "x%41", "ok"} {
-			h.g.m(addrA).publish(name)
-			h.event("inStreamCreated", addrA, name)
+			h.announce(addrA, name)
 		}
 		h.settle(40 * time.Second)
 		if n := h.g.m(addrB).count("pullStream"); n != 1 {
@@ -288,8 +286,7 @@ func TestUndecodableListingEntryIsSkipped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
 		defer h.end()
-		h.g.m(addrA).publish("s")
-		h.event("inStreamCreated", addrA, "s")
+		h.announce(addrA, "s")
 		h.settle(time.Second)
 		b := h.g.m(addrB)
 		b.g.mu.Lock()

@@ -16,8 +16,7 @@ func TestJournalRecordsTransitionsAsTheyHappen(t *testing.T) {
 		p, wait := h.c.Journal(0, 0)
 		from := p.Next
 		published := time.Now()
-		h.g.m(addrA).publish("cam")
-		h.event("inStreamCreated", addrA, "cam")
+		h.announce(addrA, "cam")
 		select {
 		case <-wait:
 		default:

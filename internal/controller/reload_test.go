@@ -25,11 +25,9 @@ func TestSetTunablesAppliesLive(t *testing.T) {
 		h.c.SetTunables(Tunables{MaxInflight: 2, Exclude: []string{"tmp_*"}})
 		for i := range 40 {
 			name := fmt.Sprintf("s%d", i)
-			h.g.m(addrA).publish(name)
-			h.event("inStreamCreated", addrA, name)
+			h.announce(addrA, name)
 		}
-		h.g.m(addrA).publish("tmp_x")
-		h.event("inStreamCreated", addrA, "tmp_x")
+		h.announce(addrA, "tmp_x")
 		h.settle(5 * time.Second)
 		if got := workers("b"); got != 2 {
 			t.Errorf("b has %d workers after lowering max_inflight to 2 and some work", got)

@@ -113,11 +113,9 @@ func TestStatusQueryPagesAndFilters(t *testing.T) {
 		defer h.end()
 		for i := range 5 {
 			name := fmt.Sprintf("s%d", i)
-			h.g.m(addrA).publish(name)
-			h.event("inStreamCreated", addrA, name)
+			h.announce(addrA, name)
 		}
-		h.g.m(addrA).publish("odd name")
-		h.event("inStreamCreated", addrA, "odd name")
+		h.announce(addrA, "odd name")
 		h.settle(3 * time.Second)
 		p1 := h.c.Status(StatusQuery{Attention: true, Limit: 2})
 		if len(p1.Streams) != 2 || p1.Streams[0].Name != "odd name" || p1.NextCursor == "" {
@@ -149,8 +147,7 @@ func TestStatusRowsOfAConvergedGroup(t *testing.T) {
 		defer h.end()
 		for i := range 4 {
 			name := fmt.Sprintf("s%d", i)
-			h.g.m(addrA).publish(name)
-			h.event("inStreamCreated", addrA, name)
+			h.announce(addrA, name)
 		}
 		h.settle(5 * time.Second)
 		if st := fresh(h.c); !st.Converged {
@@ -213,8 +210,7 @@ func TestStatusEncodingIsTheSameJSON(t *testing.T) {
 		h := newHarness(t, nil)
 		defer h.end()
 		for _, name := range []string{"s1", "s2", "odd name"} {
-			h.g.m(addrA).publish(name)
-			h.event("inStreamCreated", addrA, name)
+			h.announce(addrA, name)
 		}
 		h.g.m(addrC).setDown(true)
 		h.settle(35 * time.Second)
@@ -245,8 +241,7 @@ func TestReloadOfTheSameMembersKeepsRows(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
 		defer h.end()
-		h.g.m(addrA).publish("s")
-		h.event("inStreamCreated", addrA, "s")
+		h.announce(addrA, "s")
 		h.settle(time.Second)
 		_ = h.c.Snapshot()
 		specs := memberSpecs(h.c)
