@@ -58,9 +58,13 @@ func (c *Controller) SetMembers(specs []MemberSpec, same func(a, b MemberSpec) b
 	for i, s := range specs {
 		old := c.byName[s.Name]
 		if old != nil && same(old.spec, s) {
-			changed = changed || old.idx != i || old.spec.Replicate != s.Replicate
+			// Placement changes too when the weight does: the members'
+			// rankings are made anew below, and mode demand's rows show them.
+			changed = changed || old.idx != i || old.spec.Replicate != s.Replicate || old.spec.Weight != s.Weight
 			old.idx = i
-			old.spec.Replicate, old.spec.Host = s.Replicate, s.Host
+			// What a reload may change of a member it keeps, field by
+			// field: workers read the name, address and client unlocked.
+			old.spec.Replicate, old.spec.Host, old.spec.Weight = s.Replicate, s.Host, s.Weight
 			next = append(next, old)
 			keep[s.Name] = true
 		} else {

@@ -305,3 +305,39 @@ func TestReloadMovesTheHost(t *testing.T) {
 		t.Errorf("host after the reload = %s, want b", host)
 	}
 }
+
+// A reload that changes the weight of a member it keeps reaches that
+// member: the streams' rankings of mode demand follow the new weight.
+func TestReloadTakesTheNewWeight(t *testing.T) {
+	g := newFakeGroup(addrA, addrB, addrC)
+	specs := g.specs("a", "b", "c")
+	c, err := New(Options{Group: "g1", Members: specs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := func() map[string]int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		n := map[string]int{}
+		for i := range 100 {
+			n[c.rankLocked(fmt.Sprintf("s%03d", i))[0].spec.Name]++
+		}
+		return n
+	}
+	if n := first(); n["c"] > 60 {
+		t.Fatalf("c ranks first for %d of 100 streams at weight 1, want about a third", n["c"])
+	}
+	specs[2].Weight = 1000
+	if err := c.SetMembers(specs, func(a, b MemberSpec) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if n := first(); n["c"] < 95 {
+		t.Errorf("c ranks first for %d of 100 streams at weight 1000, want nearly all", n["c"])
+	}
+	c.mu.Lock()
+	all := c.rows.all
+	c.mu.Unlock()
+	if !all {
+		t.Error("the rows were kept after a reload that changed a weight")
+	}
+}
