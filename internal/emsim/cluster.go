@@ -116,10 +116,8 @@ func (c Config) validate() error {
 			return errors.New("events url: must be an absolute http or https URL")
 		}
 	}
-	for i, typ := range c.EnabledEvents {
-		if !validEventType(typ) {
-			return fmt.Errorf("enabled events: entry %d %q is not an event type (letters only)", i+1, typ)
-		}
+	if err := checkEventTypes(c.EnabledEvents); err != nil {
+		return fmt.Errorf("enabled events: %w", err)
 	}
 	return nil
 }

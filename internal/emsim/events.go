@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -103,6 +104,17 @@ func newEventSender(m *Member, sinkURL string, enabled []string) *eventSender {
 // on, typ is enabled and m is up.
 func (m *Member) sendsLocked(typ string) bool {
 	return m.ev != nil && !m.faults.Down && (m.ev.enabled == nil || m.ev.enabled[typ])
+}
+
+// checkEventTypes returns an error naming the first entry of types that
+// cannot name an event type.
+func checkEventTypes(types []string) error {
+	for i, typ := range types {
+		if !validEventType(typ) {
+			return fmt.Errorf("entry %d %q is not an event type (letters only)", i+1, typ)
+		}
+	}
+	return nil
 }
 
 // validEventType reports whether typ can name an event type: letters only,

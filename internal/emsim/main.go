@@ -44,13 +44,12 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	if *enabled != "" {
-		for i, typ := range strings.Split(*enabled, ",") {
-			typ = strings.TrimSpace(typ)
-			if !validEventType(typ) {
-				fmt.Fprintf(stderr, "emsim: -enabled-events: entry %d %q is not an event type (letters only)\n", i+1, typ)
-				return 2
-			}
-			cfg.EnabledEvents = append(cfg.EnabledEvents, typ)
+		for typ := range strings.SplitSeq(*enabled, ",") {
+			cfg.EnabledEvents = append(cfg.EnabledEvents, strings.TrimSpace(typ))
+		}
+		if err := checkEventTypes(cfg.EnabledEvents); err != nil {
+			fmt.Fprintf(stderr, "emsim: -enabled-events: %v\n", err)
+			return 2
 		}
 	}
 	var level slog.Level
