@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -85,8 +87,26 @@ func (r *runner) ack(ctx context.Context) error {
 		collector.run(pollCtx, phaseStart)
 	}()
 	r.prof.cpu("ack", map[string]string{"balancer": b.debug, "emsim": g.debug})
+	pids := []int{b.proc.pid(), os.Getpid()}
+	for _, p := range g.procs {
+		pids = append(pids, p.pid())
+	}
 	cpu0, cpuErr := readMachineCPU()
+	procs0, procsErr := processesCPU(pids)
+	start := time.Now()
 	gen.run(ctx, total, o.Rate)
+	procs1, err := processesCPU(pids)
+	if procsErr == nil && err == nil {
+		// A share of all the machine's CPUs, as busy is.
+		share := func(i, j int) Rate {
+			var d time.Duration
+			for k := i; k < j; k++ {
+				d += procs1[k] - procs0[k]
+			}
+			return Rate(100 * float64(d) / float64(time.Since(start)) / float64(runtime.NumCPU()))
+		}
+		r.res.AckCPUBalancerPct, r.res.AckCPULoadPct, r.res.AckCPUEmulatorPct = share(0, 1), share(1, 2), share(2, len(pids))
+	}
 	if cpu1, err := readMachineCPU(); cpuErr == nil && err == nil {
 		r.res.AckCPUBusyPct, r.res.AckStealPct = cpu1.since(cpu0)
 	}
@@ -151,7 +171,9 @@ func (r *runner) ack(ctx context.Context) error {
 	}
 	r.progress("ack: p99 %.3f ms, %d lost; propagation p99 %.3f ms over %d streams",
 		float64(r.res.AckP99MS), lost, float64(r.res.PropagationP99MS), len(props))
-	r.progress("ack: the machine's CPUs %.1f%% busy, %.1f%% stolen while sending", float64(r.res.AckCPUBusyPct), float64(r.res.AckStealPct))
+	r.progress("ack: the machine's CPUs %.1f%% busy, %.1f%% stolen while sending; balancer %.1f%%, emulator %.1f%%, load %.1f%%",
+		float64(r.res.AckCPUBusyPct), float64(r.res.AckStealPct),
+		float64(r.res.AckCPUBalancerPct), float64(r.res.AckCPUEmulatorPct), float64(r.res.AckCPULoadPct))
 	r.progress("ack: mean (p99) confirmation on the origin %.1f (%.1f) ms, wait in a queue %.1f (%.1f) ms, pullStream call %.1f (%.1f) ms",
 		float64(r.res.PropagationConfirmMS), float64(r.res.PropagationConfirmP99MS), float64(r.res.PropagationQueueMS),
 		float64(r.res.PropagationQueueP99MS), float64(r.res.PropagationPullMS), float64(r.res.PropagationPullP99MS))

@@ -58,6 +58,7 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 	}
 	for _, key := range []string{
 		"ack_p50_ms", "ack_p99_ms", "events_sent", "events_lost", "ack_cpu_busy_pct", "ack_steal_pct",
+		"ack_cpu_balancer_pct", "ack_cpu_emulator_pct", "ack_cpu_load_pct",
 		"propagation_p50_ms", "propagation_p99_ms",
 		"burst_streams", "burst_seconds", "burst_calls_per_s", "ceiling_calls_per_s", "burst_ratio",
 		"resync_seconds", "resync_calls_per_member", "resync_cpu_seconds", "resync_gc_cycles", "recovery_seconds", "rss_mib", "heap_mib",
@@ -82,6 +83,8 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 		{"the mix shuffled by default", res.EventOrder == MixShuffled},
 		{"ack times measured", res.AckP50MS > 0 && res.AckP99MS >= res.AckP50MS},
 		{"the machine's CPUs measured while sending", runtime.GOOS != "linux" || (res.AckCPUBusyPct > 0 && res.AckCPUBusyPct+res.AckStealPct <= 100)},
+		{"the processes' CPUs measured while sending", runtime.GOOS != "linux" ||
+			(res.AckCPUBalancerPct > 0 && res.AckCPUEmulatorPct > 0 && res.AckCPUBalancerPct+res.AckCPUEmulatorPct+res.AckCPULoadPct <= 100)},
 		{"propagation measured", res.PropagationStreams > 0 && res.PropagationP99MS > 0 && res.PropagationMissing == 0},
 		{"every replica pulled", res.BurstPullCalls >= 400 && res.BurstSeconds > 0 && res.BurstCallsPerS > 0},
 		{"ceiling measured", res.CeilingCallsPerS > 0 && res.CeilingFailures == 0 && res.BurstRatio > 0},

@@ -77,6 +77,14 @@ type Result struct {
 	// elsewhere).
 	AckCPUBusyPct Rate `json:"ack_cpu_busy_pct"`
 	AckStealPct   Rate `json:"ack_steal_pct"`
+	// AckCPUBalancerPct, AckCPUEmulatorPct and AckCPULoadPct are the CPU
+	// time of the balancer, the emulated members and the load generator
+	// (the bench itself) over the same window and on the same scale:
+	// what busy holds beyond their sum is the kernel's work outside any
+	// process, such as loopback packets (Linux only; 0 elsewhere).
+	AckCPUBalancerPct Rate `json:"ack_cpu_balancer_pct"`
+	AckCPUEmulatorPct Rate `json:"ack_cpu_emulator_pct"`
+	AckCPULoadPct     Rate `json:"ack_cpu_load_pct"`
 	// EventMix is the share of each event type in the recorded mix.
 	EventMix map[string]Rate `json:"event_mix,omitempty"`
 	// EventOrder is the order the mix was posted in: MixShuffled or
@@ -213,6 +221,8 @@ func (r Result) WriteTable(w io.Writer) error {
 	row("ack p50 / p99 / max", fmt.Sprintf("%.3f / %.3f / %.3f ms", float64(r.AckP50MS), float64(r.AckP99MS), float64(r.AckMaxMS)), "p99 ≤ 5 ms")
 	row("events sent / lost", fmt.Sprintf("%d / %d (%.0f/s achieved, max_inflight %d)", r.EventsSent, r.EventsLost, float64(r.AckRateAchieved), r.AckMaxInflight), "lost = 0")
 	row("the machine's CPUs while sending", fmt.Sprintf("%.1f%% busy, %.1f%% stolen", float64(r.AckCPUBusyPct), float64(r.AckStealPct)), "")
+	row("  of them", fmt.Sprintf("balancer %.1f%%, emulator %.1f%%, load %.1f%%",
+		float64(r.AckCPUBalancerPct), float64(r.AckCPUEmulatorPct), float64(r.AckCPULoadPct)), "")
 	row("propagation p50 / p99 / max", fmt.Sprintf("%.3f / %.3f / %.3f ms (%d streams, %d incomplete)",
 		float64(r.PropagationP50MS), float64(r.PropagationP99MS), float64(r.PropagationMaxMS), r.PropagationStreams, r.PropagationMissing), "p99 ≤ 10 ms")
 	if r.PropagationConfirmMS+r.PropagationQueueMS+r.PropagationPullMS > 0 {

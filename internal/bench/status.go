@@ -207,33 +207,46 @@ func cpuShare(ctx context.Context, pid int, window time.Duration, load func(cont
 	return 100 * float64(c1-c0) / float64(time.Since(start)), nil
 }
 
+// processesCPU returns the CPU time of each process in pids.
+func processesCPU(pids []int) ([]time.Duration, error) {
+	out := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		d, err := cpuTime(pid)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
 // cpuTime returns the user and system CPU time process pid has used, from
 // /proc (Linux).
 func cpuTime(pid int) (time.Duration, error) {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, fmt.Errorf("read the balancer's CPU time (Linux only): %w", err)
+		return 0, fmt.Errorf("read the CPU time of process %d (Linux only): %w", pid, err)
 	}
 	defer f.Close()
 	line, err := bufio.NewReader(f).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
-		return 0, fmt.Errorf("read the balancer's CPU time: %w", err)
+		return 0, fmt.Errorf("read the CPU time of process %d: %w", pid, err)
 	}
 	// The command name, in parentheses, may hold spaces: fields count
 	// from after it. utime and stime are fields 14 and 15.
 	i := strings.LastIndexByte(line, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("read the balancer's CPU time: unexpected /proc/%d/stat", pid)
+		return 0, fmt.Errorf("read the CPU time of process %d: unexpected /proc/%d/stat", pid, pid)
 	}
 	f2 := strings.Fields(line[i+1:])
 	if len(f2) < 13 {
-		return 0, fmt.Errorf("read the balancer's CPU time: unexpected /proc/%d/stat", pid)
+		return 0, fmt.Errorf("read the CPU time of process %d: unexpected /proc/%d/stat", pid, pid)
 	}
 	var ticks int64
 	for _, s := range f2[11:13] {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("read the balancer's CPU time: %w", err)
+			return 0, fmt.Errorf("read the CPU time of process %d: %w", pid, err)
 		}
 		ticks += n
 	}
