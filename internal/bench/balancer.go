@@ -155,8 +155,8 @@ func (b *balancer) gcLine(line string) bool {
 }
 
 // noteHeapNow counts the heap the balancer holds now toward its peak heap:
-// a balancer whose heap stayed under its floor never collected, and its GC
-// trace has no line to read it from.
+// a balancer that never collected (a short run, a small heap) has no GC
+// trace line to read it from.
 func (b *balancer) noteHeapNow() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

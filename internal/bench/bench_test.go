@@ -255,11 +255,9 @@ func TestCPUTimeCountsThisProcess(t *testing.T) {
 
 var spin int
 
-// TestBalancerRunsWithTheMemoryLimitAndItsHeapFloor checks that
-// -memory-limit reaches the balancer process as its GOMEMLIMIT, and that
-// its heap floor has raised GOGC for its small heap, as the balancer's own
-// metrics report.
-func TestBalancerRunsWithTheMemoryLimitAndItsHeapFloor(t *testing.T) {
+// TestBalancerRunsWithTheMemoryLimit checks that -memory-limit reaches the
+// balancer process as its GOMEMLIMIT, as the balancer's own metrics report.
+func TestBalancerRunsWithTheMemoryLimit(t *testing.T) {
 	exe := buildStreamlb(t)
 	ctx := t.Context()
 	g, err := startEmsim(ctx, exe, 2, false, false, "", nil)
@@ -284,11 +282,6 @@ func TestBalancerRunsWithTheMemoryLimitAndItsHeapFloor(t *testing.T) {
 	}
 	if got := sumMetric(m, "go_gc_gomemlimit_bytes"); got != 64<<20 {
 		t.Errorf("the balancer's go_gc_gomemlimit_bytes = %v, want %d", got, 64<<20)
-	}
-	if os.Getenv("GOGC") == "" {
-		if got := sumMetric(m, "go_gc_gogc_percent"); got <= 100 {
-			t.Errorf("the balancer's go_gc_gogc_percent = %v, want above 100: a small heap collected at its floor", got)
-		}
 	}
 }
 

@@ -13,16 +13,7 @@ import (
 
 	"streamlb/internal/app"
 	"streamlb/internal/config"
-	"streamlb/internal/heapfloor"
 )
-
-// heapFloor is the heap below which the daemon's collector does not run
-// (package heapfloor), unless GOGC is set. A group of a few thousand
-// streams lives in a few MiB; collected at GOGC=100 it is marked several
-// times a second under 1,000 events/s, and on two cores each cycle takes
-// one of them for milliseconds while event answers and pulls wait
-// (BENCHMARKS.md).
-const heapFloor = 64 << 20
 
 // drainTimeout bounds how long a stopping daemon waits for work in flight.
 const drainTimeout = 10 * time.Second
@@ -56,11 +47,6 @@ func runCmd(ctx context.Context, env Env, args []string) int {
 	if err := a.Start(); err != nil {
 		log.Error("cannot start", "err", err)
 		return exitError
-	}
-	stopFloor, floored := heapfloor.Start(heapFloor)
-	defer stopFloor()
-	if floored {
-		log.Info("collector held off below a heap floor; set GOGC to turn it off", "floor_mib", heapFloor>>20)
 	}
 	stopDebug, err := serveDebug(*debugAddr, log)
 	if err != nil {
