@@ -28,6 +28,7 @@ const closeAfter = time.Second
 type created struct {
 	name     string
 	origin   int
+	seq      int       // the index of its inStreamCreated in the run
 	answered time.Time // when the sink answered its inStreamCreated
 }
 
@@ -73,8 +74,9 @@ func (r *runner) ack(ctx context.Context) error {
 	}()
 
 	total := int(float64(o.Rate) * o.Duration.Seconds())
-	r.progress("ack: %d events of the recorded mix (%s) at %d/s to a balancer of %d members", total, o.MixOrder, o.Rate, o.Members)
-	gen, err := newGenerator(g, b.sinkURL(), mix)
+	warm := int(float64(o.Rate) * o.Warmup.Seconds())
+	r.progress("ack: %d events of the recorded mix (%s) at %d/s to a balancer of %d members, after %d of warm-up", total, o.MixOrder, o.Rate, o.Members, warm)
+	gen, err := newGenerator(g, b.sinkURL(), mix, warm+total)
 	if err != nil {
 		return err
 	}
@@ -86,6 +88,15 @@ func (r *runner) ack(ctx context.Context) error {
 		defer close(pollDone)
 		collector.run(pollCtx, phaseStart)
 	}()
+	var before map[string]float64 // the balancer's metrics as the measured window starts
+	if warm > 0 {
+		gen.run(ctx, 0, warm, o.Rate)
+		if before, err = b.metrics(ctx); err != nil {
+			stopPoll()
+			<-pollDone
+			return err
+		}
+	}
 	r.prof.cpu("ack", map[string]string{"balancer": b.debug, "emsim": g.debug})
 	pids := []int{b.proc.pid(), os.Getpid()}
 	for _, p := range g.procs {
@@ -94,7 +105,7 @@ func (r *runner) ack(ctx context.Context) error {
 	cpu0, cpuErr := readMachineCPU()
 	procs0, procsErr := processesCPU(pids)
 	start := time.Now()
-	gen.run(ctx, total, o.Rate)
+	gen.run(ctx, warm, warm+total, o.Rate)
 	procs1, err := processesCPU(pids)
 	if procsErr == nil && err == nil {
 		// A share of all the machine's CPUs, as busy is.
@@ -110,7 +121,8 @@ func (r *runner) ack(ctx context.Context) error {
 	if cpu1, err := readMachineCPU(); cpuErr == nil && err == nil {
 		r.res.AckCPUBusyPct, r.res.AckStealPct = cpu1.since(cpu0)
 	}
-	sent, lost, lat, rate := gen.results()
+	sent, lost, lat, rate := gen.results(warm, warm+total)
+	_, warmLost, warmLat, _ := gen.results(0, warm)
 	if err := ctx.Err(); err != nil {
 		stopPoll()
 		<-pollDone
@@ -134,10 +146,19 @@ func (r *runner) ack(ctx context.Context) error {
 	if err := collector.collect(ctx, phaseStart); err != nil {
 		return err
 	}
-	props, missing := collector.propagation(gen.created, o.Members)
+	var measured, warmed []created
+	for _, c := range gen.created {
+		if c.seq < warm {
+			warmed = append(warmed, c)
+		} else {
+			measured = append(measured, c)
+		}
+	}
+	props, missing := collector.propagation(measured, o.Members)
+	warmProps, warmMissing := collector.propagation(warmed, o.Members)
 
 	if m, err := b.metrics(ctx); err == nil {
-		bd := readBreakdown(m)
+		bd := readBreakdown(since(m, before))
 		r.res.PropagationConfirmMS, r.res.PropagationConfirmP99MS = bd.ConfirmMS, bd.ConfirmP99MS
 		r.res.PropagationQueueMS, r.res.PropagationQueueP99MS = bd.QueueMS, bd.QueueP99MS
 		r.res.PropagationPullMS, r.res.PropagationPullP99MS = bd.PullMS, bd.PullP99MS
@@ -154,6 +175,13 @@ func (r *runner) ack(ctx context.Context) error {
 	}
 
 	slices.Sort(lat)
+	slices.Sort(warmLat)
+	slices.Sort(warmProps)
+	r.res.WarmupS = Rate(o.Warmup.Seconds())
+	r.res.WarmupEvents, r.res.WarmupEventsLost = int64(warm), warmLost
+	r.res.WarmupAckP99MS = Millis(percentile(warmLat, 99))
+	r.res.WarmupPropagationStreams, r.res.WarmupPropagationMissing = len(warmProps), warmMissing
+	r.res.WarmupPropagationP99MS = Millis(percentile(warmProps, 99))
 	r.res.EventsSent, r.res.EventsLost, r.res.AckRateAchieved = sent, lost, Rate(rate)
 	r.res.EventMix = map[string]Rate{}
 	for typ, share := range mixShares(mix) {
@@ -171,6 +199,10 @@ func (r *runner) ack(ctx context.Context) error {
 	}
 	r.progress("ack: p99 %.3f ms, %d lost; propagation p99 %.3f ms over %d streams",
 		float64(r.res.AckP99MS), lost, float64(r.res.PropagationP99MS), len(props))
+	if warm > 0 {
+		r.progress("ack: the warm-up's first %d events: p99 %.3f ms, %d lost; propagation p99 %.3f ms over %d streams",
+			warm, float64(r.res.WarmupAckP99MS), warmLost, float64(r.res.WarmupPropagationP99MS), len(warmProps))
+	}
 	r.progress("ack: the machine's CPUs %.1f%% busy, %.1f%% stolen while sending; balancer %.1f%%, emulator %.1f%%, load %.1f%%",
 		float64(r.res.AckCPUBusyPct), float64(r.res.AckStealPct),
 		float64(r.res.AckCPUBalancerPct), float64(r.res.AckCPUEmulatorPct), float64(r.res.AckCPULoadPct))
@@ -204,33 +236,34 @@ type generator struct {
 	nextName int
 	nextOrig int
 
-	lat        []float64 // answer times in ms, by event
-	ok         []bool
-	firstSend  time.Time
-	lastSend   time.Time
-	setupFails int
+	// By event, in the order sent:
+	lat    []float64 // answer time in ms
+	ok     []bool    // answered 200
+	sent   []int64   // when it was posted (Unix ns); 0: not posted
+	failed []bool    // not posted: the emulator could not be set up for it
 }
 
-func newGenerator(g *emsimGroup, sink string, mix []mixEvent) (*generator, error) {
+// newGenerator returns a generator of n events at most.
+func newGenerator(g *emsimGroup, sink string, mix []mixEvent, n int) (*generator, error) {
 	u, err := url.Parse(sink)
 	if err != nil {
 		return nil, fmt.Errorf("event sink URL: %w", err)
 	}
-	gen := &generator{g: g, mix: mix, addr: u.Host, path: u.RequestURI()}
+	gen := &generator{g: g, mix: mix, addr: u.Host, path: u.RequestURI(),
+		lat: make([]float64, n), ok: make([]bool, n), sent: make([]int64, n), failed: make([]bool, n)}
 	gen.dialer.KeepAlive = -1 // one event per connection: no probes to set up
 	gen.readers.New = func() any { return bufio.NewReaderSize(nil, 1024) }
 	return gen, nil
 }
 
-// run sends total events at rate per second and waits for every answer.
-func (gen *generator) run(ctx context.Context, total, rate int) {
-	gen.lat = make([]float64, total)
-	gen.ok = make([]bool, total)
+// run sends events from to to (indexes into the run, the mix taken in
+// turn) at rate per second and waits for every answer.
+func (gen *generator) run(ctx context.Context, from, to, rate int) {
 	interval := time.Second / time.Duration(rate)
 	start := time.Now().Add(20 * time.Millisecond)
 	var wg sync.WaitGroup
-	for i := range total {
-		due := start.Add(time.Duration(i) * interval)
+	for i := from; i < to; i++ {
+		due := start.Add(time.Duration(i-from) * interval)
 		if d := time.Until(due); d > 0 {
 			select {
 			case <-ctx.Done():
@@ -256,7 +289,7 @@ func (gen *generator) send(ctx context.Context, i int, ev mixEvent) {
 		var c created
 		closing := false
 		if ev.typ == "inStreamCreated" {
-			c = created{name: fmt.Sprintf("ack-%06d", gen.nextName), origin: gen.nextOrig % len(gen.g.ips)}
+			c = created{name: fmt.Sprintf("ack-%06d", gen.nextName), origin: gen.nextOrig % len(gen.g.ips), seq: i}
 			gen.nextName++
 			gen.nextOrig++
 		} else if len(gen.live) > 0 && time.Since(gen.live[0].answered) > closeAfter && !gen.live[0].answered.IsZero() {
@@ -278,7 +311,7 @@ func (gen *generator) send(ctx context.Context, i int, ev mixEvent) {
 		}
 		if err != nil {
 			gen.mu.Lock()
-			gen.setupFails++
+			gen.failed[i] = true
 			gen.mu.Unlock()
 			return
 		}
@@ -289,12 +322,7 @@ func (gen *generator) send(ctx context.Context, i int, ev mixEvent) {
 	t1 := time.Now()
 	gen.mu.Lock()
 	defer gen.mu.Unlock()
-	if gen.firstSend.IsZero() || t0.Before(gen.firstSend) {
-		gen.firstSend = t0
-	}
-	if t0.After(gen.lastSend) {
-		gen.lastSend = t0
-	}
+	gen.sent[i] = t0.UnixNano()
 	gen.lat[i] = float64(t1.Sub(t0).Nanoseconds()) / 1e6
 	gen.ok[i] = ok
 	if announced != nil && ok {
@@ -338,26 +366,34 @@ func (gen *generator) post(ctx context.Context, body []byte) bool {
 	return err == nil && resp.StatusCode == http.StatusOK
 }
 
-// results returns the events posted, those without a 200 answer (or not
-// posted because the emulator could not be set up for them), the answer
-// times of the others in ms, and the rate achieved.
-func (gen *generator) results() (sent, lost int64, lat []float64, rate float64) {
+// results returns, of the events from to to, those posted, those without
+// a 200 answer (or not posted because the emulator could not be set up for
+// them), the answer times of the others in ms, and the rate achieved.
+func (gen *generator) results(from, to int) (sent, lost int64, lat []float64, rate float64) {
 	gen.mu.Lock()
 	defer gen.mu.Unlock()
-	for i, ok := range gen.ok {
-		if gen.lat[i] == 0 && !ok {
+	var first, last int64
+	for i := from; i < to; i++ {
+		switch {
+		case gen.failed[i]:
+			sent++
+			lost++
+			continue
+		case gen.sent[i] == 0:
 			continue // not sent
 		}
 		sent++
-		if !ok {
+		if first == 0 || gen.sent[i] < first {
+			first = gen.sent[i]
+		}
+		last = max(last, gen.sent[i])
+		if !gen.ok[i] {
 			lost++
 			continue
 		}
 		lat = append(lat, gen.lat[i])
 	}
-	lost += int64(gen.setupFails)
-	sent += int64(gen.setupFails)
-	if d := gen.lastSend.Sub(gen.firstSend).Seconds(); d > 0 {
+	if d := float64(last-first) / 1e9; d > 0 {
 		rate = float64(sent-1) / d
 	}
 	return sent, lost, lat, rate

@@ -37,7 +37,7 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 	var progress strings.Builder
 	start := time.Now()
 	res, err := Run(t.Context(), Options{
-		Exe: exe, Members: 3, Streams: 200, Rate: 200, Duration: time.Second,
+		Exe: exe, Members: 3, Streams: 200, Rate: 200, Duration: time.Second, Warmup: 500 * time.Millisecond,
 		MaxInflight: 4, RecoveryResync: 2 * time.Second, Progress: &progress,
 	})
 	if err != nil {
@@ -59,6 +59,7 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 	for _, key := range []string{
 		"ack_p50_ms", "ack_p99_ms", "events_sent", "events_lost", "ack_cpu_busy_pct", "ack_steal_pct",
 		"ack_cpu_balancer_pct", "ack_cpu_emulator_pct", "ack_cpu_load_pct",
+		"warmup_s", "warmup_events", "warmup_events_lost", "warmup_ack_p99_ms", "warmup_propagation_p99_ms",
 		"propagation_p50_ms", "propagation_p99_ms",
 		"burst_streams", "burst_seconds", "burst_calls_per_s", "ceiling_calls_per_s", "burst_ratio",
 		"resync_seconds", "resync_calls_per_member", "resync_cpu_seconds", "resync_gc_cycles", "recovery_seconds", "rss_mib", "heap_mib",
@@ -74,11 +75,32 @@ func TestSmallRunHasEveryFigure(t *testing.T) {
 		}
 	}
 
+	// The streams the mix announces in the warm-up's 100 events and in
+	// the 200 after them.
+	mix, err := loadMixFile("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orderMix(mix, MixShuffled)
+	var warmStreams, streams int
+	for i := range 300 {
+		if mix[i%len(mix)].typ == "inStreamCreated" {
+			if i < 100 {
+				warmStreams++
+			} else {
+				streams++
+			}
+		}
+	}
+
 	checks := []struct {
 		name string
 		ok   bool
 	}{
 		{"events_sent = rate × duration", res.EventsSent == 200},
+		{"the warm-up's 100 events measured apart", res.WarmupS == 0.5 && res.WarmupEvents == 100 && res.WarmupEventsLost == 0 &&
+			res.WarmupAckP99MS > 0 && res.WarmupPropagationMissing == 0 && res.WarmupPropagationStreams == warmStreams},
+		{"the measured window's streams are its own", res.PropagationStreams == streams},
 		{"events_lost = 0", res.EventsLost == 0},
 		{"the mix shuffled by default", res.EventOrder == MixShuffled},
 		{"ack times measured", res.AckP50MS > 0 && res.AckP99MS >= res.AckP50MS},

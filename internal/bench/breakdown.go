@@ -33,6 +33,17 @@ func readBreakdown(ms map[string]float64) breakdown {
 	return b
 }
 
+// since returns the counters of ms less those of an earlier scrape, before:
+// what a window between the two scrapes added. Series absent from before
+// count from 0.
+func since(ms, before map[string]float64) map[string]float64 {
+	out := make(map[string]float64, len(ms))
+	for k, v := range ms {
+		out[k] = v - before[k]
+	}
+	return out
+}
+
 // histQuantile returns the upper bound of the bucket of histogram name
 // (summed over the series whose labels contain labels) that holds
 // quantile q; the last finite bound when q is past it.

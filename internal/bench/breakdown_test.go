@@ -37,3 +37,25 @@ func TestReadBreakdown(t *testing.T) {
 		t.Errorf("queue without series: %v %v, want 0", b.QueueMS, b.QueueP99MS)
 	}
 }
+
+func TestSinceCountsTheWindowOnly(t *testing.T) {
+	before := map[string]float64{
+		`h_bucket{le="0.001"}`: 10, `h_bucket{le="0.01"}`: 10, `h_bucket{le="+Inf"}`: 10, "h_count": 10, "h_sum": 0.005,
+	}
+	after := map[string]float64{
+		`h_bucket{le="0.001"}`: 10, `h_bucket{le="0.01"}`: 14, `h_bucket{le="+Inf"}`: 14, "h_count": 14, "h_sum": 0.025,
+		"new_total": 3,
+	}
+	got := since(after, before)
+	if got["h_count"] != 4 || got["new_total"] != 3 {
+		t.Errorf("since counted %v and %v, want 4 and 3", got["h_count"], got["new_total"])
+	}
+	// All four of the window's observations are past 1 ms, where ten of
+	// the whole run's fourteen are not.
+	if q := histQuantile(got, "h", 0.5); q != 0.01 {
+		t.Errorf("the window's median bucket = %v, want 0.01 (the run's was 0.001)", q)
+	}
+	if q := histQuantile(after, "h", 0.5); q != 0.001 {
+		t.Errorf("the whole run's median bucket = %v, want 0.001", q)
+	}
+}

@@ -85,6 +85,16 @@ type Result struct {
 	AckCPUBalancerPct Rate `json:"ack_cpu_balancer_pct"`
 	AckCPUEmulatorPct Rate `json:"ack_cpu_emulator_pct"`
 	AckCPULoadPct     Rate `json:"ack_cpu_load_pct"`
+	// WarmupS is how long the mix was posted before the measured
+	// Duration (Options.Warmup); the Warmup fields are what those
+	// WarmupEvents measured, apart from the figures above and below.
+	WarmupS                  Rate   `json:"warmup_s"`
+	WarmupEvents             int64  `json:"warmup_events"`
+	WarmupEventsLost         int64  `json:"warmup_events_lost"`
+	WarmupAckP99MS           Millis `json:"warmup_ack_p99_ms"`
+	WarmupPropagationP99MS   Millis `json:"warmup_propagation_p99_ms"`
+	WarmupPropagationStreams int    `json:"warmup_propagation_streams"`
+	WarmupPropagationMissing int    `json:"warmup_propagation_missing"`
 	// EventMix is the share of each event type in the recorded mix.
 	EventMix map[string]Rate `json:"event_mix,omitempty"`
 	// EventOrder is the order the mix was posted in: MixShuffled or
@@ -220,6 +230,11 @@ func (r Result) WriteTable(w io.Writer) error {
 	row("------", "--------", "------")
 	row("ack p50 / p99 / max", fmt.Sprintf("%.3f / %.3f / %.3f ms", float64(r.AckP50MS), float64(r.AckP99MS), float64(r.AckMaxMS)), "p99 ≤ 5 ms")
 	row("events sent / lost", fmt.Sprintf("%d / %d (%.0f/s achieved, max_inflight %d)", r.EventsSent, r.EventsLost, float64(r.AckRateAchieved), r.AckMaxInflight), "lost = 0")
+	if r.WarmupEvents > 0 {
+		row("warm-up before them", fmt.Sprintf("%gs, %d events, %d lost: ack p99 %.3f ms, propagation p99 %.3f ms (%d streams, %d incomplete)",
+			float64(r.WarmupS), r.WarmupEvents, r.WarmupEventsLost, float64(r.WarmupAckP99MS), float64(r.WarmupPropagationP99MS),
+			r.WarmupPropagationStreams, r.WarmupPropagationMissing), "")
+	}
 	row("the machine's CPUs while sending", fmt.Sprintf("%.1f%% busy, %.1f%% stolen", float64(r.AckCPUBusyPct), float64(r.AckStealPct)), "")
 	row("  of them", fmt.Sprintf("balancer %.1f%%, emulator %.1f%%, load %.1f%%",
 		float64(r.AckCPUBalancerPct), float64(r.AckCPUEmulatorPct), float64(r.AckCPULoadPct)), "")

@@ -37,6 +37,12 @@ type Options struct {
 	Rate int
 	// Duration is how long the ack scenario posts events; default 10s.
 	Duration time.Duration
+	// Warmup is how long the ack scenario posts the mix, at Rate, before
+	// the Duration it measures: the processes it starts are then past
+	// their first second (heaps, stacks and threads growing, the first
+	// collections), as a balancer and EMS servers that have been running
+	// are. What the warm-up measured is reported apart. 0: none.
+	Warmup time.Duration
 	// Separate runs one emsim process per member instead of one for all.
 	Separate bool
 	// KeepAlive lets the members keep connections open; by default they
@@ -152,6 +158,8 @@ func (o *Options) setDefaults() error {
 		return errors.New("rate: want 1 to 100000 events per second")
 	case o.Duration < 100*time.Millisecond || o.Duration > time.Hour:
 		return errors.New("duration: want 100ms to 1h")
+	case o.Warmup < 0 || o.Warmup > time.Hour:
+		return errors.New("warmup: want 0 (none) to 1h")
 	case o.MaxInflight < 0 || o.MaxInflight > 1024:
 		return errors.New("max-inflight: want 0 (search) to 1024")
 	case o.RecoveryResync < time.Second:

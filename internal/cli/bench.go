@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"streamlb/internal/bench"
 )
@@ -16,6 +17,7 @@ func benchCmd(ctx context.Context, env Env, args []string) int {
 	fs.IntVar(&o.Streams, "streams", 10000, "streams of the burst, appearing at once on one member")
 	fs.IntVar(&o.Rate, "rate", 2000, "events per second posted to the event sink")
 	fs.DurationVar(&o.Duration, "duration", 0, "how long events are posted (default 10s)")
+	fs.DurationVar(&o.Warmup, "warmup", time.Second, "how long events are posted before the measured duration, reported apart (0: none)")
 	fs.BoolVar(&o.Separate, "separate", false, "one emsim process per member (default: one for all)")
 	fs.BoolVar(&o.KeepAlive, "keep-alive", false, "let the members keep connections open (EMS answers Connection: close)")
 	fs.IntVar(&o.MaxInflight, "max-inflight", 0, "max_inflight of the burst (0: try 4, 8 and 16 and keep the fastest)")
