@@ -239,10 +239,13 @@ type memberWork struct {
 	confirming map[string]struct{}
 	// needList asks the lister for a full listing, needInbound for one of
 	// the inbound streams only (pulls made here wait to be seen
-	// streaming); wake wakes the lister.
-	needList    bool
-	needInbound bool
-	wake        chan struct{}
+	// streaming); wake wakes the lister. needListRemove asks for a full
+	// listing that removals wait for: one at most every
+	// removeListSpacing serves them all.
+	needList       bool
+	needInbound    bool
+	needListRemove bool
+	wake           chan struct{}
 	// listingFull is set while a full listing of the member is in flight:
 	// the changes this controller makes meanwhile are noted in obs.ownChanges.
 	listingFull bool

@@ -119,10 +119,27 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			full, inbound bool
 			announced     map[string]time.Time
 			lookup        []string
+			next          time.Duration // the soonest a listing waited for is due
 		)
+		later := func(d time.Duration) {
+			if next == 0 || d < next {
+				next = d
+			}
+		}
 		if state == MemberUp {
 			c.startConfirmsLocked(m)
 			full = m.work.needList
+			if !full && m.work.needListRemove {
+				// Removals are not urgent: they waited teardown_grace
+				// already. Spaced listings serve them all, and leave the
+				// member's time, and its names' confirmations, to new
+				// streams.
+				if wait := c.removeListSpacing() - time.Since(m.obs.fullAt); wait > 0 {
+					later(wait)
+				} else {
+					full = true
+				}
+			}
 			// Names beyond what calls of their own serve share a listing.
 			inbound = !full && len(m.work.confirm) > confirmByNameMax
 			if !full && !inbound && m.work.needInbound {
@@ -130,18 +147,21 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 				// pullConfirmSpacing answers them all, whatever their
 				// number.
 				if wait := pullConfirmSpacing - time.Since(m.obs.inboundAt); wait > 0 {
-					timer = time.After(wait)
+					later(wait)
 				} else {
 					inbound = true
 				}
 			}
 			if (full || inbound) && time.Now().Before(listAfter) {
 				// Events arriving meanwhile share the listing.
-				timer = time.After(time.Until(listAfter))
+				later(time.Until(listAfter))
 				full, inbound = false, false
 			}
 			if full || inbound {
 				m.work.needList, m.work.needInbound = false, false
+				if full {
+					m.work.needListRemove = false
+				}
 				if len(m.work.confirm) > 0 {
 					// A listing answers every name waiting.
 					announced = m.work.confirm
@@ -151,6 +171,9 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			for name := range m.work.lookup {
 				lookup = append(lookup, name)
 				delete(m.work.lookup, name)
+			}
+			if next > 0 {
+				timer = time.After(next)
 			}
 		}
 		c.mu.Unlock()
@@ -203,6 +226,15 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		}
 		timer = time.After(0) // whatever arrived meanwhile
 	}
+}
+
+// removeListSpacing is the least time between two full listings of a
+// member made only for the removals that wait for one: a tenth of
+// teardown_grace (1 s by default), at most 10 s. Streams ending one after
+// another then cost a member one listing of its configs in that time,
+// not one after another at the lister's pace.
+func (c *Controller) removeListSpacing() time.Duration {
+	return min(c.opts.TeardownGrace/10, 10*time.Second)
 }
 
 // pullConfirmSpacing is the least time between two listings of a

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -87,5 +88,48 @@ func TestTeardownListsTheMemberBeforeRemovingByConfigID(t *testing.T) {
 			t.Errorf("b got %d removeConfig calls, want none: it holds nothing of the group's", n)
 		}
 		wantReplica(t, h.g.m(addrC), "cam", "")
+	})
+}
+
+// Streams ending one after another share the listings their removals wait
+// for: a member's configs are listed about once per removeListSpacing (a
+// tenth of the grace) while the removals come due, not once per ended
+// stream. Every replica is still removed, none before its grace.
+func TestEndedStreamsShareTheListingsTheirRemovalsWaitFor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil) // resync every 30s, grace 10s: spacing 1s
+		defer h.end()
+		a, b, c := h.g.m(addrA), h.g.m(addrB), h.g.m(addrC)
+		const n = 20
+		name := func(i int) string { return fmt.Sprintf("s%02d", i) }
+		for i := range n {
+			h.announce(addrA, name(i))
+		}
+		h.settle(time.Second)
+		for i := range n {
+			wantReplica(t, b, name(i), "rtmp://127.0.0.1/live/"+name(i))
+		}
+
+		// One ends every 100 ms for 2 s.
+		before := b.count("listConfig")
+		for i := range n {
+			a.unpublish(name(i))
+			h.event("inStreamClosed", addrA, name(i))
+			h.settle(100 * time.Millisecond)
+		}
+		h.settle(10*time.Second - 2*time.Second - 100*time.Millisecond) // the first grace is almost over
+		if got := len(b.replicas()); got != n {
+			t.Fatalf("b holds %d replicas before the first grace is over, want %d", got, n)
+		}
+		h.settle(4 * time.Second) // the last grace is over, and a spacing more
+		for _, m := range []*fakeEMS{b, c} {
+			if got := len(m.replicas()); got != 0 {
+				t.Errorf("member %s still holds %d replicas after every grace", m.addr, got)
+			}
+		}
+		// The removals came due over 2 s: three listings, one more at most.
+		if got := b.count("listConfig") - before; got > 4 {
+			t.Errorf("b's configs were listed %d times for 20 removals due over 2s, want at most 4", got)
+		}
 	})
 }

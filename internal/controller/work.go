@@ -95,7 +95,13 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		delete(m.work.removals, name)
 	}
 	if a.relist {
-		m.work.needList = true
+		if a.kind == actConfirm {
+			// A replica's source ended: its removal waits for a listing
+			// of m taken after its grace.
+			m.work.needListRemove = true
+		} else {
+			m.work.needList = true
+		}
 		c.wakeLocked(m)
 	}
 	if a.confirmPull {
@@ -123,8 +129,9 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 			c.dispatchConfirmsLocked(a.origin)
 			latency = max(latency, time.Duration(a.origin.health.latency.Load()))
 		}
+		again := c.recheckAfterLocked(m, a.relist, latency)
 		c.mu.Unlock()
-		m.work.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
+		m.work.queue.AddAfter(name, again)
 		return
 	case actPull:
 		if err := a.origin.work.pulls.wait(ctx); err != nil {
@@ -142,8 +149,9 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 			m.work.removals[name] = decided
 		}
 		fresh := !m.obs.fullAt.Before(decided)
-		if !fresh {
-			m.work.needList = true
+		waitsForListing := !fresh
+		if waitsForListing {
+			m.work.needListRemove = true
 			c.wakeLocked(m)
 		}
 		latency := time.Duration(m.health.latency.Load())
@@ -160,13 +168,27 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 			c.dispatchConfirmsLocked(o)
 			latency = max(latency, time.Duration(o.health.latency.Load()))
 		}
+		again := c.recheckAfterLocked(m, waitsForListing, latency)
 		c.mu.Unlock()
 		if !fresh {
-			m.work.queue.AddAfter(name, max(c.opts.ConfirmInterval, 50*time.Millisecond)+4*latency)
+			m.work.queue.AddAfter(name, again)
 			return
 		}
 		c.remove(ctx, m, name, a)
 	}
+}
+
+// recheckAfterLocked returns when a replica of m waiting for evidence is
+// looked at again: shortly after the calls confirming it on its origin,
+// whose answers take about latency, and, when it waits for a removal
+// listing of m (listing), once that listing is due. The listing's diff
+// queues it as soon as it is applied: this is in case that says nothing.
+func (c *Controller) recheckAfterLocked(m *member, listing bool, latency time.Duration) time.Duration {
+	d := max(c.opts.ConfirmInterval, 50*time.Millisecond) + 4*latency
+	if listing {
+		d = max(d, c.removeListSpacing()-time.Since(m.obs.fullAt)+4*latency)
+	}
+	return d
 }
 
 func (c *Controller) pull(ctx context.Context, m *member, name string, origin *member, demand bool) {
