@@ -60,7 +60,9 @@ func (r *runner) ack(ctx context.Context) error {
 	r.res.AckMaxInflight = k
 	b, err := startBalancer(ctx, o.Exe, r.dir, listen, g.ips, balancerSettings{
 		defaults:    o.Defaults,
-		maxInflight: k, resyncInterval: 10 * time.Minute, teardownGrace: ackGrace,
+		// The warm-up's closed streams are torn down no sooner than
+		// without it.
+		maxInflight: k, resyncInterval: 10 * time.Minute, teardownGrace: ackGrace + o.Warmup,
 		memoryLimit: o.MemoryLimit,
 	}, r.prof)
 	if err != nil {
