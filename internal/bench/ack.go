@@ -59,7 +59,7 @@ func (r *runner) ack(ctx context.Context) error {
 	}
 	r.res.AckMaxInflight = k
 	b, err := startBalancer(ctx, o.Exe, r.dir, listen, g.ips, balancerSettings{
-		defaults:    o.Defaults,
+		defaults: o.Defaults,
 		// The warm-up's closed streams are torn down no sooner than
 		// without it.
 		maxInflight: k, resyncInterval: 10 * time.Minute, teardownGrace: ackGrace + o.Warmup,

@@ -74,7 +74,7 @@ func (m *Member) cmdPullStream(p *params) result {
 	c := m.addConfigLocked(set, u, now)
 	c.pulledAt, m.lastPull = now, now
 	m.log.Debug("pull enqueued", "stream", name, "config_id", set.ConfigID, "uri", redactURI(set.URI))
-	return success("Stream "+set.URI+" enqueued for pulling", set.object(viewResponse, &u))
+	return success("Stream "+set.URI+" enqueued for pulling", jfunc(func(b []byte) []byte { return set.appendJSON(b, viewResponse, &u) }))
 }
 
 // sortedStreamsLocked returns m's inbound streams by uniqueId.

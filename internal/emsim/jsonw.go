@@ -153,6 +153,13 @@ const hexDigits = "0123456789abcdef"
 // other control character as \u00XX; other bytes are copied unchanged.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
+	b = appendEscaped(b, s)
+	return append(b, '"')
+}
+
+// appendEscaped appends the inside of s's JSON string: appendString without
+// the quotes.
+func appendEscaped(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -187,6 +194,16 @@ func appendString(b []byte, s string) []byte {
 		}
 		start = i + 1
 	}
-	b = append(b, s[start:]...)
+	return append(b, s[start:]...)
+}
+
+// appendStringOf appends the concatenation of parts as one JSON string,
+// as appendString would, without building it first: escaping goes byte by
+// byte, so each part escapes alone.
+func appendStringOf(b []byte, parts ...string) []byte {
+	b = append(b, '"')
+	for _, p := range parts {
+		b = appendEscaped(b, p)
+	}
 	return append(b, '"')
 }

@@ -100,7 +100,7 @@ type Member struct {
 	lastConfigID uint64
 	lastPull     time.Time // when the latest successful pullStream was answered
 	extDown      map[string]bool
-	changed      chan struct{}
+	changed      chan struct{} // closed at the next change; nil until someone waits
 	due          dueHeap
 	eventID      uint64
 	out          outView
@@ -121,7 +121,6 @@ func newMember(c *Cluster, idx int, ip string) *Member {
 		configByName: make(map[string]*pullConfig),
 		bySource:     make(map[srcRef]map[*pullConfig]struct{}),
 		extDown:      make(map[string]bool),
-		changed:      make(chan struct{}),
 		out:          newOutView(),
 	}
 	if c.cfg.EWSPort != 0 {
@@ -133,10 +132,14 @@ func newMember(c *Cluster, idx int, ip string) *Member {
 	return m
 }
 
-// changedLocked wakes everything waiting for a change of m's state.
+// changedLocked wakes everything waiting for a change of m's state. The
+// next channel is made when someone waits (Await): a pull changes its
+// member's state several times, and most members have no one waiting.
 func (m *Member) changedLocked() {
-	close(m.changed)
-	m.changed = make(chan struct{})
+	if m.changed != nil {
+		close(m.changed)
+		m.changed = nil
+	}
 }
 
 // IP returns the member's address.
@@ -313,6 +316,9 @@ func (m *Member) SentEvents() int64 {
 func (m *Member) Await(ctx context.Context, cond func() bool) error {
 	for {
 		m.mu.Lock()
+		if m.changed == nil {
+			m.changed = make(chan struct{})
+		}
 		ch := m.changed
 		m.mu.Unlock()
 		if cond() {

@@ -1,6 +1,7 @@
 package emsim
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
 	"strconv"
@@ -104,8 +105,21 @@ type pullConfig struct {
 func newPullConfig(set *settings, u uriInfo) *pullConfig {
 	c := &pullConfig{set: set, uri: u, srcName: u.document}
 	c.srcHost, c.isMember = u.memberHost()
-	c.listedBefore, c.listedAfter = splitAround(set.object(viewListed, nil), "status")
+	c.listedBefore, c.listedAfter = splitListed(set)
 	return c
+}
+
+// splitListed returns what splitAround(set.object(viewListed, nil),
+// "status") does, from settings written directly: "status" sorts right
+// before "swfUrl", and the only `,"swfUrl":` in the text is that key, since
+// quotes inside strings are escaped.
+func splitListed(set *settings) (before, after []byte) {
+	b := set.appendJSON(nil, viewListed, nil)
+	i := bytes.Index(b, []byte(`,"swfUrl":`))
+	if i < 0 || b[0] != '{' {
+		return splitAround(set.object(viewListed, nil), "status")
+	}
+	return b[1:i:i], b[i+1 : len(b)-1]
 }
 
 // splitAround serializes the members of o into those sorting before key and

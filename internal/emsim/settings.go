@@ -2,6 +2,8 @@ package emsim
 
 import (
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -230,4 +232,70 @@ func (s *settings) varsMap() map[string]string {
 		}
 	}
 	return m
+}
+
+// appendJSON appends what appendObject(b, s.object(view, u)) appends, with
+// no object built on the way: each pull renders its settings twice. User
+// variables start with '_', which sorts before every other key; the other
+// keys are written in their sorted order. Variables out of order take
+// object's way.
+func (s *settings) appendJSON(b []byte, view settingsView, u *uriInfo) []byte {
+	if !slices.IsSortedFunc(s.Vars, func(a, b variable) int { return strings.Compare(a.Key, b.Key) }) {
+		return appendObject(b, s.object(view, u))
+	}
+	b = append(b, '{')
+	callback := view == viewListed && !s.hasVar("_callback") // "_callback":null, in its place
+	for _, v := range s.Vars {
+		if callback && v.Key > "_callback" {
+			b = append(b, `"_callback":null,`...)
+			callback = false
+		}
+		b = append(appendString(b, v.Key), ':')
+		if v.IsArray {
+			b = appendJSON(b, v.Values) // nil too is written [], as jsonValue gives
+		} else {
+			b = appendString(b, v.Value)
+		}
+		b = append(b, ',')
+	}
+	if callback {
+		b = append(b, `"_callback":null,`...)
+	}
+	str := func(k, v string) { b = append(appendString(append(appendString(b, k), ':'), v), ',') }
+	num := func(k string, v uint64) { b = append(strconv.AppendUint(append(appendString(b, k), ':'), v, 10), ',') }
+	signed := func(k string, v int64) { b = append(strconv.AppendInt(append(appendString(b, k), ':'), v, 10), ',') }
+	flag := func(k string, v bool) { b = append(strconv.AppendBool(append(appendString(b, k), ':'), v), ',') }
+	str("audioCodecBytes", s.AudioCodecBytes)
+	num("configId", s.ConfigID)
+	str("emulateUserAgent", s.EmulateUserAgent)
+	flag("forceTcp", s.ForceTCP)
+	str("httpProxy", s.HTTPProxy)
+	str("httpStreamType", s.HTTPStreamType)
+	flag("isAudio", s.IsAudio)
+	flag("keepAlive", s.KeepAlive)
+	str("localStreamName", s.LocalStreamName)
+	num("operationType", 1)
+	str("pageUrl", s.PageURL)
+	str("ppsBytes", s.PPSBytes)
+	signed("rangeEnd", s.RangeEnd)
+	signed("rangeStart", s.RangeStart)
+	signed("rtcpDetectionInterval", s.RTCPDetectionInterval)
+	flag("saveToConfig", s.SaveToConfig)
+	flag("sendDummyPayload", s.SendDummyPayload)
+	flag("sendRenewStream", s.SendRenewStream)
+	str("spsBytes", s.SPSBytes)
+	str("ssmIp", s.SSMIP)
+	str("swfUrl", s.SWFURL)
+	str("tcUrl", s.TCURL)
+	signed("tos", s.TOS)
+	signed("ttl", s.TTL)
+	b = append(appendString(b, "uri"), ':')
+	if view == viewResponse && u != nil {
+		b = u.appendJSON(b)
+	} else {
+		b = appendString(b, s.URI)
+	}
+	b = append(b, ',')
+	b = appendString(append(appendString(b, "videoSourceIndex"), ':'), s.VideoSourceIndex)
+	return append(b, '}')
 }

@@ -206,3 +206,68 @@ func redactURI(s string) string {
 	}
 	return scheme + "://" + rest
 }
+
+// appendJSON appends what appendObject(b, u.object()) appends, building no
+// object on the way. A URI with a query takes object's way, for its
+// parameters' map.
+func (u uriInfo) appendJSON(b []byte) []byte {
+	if u.query != "" {
+		return appendObject(b, u.object())
+	}
+	host := u.host
+	lb, rb := "", ""
+	if strings.Contains(host, ":") {
+		lb, rb = "[", "]"
+	}
+	port := ""
+	if u.portSpecified {
+		port = ":" + strconv.Itoa(u.port)
+	}
+	at := ""
+	if u.user != "" || u.pass != "" {
+		at = "@"
+	}
+	colon := ""
+	if u.pass != "" {
+		colon = ":"
+	}
+	key := func(k string) { b = append(appendString(b, k), ':') }
+	b = append(b, '{')
+	key("document")
+	b = append(appendString(b, u.document), ',')
+	key("documentPath")
+	b = append(appendString(b, u.documentPath), ',')
+	key("documentWithFullParameters")
+	b = append(appendString(b, u.document), ',')
+	key("fullDocumentPath")
+	b = append(appendStringOf(b, u.documentPath, u.document), ',')
+	key("fullDocumentPathWithParameters")
+	b = append(appendStringOf(b, u.documentPath, u.document), ',')
+	key("fullParameters")
+	b = append(appendString(b, ""), ',')
+	key("fullUri")
+	b = append(appendStringOf(b, u.scheme, "://", lb, host, rb, port, u.documentPath, u.document), ',')
+	key("fullUriWithAuth")
+	b = append(appendStringOf(b, u.scheme, "://", u.user, colon, u.pass, at, lb, host, rb, port, u.documentPath, u.document), ',')
+	key("generatedPort")
+	b = append(b, "0,"...)
+	key("host")
+	b = append(appendString(b, u.host), ',')
+	key("ip")
+	b = append(appendString(b, u.ip), ',')
+	key("originalUri")
+	b = append(appendString(b, u.original), ',')
+	key("parameters")
+	b = append(b, "{},"...)
+	key("password")
+	b = append(appendString(b, u.pass), ',')
+	key("port")
+	b = append(strconv.AppendInt(b, int64(u.port), 10), ',')
+	key("portSpecified")
+	b = append(strconv.AppendBool(b, u.portSpecified), ',')
+	key("scheme")
+	b = append(appendString(b, u.scheme), ',')
+	key("userName")
+	b = appendString(b, u.user)
+	return append(b, '}')
+}
