@@ -250,8 +250,15 @@ type memberWork struct {
 	// the changes this controller makes meanwhile are noted in obs.ownChanges.
 	listingFull bool
 	// listing is set while a listing of the member waits for, or makes,
-	// its calls: no call confirming one name starts meanwhile.
-	listing bool
+	// its calls. No call confirming one name starts until its inbound
+	// streams are listed (inboundListed): what such a call found could be
+	// older than what the listing shows. Calls that start after that (while
+	// a full listing reads the member's configs, which takes far longer)
+	// are newer than the listing: what they find is applied at once and
+	// kept in newer, which the listing's own result does not undo.
+	listing       bool
+	inboundListed bool
+	newer         map[string]bool // name → a source, by its own confirmation
 }
 
 // memberRun is the member's goroutines: its lister and workers.
@@ -327,6 +334,7 @@ func (c *Controller) newMember(s MemberSpec, idx int) *member {
 			wake:       make(chan struct{}, 1),
 			confirm:    make(map[string]time.Time),
 			confirming: make(map[string]struct{}),
+			newer:      make(map[string]bool),
 			lookup:     make(map[string]struct{}),
 			removals:   make(map[string]time.Time),
 		},
@@ -490,7 +498,7 @@ func (c *Controller) Resync(ctx context.Context) {
 	c.mu.Unlock()
 	for i, m := range ms {
 		g.Go(func() error {
-			calls[i] = c.listMember(ctx, m, true, nil, shared)
+			calls[i], _ = c.listMember(ctx, m, true, nil, shared)
 			return nil
 		})
 	}
@@ -549,14 +557,15 @@ func (c *Controller) TriggerResync() {
 // for the first time wait for a full listing to tell sources from pulls.
 //
 // shared, when not nil, is the string table of the resync the listing is
-// part of.
-func (c *Controller) listMember(ctx context.Context, m *member, full bool, announced map[string]time.Time, shared *strtab) int {
+// part of. It also returns how long the listing of the inbound streams
+// took.
+func (c *Controller) listMember(ctx context.Context, m *member, full bool, announced map[string]time.Time, shared *strtab) (calls int, inboundTook time.Duration) {
 	m.run.listMu.Lock()
 	defer m.run.listMu.Unlock()
 	c.mu.Lock()
 	// A name's own confirmation answered after this listing would undo
 	// what it shows: the listing waits for those in flight, and no other
-	// starts until it is applied.
+	// starts until its inbound streams are listed.
 	m.work.listing = true
 	for len(m.work.confirming) > 0 {
 		c.confirmed.Wait()
@@ -572,7 +581,6 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	}
 	c.mu.Unlock()
 	started := time.Now()
-	calls := 0
 	var inbound []string
 	var err error
 	calls++
@@ -590,8 +598,15 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		}
 		return err
 	})
+	inboundTook = time.Since(started)
 	var listed *configListing
 	if err == nil && full {
+		// The inbound streams are listed: names announced since may be
+		// confirmed one by one while the configs are read.
+		c.mu.Lock()
+		m.work.inboundListed = true
+		c.dispatchConfirmsLocked(m)
+		c.mu.Unlock()
 		calls++
 		listed = newConfigListing(intern, shared, c.opts.Group, size)
 		err = c.call(ctx, m, "listConfig", func(ctx context.Context) error {
@@ -605,15 +620,17 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		defer func() { c.resyncHold = max(c.resyncHold, time.Since(locked)) }()
 	}
 	m.work.listingFull = false
-	m.work.listing = false
+	m.work.listing, m.work.inboundListed = false, false
+	newer := m.work.newer
+	m.work.newer = make(map[string]bool)
 	defer c.dispatchConfirmsLocked(m) // the names announced meanwhile
 	if ctx.Err() != nil {
-		return calls
+		return calls, inboundTook
 	}
 	now := time.Now()
 	if err != nil {
 		c.memberFailedLocked(m, err, true)
-		return calls
+		return calls, inboundTook
 	}
 	var wasPull map[string][]pullCfg
 	var gone []string
@@ -622,6 +639,16 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		oldInbound, oldStalled := m.obs.inbound, m.obs.stalled
 		m.obs.replace(start, now, listed, inbound)
 		c.dirtyListingLocked(m, wasPull, oldInbound, oldStalled)
+		// Names confirmed one by one while the configs were read were
+		// looked at after the inbound streams were listed.
+		for name, source := range newer {
+			if source {
+				m.obs.inbound[name] = struct{}{}
+			} else {
+				delete(m.obs.inbound, name)
+			}
+			c.dirtyLocked(name)
+		}
 	} else {
 		gone = m.obs.replaceInbound(inbound)
 		for _, name := range gone {
@@ -642,7 +669,13 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		}
 	}
 	m.obs.inboundAt = started
-	clear(m.obs.checked) // the listing supersedes them
+	// The listing supersedes the names confirmed one by one before it,
+	// not those confirmed while it read the configs.
+	for name := range m.obs.checked {
+		if _, ok := newer[name]; !ok {
+			delete(m.obs.checked, name)
+		}
+	}
 	if m.obs.runStart.IsZero() {
 		m.obs.runStart = started
 	}
@@ -657,7 +690,7 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		}
 	}
 	c.applyListingLocked(m, now, full, announced, wasPull, gone)
-	return calls
+	return calls, inboundTook
 }
 
 // listConfigs lists client's pull configs into listed: only the compact

@@ -61,7 +61,9 @@
 // applied under it. A member's listMu, which lets one listing of it run at
 // a time, is taken before it; a listing also waits (on Controller.confirmed)
 // for the calls confirming names one by one on that member to end, and none
-// starts until it is applied. The journal, the inbox, each queue and each pullGate
+// starts until it has listed the member's inbound streams. What those that
+// start while a full listing reads the configs find is newer than the
+// listing, and kept when it is applied. The journal, the inbox, each queue and each pullGate
 // have their own small locks, taken after Controller.mu when both are
 // held; status builds are serialised by the row cache's own lock, taken
 // before Controller.mu, and hold Controller.mu a few milliseconds at a

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"testing"
 	"testing/synctest"
@@ -124,8 +125,8 @@ func TestConfirmationsDoNotWaitForEachOther(t *testing.T) {
 
 // Names confirmed one by one are confirmed at most perNameConfirm at a time
 // per origin; more than confirmByNameMax waiting share one listing instead;
-// and no confirmation call is ever in flight during a listing of the same
-// member, whose answer it could undo.
+// and no confirmation call is ever in flight while the same member's
+// inbound streams are listed, whose answer it could undo.
 func TestConfirmationsBoundedAndNeverDuringAListing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil)
@@ -168,7 +169,7 @@ func TestConfirmationsBoundedAndNeverDuringAListing(t *testing.T) {
 			t.Errorf("%d getStreamInfo calls for %d names at once, want at most %d: the rest answered by listings", n, many, most)
 		}
 		if _, overlaps := a.stats("getStreamInfo"); overlaps != 0 {
-			t.Errorf("a getStreamInfo call was in flight during a listing of the same member %d times", overlaps)
+			t.Errorf("a getStreamInfo call was in flight during a listing of the same member's inbound streams %d times", overlaps)
 		}
 		for _, name := range names {
 			wantReplica(t, h.g.m(addrB), name, "rtmp://127.0.0.1/live/"+name)
@@ -200,6 +201,103 @@ func TestFewEventsConfirmedByName(t *testing.T) {
 		h.settle(time.Second)
 		if st := h.c.Snapshot(); len(st.Conflicts) != 0 || len(st.Streams) != 1 || st.Streams[0].Origin != "a" {
 			t.Errorf("status %+v, want cam from a and no conflict", st)
+		}
+	})
+}
+
+// While a full listing reads the origin's configs, which takes far longer
+// than listing its inbound streams, an announced name is confirmed by a
+// call of its own at once: its first pulls do not wait for the listing.
+// What that call finds is newer than the listing's inbound streams, and the
+// listing, applied after, does not undo it: a stream published after the
+// inbound listing is not taken for ended (nor its replicas removed), and
+// one unpublished after it is not taken for back.
+func TestConfirmationsDoNotWaitForAListingsConfigs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		a := h.g.m(addrA)
+		h.announce(addrA, "old")
+		h.settle(time.Second)
+		wantReplica(t, h.g.m(addrB), "old", "rtmp://127.0.0.1/live/old")
+		p, _ := h.c.Journal(0, 0)
+		from := p.Next
+
+		a.setLatency("listConfig", 2*time.Second)
+		lists, infos := a.count("listConfig"), a.count("getStreamInfo")
+		h.c.TriggerResync()
+		h.settle(100 * time.Millisecond)
+		if n := a.inflightCount("listConfig"); n != 1 {
+			t.Fatalf("%d listConfig calls in flight on the origin after the resync began, want 1", n)
+		}
+		h.announce(addrA, "new")
+		a.unpublish("old")
+		h.event("inStreamClosed", addrA, "old")
+		h.settle(100 * time.Millisecond)
+		if a.count("listConfig") != lists || a.inflightCount("listConfig") != 1 {
+			t.Fatal("the listing was no longer in flight when the names were confirmed")
+		}
+		if n := a.count("getStreamInfo") - infos; n < 2 {
+			t.Errorf("%d getStreamInfo calls on the origin while its configs were listed, want one for each name", n)
+		}
+		wantReplica(t, h.g.m(addrB), "new", "rtmp://127.0.0.1/live/new")
+		wantReplica(t, h.g.m(addrC), "new", "rtmp://127.0.0.1/live/new")
+
+		h.settle(15 * time.Second) // the listing applied, and a teardown grace since
+		wantReplica(t, h.g.m(addrB), "new", "rtmp://127.0.0.1/live/new")
+		wantReplica(t, h.g.m(addrC), "new", "rtmp://127.0.0.1/live/new")
+		if got := h.g.m(addrB).replicas()["old"]; got != "" {
+			t.Errorf("b still pulls old (%q) a teardown grace after it ended", got)
+		}
+		p, _ = h.c.Journal(from, 0)
+		var got []string
+		for _, e := range p.Events {
+			if e.Kind == EntrySourceAppeared || e.Kind == EntrySourceEnded {
+				got = append(got, e.Kind+" "+e.Stream)
+			}
+		}
+		slices.Sort(got)
+		if want := []string{EntrySourceAppeared + " new", EntrySourceEnded + " old"}; !slices.Equal(got, want) {
+			t.Errorf("sources journaled %q, want %q: the listing undid what the names' own calls found", got, want)
+		}
+	})
+}
+
+// After a full listing that took long, the listing of the inbound streams
+// that confirms many announced names waits only as its own duration asks:
+// the pause after a listing keeps a member's time spent answering them to
+// a quarter, and a listing of the inbound streams takes a fraction of a
+// full one's.
+func TestManyNamesDoNotWaitOutAFullListingsPause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		a := h.g.m(addrA)
+		a.setLatency("listConfig", time.Second)
+		a.setLatency("getStreamInfo", 50*time.Millisecond)
+		lists := a.count("listConfig")
+		h.c.mu.Lock()
+		m := h.c.byName["a"]
+		m.work.needList = true // as a name's conflict asks
+		h.c.wakeLocked(m)
+		h.c.mu.Unlock()
+		h.settle(1100 * time.Millisecond)
+		if n := a.count("listConfig") - lists; n != 1 {
+			t.Fatalf("%d full listings of the origin, want 1", n)
+		}
+		inbound := a.count("listInboundStreamNames")
+		var names []string
+		for i := range 3 * confirmByNameMax {
+			name := "cam" + strconv.Itoa(i)
+			h.announce(addrA, name)
+			names = append(names, name)
+		}
+		h.settle(300 * time.Millisecond)
+		if a.count("listInboundStreamNames") == inbound {
+			t.Errorf("no listing of the origin's inbound streams for %d names in 300 ms, after a full listing of 1 s", len(names))
+		}
+		for _, name := range names {
+			wantReplica(t, h.g.m(addrB), name, "rtmp://127.0.0.1/live/"+name)
 		}
 	})
 }

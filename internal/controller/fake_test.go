@@ -38,7 +38,8 @@ type fakeEMS struct {
 	calls       map[string]int
 	// latency is how long a call of each command takes (fake time);
 	// inflight and peak count the calls in flight, and overlaps the
-	// getStreamInfo calls in flight at once with a listing.
+	// getStreamInfo calls in flight at once with a listing of the inbound
+	// streams.
 	latency  map[string]time.Duration
 	inflight map[string]int
 	peak     map[string]int
@@ -100,6 +101,13 @@ func (f *fakeEMS) count(cmd string) int {
 	return f.calls[cmd]
 }
 
+// inflightCount returns how many calls of cmd are in flight.
+func (f *fakeEMS) inflightCount(cmd string) int {
+	f.g.mu.Lock()
+	defer f.g.mu.Unlock()
+	return f.inflight[cmd]
+}
+
 // replicas returns name → uri of the member's pull configs.
 func (f *fakeEMS) replicas() map[string]string {
 	f.g.mu.Lock()
@@ -117,7 +125,7 @@ func (f *fakeEMS) begin(cmd string) (end func()) {
 	f.g.mu.Lock()
 	f.inflight[cmd]++
 	f.peak[cmd] = max(f.peak[cmd], f.inflight[cmd])
-	if f.inflight["getStreamInfo"] > 0 && f.inflight["listInboundStreamNames"]+f.inflight["listConfig"] > 0 {
+	if f.inflight["getStreamInfo"] > 0 && f.inflight["listInboundStreamNames"] > 0 {
 		f.overlaps++
 	}
 	d := f.latency[cmd]

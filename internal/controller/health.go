@@ -98,7 +98,7 @@ func (c *Controller) wakeLocked(m *member) {
 // fails again.
 func (c *Controller) lister(ctx context.Context, m *member) {
 	probes := 0
-	var upAt, notBefore, listAfter time.Time
+	var upAt, notBefore, fullAfter, inboundAfter time.Time
 	var timer <-chan time.Time
 	for {
 		select {
@@ -140,9 +140,16 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 					full = true
 				}
 			}
-			// Names beyond what calls of their own serve share a listing.
-			inbound = !full && len(m.work.confirm) > confirmByNameMax
-			if !full && !inbound && m.work.needInbound {
+			if full && time.Now().Before(fullAfter) {
+				// Events arriving meanwhile share the listing.
+				later(time.Until(fullAfter))
+				full = false
+			}
+			// Names beyond what calls of their own serve share a listing,
+			// unless they wait for a full one (m.work.needList: what m's
+			// configs were may be stale).
+			inbound = !full && !m.work.needList && len(m.work.confirm) > confirmByNameMax
+			if !full && !inbound && !m.work.needList && m.work.needInbound {
 				// Only pulls wait to be seen streaming: one listing every
 				// pullConfirmSpacing answers them all, whatever their
 				// number.
@@ -152,15 +159,14 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 					inbound = true
 				}
 			}
-			if (full || inbound) && time.Now().Before(listAfter) {
-				// Events arriving meanwhile share the listing.
-				later(time.Until(listAfter))
-				full, inbound = false, false
+			if inbound && time.Now().Before(inboundAfter) {
+				later(time.Until(inboundAfter))
+				inbound = false
 			}
 			if full || inbound {
-				m.work.needList, m.work.needInbound = false, false
+				m.work.needInbound = false
 				if full {
-					m.work.needListRemove = false
+					m.work.needList, m.work.needListRemove = false, false
 				}
 				if len(m.work.confirm) > 0 {
 					// A listing answers every name waiting.
@@ -208,21 +214,28 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			continue
 		}
 		listed := time.Now()
-		c.listMember(ctx, m, full, announced, nil)
+		_, inboundTook := c.listMember(ctx, m, full, announced, nil)
+		took := time.Since(listed)
 		if full {
 			c.diffAll([]*member{m}, diffChunk)
 		}
-		// The next listing waits three times as long as this one took: a
-		// member listing thousands of streams spends at most a quarter of
-		// its time answering them. A listing that failed parked the
+		// The next listing of a kind waits three times as long as the
+		// last one of that kind took: a member listing thousands of
+		// streams spends at most a quarter of its time answering them. A
+		// full listing (the configs too) does not hold up the listing of
+		// the inbound streams that confirms announced names, which takes
+		// a fraction of its time. A listing that failed parked the
 		// member: it is probed at once, and listed once back, not after a
 		// pause as long as the timeout it ran into.
 		c.mu.Lock()
 		up := m.health.state == MemberUp
 		c.mu.Unlock()
-		listAfter = time.Time{}
+		fullAfter, inboundAfter = time.Time{}, time.Time{}
 		if up {
-			listAfter = listed.Add(max(c.opts.ConfirmInterval, 4*time.Since(listed)))
+			inboundAfter = listed.Add(max(c.opts.ConfirmInterval, 4*inboundTook))
+			if full {
+				fullAfter = listed.Add(max(c.opts.ConfirmInterval, 4*took))
+			}
 		}
 		timer = time.After(0) // whatever arrived meanwhile
 	}
@@ -270,7 +283,7 @@ func (c *Controller) startConfirmsLocked(m *member) bool {
 	if len(m.work.confirm) == 0 {
 		return false
 	}
-	if !c.isReady || m.health.state != MemberUp || m.work.needList || m.work.listing || m.run.ctx == nil || m.run.stopped ||
+	if !c.isReady || m.health.state != MemberUp || m.work.needList || (m.work.listing && !m.work.inboundListed) || m.run.ctx == nil || m.run.stopped ||
 		len(m.work.confirm) > confirmByNameMax {
 		return true
 	}
@@ -293,8 +306,10 @@ func (c *Controller) startConfirmsLocked(m *member) bool {
 // getStreamInfo call: a stream that EMS shows and that is not a pull of
 // this group's or from a member is a source; one EMS answers "not found"
 // for is absent. A call that fails parks m, as a failed listing does, and
-// leaves the name unknown. The call never overlaps a listing of m (see
-// listMember), so an answer is never applied over a newer listing's.
+// leaves the name unknown. The call never overlaps the listing of m's
+// inbound streams (see listMember): an answer is never applied over a
+// newer listing's, and one found while a full listing reads m's configs
+// is kept when that listing is applied.
 func (c *Controller) confirmByName(ctx context.Context, m *member, name string, announced time.Time) {
 	started := time.Now()
 	var info ems.StreamInfo
@@ -325,6 +340,14 @@ func (c *Controller) confirmByName(ctx context.Context, m *member, name string, 
 	if !known || m.health.state != MemberUp {
 		return // parked meanwhile: what it holds is unknown
 	}
+	// Answered while a listing reads m's configs (one answered while a
+	// listing waits to start is older than it, and superseded by it).
+	newer := m.work.listing && m.work.inboundListed
+	if newer && len(m.work.newer) >= maxConfirm {
+		// More answers than the listing in flight keeps: its own result
+		// decides, and a replica waiting for this name asks again.
+		return
+	}
 	if source {
 		m.obs.inbound[name] = struct{}{}
 	} else {
@@ -333,6 +356,9 @@ func (c *Controller) confirmByName(ctx context.Context, m *member, name string, 
 	c.dirtyLocked(name)
 	if len(m.obs.checked) < maxConfirm {
 		m.obs.checked[name] = started
+	}
+	if newer {
+		m.work.newer[name] = source
 	}
 	c.applyListingLocked(m, time.Now(), false, map[string]time.Time{name: announced}, nil, nil)
 }
