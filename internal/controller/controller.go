@@ -234,6 +234,13 @@ type memberWork struct {
 	// conflict's tie-break).
 	confirm map[string]time.Time
 	lookup  map[string]struct{}
+	// recheck holds names whose removal from other members waits for a
+	// look at this member as their origin, taken after the removal was
+	// decided. Removals are not urgent: the next listing of the member's
+	// inbound streams, at most one every removeListSpacing, answers them
+	// all, instead of a call per name and member that would hold up the
+	// confirmations of new streams.
+	recheck map[string]struct{}
 	// confirming holds the names whose own confirmation call is in
 	// flight (dispatchConfirmsLocked).
 	confirming map[string]struct{}
@@ -336,6 +343,7 @@ func (c *Controller) newMember(s MemberSpec, idx int) *member {
 			confirming: make(map[string]struct{}),
 			newer:      make(map[string]bool),
 			lookup:     make(map[string]struct{}),
+			recheck:    make(map[string]struct{}),
 			removals:   make(map[string]time.Time),
 		},
 	}

@@ -159,6 +159,16 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 					inbound = true
 				}
 			}
+			if !full && !inbound && !m.work.needList && len(m.work.recheck) > 0 {
+				// Removals elsewhere wait for a look at their sources
+				// here: one listing every removeListSpacing answers them
+				// all.
+				if wait := c.removeListSpacing() - time.Since(m.obs.inboundAt); wait > 0 {
+					later(wait)
+				} else {
+					inbound = true
+				}
+			}
 			if inbound && time.Now().Before(inboundAfter) {
 				later(time.Until(inboundAfter))
 				inbound = false
@@ -172,6 +182,19 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 					// A listing answers every name waiting.
 					announced = m.work.confirm
 					m.work.confirm = make(map[string]time.Time)
+				}
+				if len(m.work.recheck) > 0 {
+					// The names removals wait for too, with no time of
+					// announcement: they are not new streams.
+					if announced == nil {
+						announced = make(map[string]time.Time, len(m.work.recheck))
+					}
+					for name := range m.work.recheck {
+						if _, ok := announced[name]; !ok {
+							announced[name] = time.Time{}
+						}
+					}
+					clear(m.work.recheck)
 				}
 			}
 			for name := range m.work.lookup {
@@ -273,6 +296,21 @@ func (c *Controller) dispatchConfirmsLocked(m *member) {
 	if c.startConfirmsLocked(m) {
 		c.wakeLocked(m)
 	}
+}
+
+// recheckOnLocked asks for a look at name on origin o, for a removal that
+// waits for one: o's next listing of its inbound streams, at most one every
+// removeListSpacing, answers every name asked for. Past maxConfirm names,
+// a full listing of o answers them all.
+func (c *Controller) recheckOnLocked(o *member, name string) {
+	if _, ok := o.work.recheck[name]; !ok {
+		if len(o.work.recheck) >= maxConfirm {
+			o.work.needList = true
+		} else {
+			o.work.recheck[name] = struct{}{}
+		}
+	}
+	c.wakeLocked(o)
 }
 
 // startConfirmsLocked starts a call of its own for each name waiting on

@@ -52,7 +52,9 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 		c.enqueueAllLocked(name, c.opts.TeardownGrace)
 	}
 	for _, at := range announced {
-		c.met.confirmWait.Observe(now.Sub(at).Seconds())
+		if !at.IsZero() { // a name a removal waits for has none
+			c.met.confirmWait.Observe(now.Sub(at).Seconds())
+		}
 	}
 	if !full {
 		for name := range announced {

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -92,9 +94,11 @@ func TestTeardownListsTheMemberBeforeRemovingByConfigID(t *testing.T) {
 }
 
 // Streams ending one after another share the listings their removals wait
-// for: a member's configs are listed about once per removeListSpacing (a
-// tenth of the grace) while the removals come due, not once per ended
-// stream. Every replica is still removed, none before its grace.
+// for: a member's configs, and the origin's inbound streams, are listed
+// about once per removeListSpacing (a tenth of the grace) while the
+// removals come due, not once per ended stream, and the origin gets no
+// call per name and member. A stream starting meanwhile is confirmed at
+// once. Every replica is still removed, none before its grace.
 func TestEndedStreamsShareTheListingsTheirRemovalsWaitFor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, nil) // resync every 30s, grace 10s: spacing 1s
@@ -121,15 +125,31 @@ func TestEndedStreamsShareTheListingsTheirRemovalsWaitFor(t *testing.T) {
 		if got := len(b.replicas()); got != n {
 			t.Fatalf("b holds %d replicas before the first grace is over, want %d", got, n)
 		}
-		h.settle(4 * time.Second) // the last grace is over, and a spacing more
+		infos, inbound := a.count("getStreamInfo"), a.count("listInboundStreamNames")
+		h.settle(time.Second)
+		// A stream that starts while the removals go on is confirmed
+		// at once: their looks at the origin do not hold it up.
+		h.announce(addrA, "live")
+		h.settle(100 * time.Millisecond)
+		wantReplica(t, b, "live", "rtmp://127.0.0.1/live/live")
+		wantReplica(t, c, "live", "rtmp://127.0.0.1/live/live")
+		h.settle(3 * time.Second) // the last grace is over, and a spacing more
 		for _, m := range []*fakeEMS{b, c} {
-			if got := len(m.replicas()); got != 0 {
-				t.Errorf("member %s still holds %d replicas after every grace", m.addr, got)
+			if got := slices.Collect(maps.Keys(m.replicas())); !slices.Equal(got, []string{"live"}) {
+				t.Errorf("member %s holds replicas %q after every grace, want only live", m.addr, got)
 			}
 		}
 		// The removals came due over 2 s: three listings, one more at most.
 		if got := b.count("listConfig") - before; got > 4 {
 			t.Errorf("b's configs were listed %d times for 20 removals due over 2s, want at most 4", got)
+		}
+		// Their looks at the origin were shared the same way, and the
+		// only call of its own was live's confirmation.
+		if got := a.count("listInboundStreamNames") - inbound; got > 4 {
+			t.Errorf("the origin's inbound streams were listed %d times for 20 ended streams due over 2s, want at most 4", got)
+		}
+		if got := a.count("getStreamInfo") - infos; got > 1 {
+			t.Errorf("%d getStreamInfo calls on the origin while 40 replicas of ended streams were removed, want only live's", got)
 		}
 	})
 }

@@ -123,13 +123,10 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		c.mu.Lock()
 		latency := time.Duration(m.health.latency.Load())
 		if a.origin != nil {
-			if _, ok := a.origin.work.confirm[name]; !ok && len(a.origin.work.confirm) < maxConfirm {
-				a.origin.work.confirm[name] = time.Now()
-			}
-			c.dispatchConfirmsLocked(a.origin)
+			c.recheckOnLocked(a.origin, name)
 			latency = max(latency, time.Duration(a.origin.health.latency.Load()))
 		}
-		again := c.recheckAfterLocked(m, a.relist, latency)
+		again := c.recheckAfterLocked(m, a.relist, a.origin, latency)
 		c.mu.Unlock()
 		m.work.queue.AddAfter(name, again)
 		return
@@ -159,16 +156,15 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		// removal was decided too: it may have appeared there since the
 		// origin's last listing (another balancer pulled this replica
 		// on seeing it).
+		var waitsForOrigin *member
 		if o := a.origin; a.reason == reasonEnded && o != nil &&
 			o.obs.inboundAt.Before(decided) && o.obs.checked[name].Before(decided) {
 			fresh = false
-			if _, ok := o.work.confirm[name]; !ok && len(o.work.confirm) < maxConfirm {
-				o.work.confirm[name] = time.Now()
-			}
-			c.dispatchConfirmsLocked(o)
+			waitsForOrigin = o
+			c.recheckOnLocked(o, name)
 			latency = max(latency, time.Duration(o.health.latency.Load()))
 		}
-		again := c.recheckAfterLocked(m, waitsForListing, latency)
+		again := c.recheckAfterLocked(m, waitsForListing, waitsForOrigin, latency)
 		c.mu.Unlock()
 		if !fresh {
 			m.work.queue.AddAfter(name, again)
@@ -179,14 +175,18 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 }
 
 // recheckAfterLocked returns when a replica of m waiting for evidence is
-// looked at again: shortly after the calls confirming it on its origin,
-// whose answers take about latency, and, when it waits for a removal
-// listing of m (listing), once that listing is due. The listing's diff
-// queues it as soon as it is applied: this is in case that says nothing.
-func (c *Controller) recheckAfterLocked(m *member, listing bool, latency time.Duration) time.Duration {
+// looked at again: once the removal listing of m it waits for (listing) is
+// due, and once the listing of its origin's inbound streams it waits for
+// (origin, when not nil) is due, each answered in about latency; shortly
+// after, when it waits for neither. The listings' diffs queue it as soon
+// as they are applied: this is in case they say nothing.
+func (c *Controller) recheckAfterLocked(m *member, listing bool, origin *member, latency time.Duration) time.Duration {
 	d := max(c.opts.ConfirmInterval, 50*time.Millisecond) + 4*latency
 	if listing {
 		d = max(d, c.removeListSpacing()-time.Since(m.obs.fullAt)+4*latency)
+	}
+	if origin != nil {
+		d = max(d, c.removeListSpacing()-time.Since(origin.obs.inboundAt)+4*latency)
 	}
 	return d
 }
