@@ -243,11 +243,13 @@ func TestConfirmationsDoNotWaitForAListingsConfigs(t *testing.T) {
 		wantReplica(t, h.g.m(addrB), "new", "rtmp://127.0.0.1/live/new")
 		wantReplica(t, h.g.m(addrC), "new", "rtmp://127.0.0.1/live/new")
 
-		h.settle(15 * time.Second) // the listing applied, and a teardown grace since
+		// The listing applied, a teardown grace, and the rechecks of a
+		// member whose 2-second listings make it look slow.
+		h.settle(40 * time.Second)
 		wantReplica(t, h.g.m(addrB), "new", "rtmp://127.0.0.1/live/new")
 		wantReplica(t, h.g.m(addrC), "new", "rtmp://127.0.0.1/live/new")
 		if got := h.g.m(addrB).replicas()["old"]; got != "" {
-			t.Errorf("b still pulls old (%q) a teardown grace after it ended", got)
+			t.Errorf("b still pulls old (%q) 40 s after it ended", got)
 		}
 		p, _ = h.c.Journal(from, 0)
 		var got []string
