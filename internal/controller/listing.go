@@ -233,12 +233,19 @@ func (c *Controller) planEachLocked(ms []*member, plan func(m *member)) {
 
 // diffViewsLocked queues on m every stream of views that needs work there.
 // It writes only m's queue, so that planEachLocked can run it for several
-// members at once.
+// members at once. A replica waiting out its source's grace is queued for
+// when the grace ends, not now: a worker would only plan it to wait again,
+// and after each removal listing of a member that was every stream ended
+// in the last teardown_grace, planned under the controller's lock.
 func (c *Controller) diffViewsLocked(m *member, views []streamView, now time.Time) {
 	for i := range views {
 		v := &views[i]
 		// A work record of a replica now present is dropped by its worker.
-		if a := c.planViewLocked(m, v, now); a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.work.ops[v.name] != nil) {
+		a := c.planViewLocked(m, v, now)
+		switch {
+		case a.kind == actWait && !a.relist && !a.confirmPull:
+			m.work.queue.AddAfter(v.name, a.after)
+		case a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.work.ops[v.name] != nil):
 			m.work.queue.Add(v.name)
 		}
 	}

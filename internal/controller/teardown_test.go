@@ -8,6 +8,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"streamlb/internal/ems"
 )
 
@@ -153,6 +155,65 @@ func TestEndedStreamsShareTheListingsTheirRemovalsWaitFor(t *testing.T) {
 		}
 		if got := a.count("getStreamInfo") - infos; got > 1 {
 			t.Errorf("%d getStreamInfo calls on the origin while 40 replicas of ended streams were removed, want only live's", got)
+		}
+	})
+}
+
+// A member's full listings while replicas of ended streams wait out their
+// grace do not have a worker plan each of them again: they are queued for
+// when the grace ends, which they already were. (After every removal
+// listing of a member, that was every stream ended in the last grace.)
+func TestListingsDoNotRequeueReplicasWaitingOutTheirGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		h := newHarness(t, func(o *Options) { o.Registerer = reg })
+		defer h.end()
+		a, b := h.g.m(addrA), h.g.m(addrB)
+		const n = 50
+		for i := range n {
+			h.announce(addrA, fmt.Sprintf("s%02d", i))
+		}
+		h.settle(3 * time.Second)
+		for i := range n {
+			a.unpublish(fmt.Sprintf("s%02d", i))
+			h.event("inStreamClosed", addrA, fmt.Sprintf("s%02d", i))
+		}
+		h.settle(time.Second)
+		works := func() uint64 {
+			t.Helper()
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mf := range mfs {
+				if mf.GetName() == "streamlb_workqueue_work_duration_seconds" {
+					return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+				}
+			}
+			t.Fatal("no streamlb_workqueue_work_duration_seconds")
+			return 0
+		}
+		before, lists := works(), b.count("listConfig")
+		m := h.c.byName["b"]
+		for range 5 {
+			h.c.mu.Lock()
+			m.work.needList = true
+			h.c.wakeLocked(m)
+			h.c.mu.Unlock()
+			h.settle(time.Second)
+		}
+		if got := b.count("listConfig") - lists; got != 5 {
+			t.Fatalf("%d full listings of b, want 5", got)
+		}
+		if got := works() - before; got > 0 {
+			t.Errorf("%d replicas worked on during 5 listings of b while %d replicas waited out their grace, want none of them", got, n)
+		}
+		if got := len(b.replicas()); got != n {
+			t.Errorf("b holds %d replicas within the grace, want %d", got, n)
+		}
+		h.settle(10 * time.Second)
+		if got := len(b.replicas()); got != 0 {
+			t.Errorf("b holds %d replicas after the grace, want 0", got)
 		}
 	})
 }
