@@ -226,7 +226,8 @@ type memberWork struct {
 	ops    map[string]*op // work records of replicas in trouble, by stream
 	queue  *queue[string] // streams to work on
 	pulls  *pullGate      // paces new pulls taken from this member as origin
-	// removals holds, per stream, when a removal was decided: it is made
+	// removals holds, per stream, when a removal was decided (or, once
+	// the grace is over, began to wait for the looks it needs): it is made
 	// with a configId from a listing of the member started after that.
 	removals map[string]time.Time
 	// confirm holds names to confirm on this member as origin, since

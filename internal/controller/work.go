@@ -91,7 +91,16 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 	}
 	a := c.planLocked(m, name, start)
 	c.recordLocked(m, name, a, start)
-	if a.kind != actRemove {
+	switch a.kind {
+	case actRemove:
+	case actConfirm:
+		// The grace is over, and the removal waits only for looks at m
+		// and at the origin: it is decided now, and the looks it asks
+		// for serve it, instead of a second round after them.
+		if _, ok := m.work.removals[name]; !ok {
+			m.work.removals[name] = start
+		}
+	default:
 		delete(m.work.removals, name)
 	}
 	if a.relist {
