@@ -141,10 +141,9 @@ func TestEndedStreamsShareTheListingsTheirRemovalsWaitFor(t *testing.T) {
 				t.Errorf("member %s holds replicas %q after every grace, want only live", m.addr, got)
 			}
 		}
-		// The removals came due over 2 s, and each waits for a listing
-		// taken after its grace and for another after it was decided: a
-		// listing a spacing over about 4 s, one more at most, not one per
-		// stream.
+		// The removals came due over 2 s, and each waits for listings
+		// taken after its grace: a listing a spacing, a few more at
+		// most, not one per stream.
 		if got := b.count("listConfig") - before; got > 6 {
 			t.Errorf("b's configs were listed %d times for 20 removals due over 2s, want at most 6", got)
 		}
