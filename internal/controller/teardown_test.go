@@ -44,12 +44,14 @@ func TestTeardownConfirmsOnTheOriginThatTheSourceIsStillGone(t *testing.T) {
 		// The source ends for good: removed after the grace, not before.
 		a.unpublish("cam")
 		h.event("inStreamClosed", addrA, "cam")
-		h.settle(9 * time.Second)
+		h.settle(9900 * time.Millisecond)
 		wantReplica(t, h.g.m(addrB), "cam", "rtmp://127.0.0.1/live/cam")
-		h.settle(2 * time.Second)
+		// The looks at the members and the origin that the grace's end
+		// asks for serve the removal: no second round after them.
+		h.settle(500 * time.Millisecond)
 		for _, m := range []*fakeEMS{h.g.m(addrB), h.g.m(addrC)} {
 			if got := m.replicas()["cam"]; got != "" {
-				t.Errorf("member %s still holds %q a second after the grace", m.addr, got)
+				t.Errorf("member %s still holds %q 0.4 s after the grace", m.addr, got)
 			}
 		}
 	})
