@@ -126,6 +126,15 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 				next = d
 			}
 		}
+		// due reports whether at has come, and otherwise wakes the lister
+		// then.
+		due := func(at time.Time) bool {
+			if wait := time.Until(at); wait > 0 {
+				later(wait)
+				return false
+			}
+			return true
+		}
 		if state == MemberUp {
 			c.startConfirmsLocked(m)
 			full = m.work.needList
@@ -134,45 +143,32 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 				// already. Spaced listings serve them all, and leave the
 				// member's time, and its names' confirmations, to new
 				// streams.
-				if wait := c.removeListSpacing() - time.Since(m.obs.fullAt); wait > 0 {
-					later(wait)
-				} else {
-					full = true
-				}
+				full = due(m.obs.fullAt.Add(c.removeListSpacing()))
 			}
-			if full && time.Now().Before(fullAfter) {
-				// Events arriving meanwhile share the listing.
-				later(time.Until(fullAfter))
-				full = false
-			}
-			// Names beyond what calls of their own serve share a listing,
-			// unless they wait for a full one (m.work.needList: what m's
-			// configs were may be stale).
-			inbound = !full && !m.work.needList && len(m.work.confirm) > confirmByNameMax
-			if !full && !inbound && !m.work.needList && m.work.needInbound {
-				// Only pulls wait to be seen streaming: one listing every
-				// pullConfirmSpacing answers them all, whatever their
-				// number.
-				if wait := pullConfirmSpacing - time.Since(m.obs.inboundAt); wait > 0 {
-					later(wait)
-				} else {
+			// Events arriving meanwhile share the listing.
+			full = full && due(fullAfter)
+			// Names waiting for a full listing (m.work.needList: what m's
+			// configs were may be stale) take no listing of the inbound
+			// streams alone.
+			if !full && !m.work.needList {
+				switch {
+				case len(m.work.confirm) > confirmByNameMax:
+					// Names beyond what calls of their own serve share a
+					// listing.
+					inbound = true
+				case m.work.needInbound && due(m.obs.inboundAt.Add(pullConfirmSpacing)):
+					// Only pulls wait to be seen streaming: one listing
+					// every pullConfirmSpacing answers them all, whatever
+					// their number.
+					inbound = true
+				case len(m.work.recheck) > 0 && due(m.obs.inboundAt.Add(c.removeListSpacing())):
+					// Removals elsewhere wait for a look at their sources
+					// here: one listing every removeListSpacing answers
+					// them all.
 					inbound = true
 				}
 			}
-			if !full && !inbound && !m.work.needList && len(m.work.recheck) > 0 {
-				// Removals elsewhere wait for a look at their sources
-				// here: one listing every removeListSpacing answers them
-				// all.
-				if wait := c.removeListSpacing() - time.Since(m.obs.inboundAt); wait > 0 {
-					later(wait)
-				} else {
-					inbound = true
-				}
-			}
-			if inbound && time.Now().Before(inboundAfter) {
-				later(time.Until(inboundAfter))
-				inbound = false
-			}
+			inbound = inbound && due(inboundAfter)
 			if full || inbound {
 				m.work.needInbound = false
 				if full {
