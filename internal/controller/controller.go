@@ -507,7 +507,7 @@ func (c *Controller) Resync(ctx context.Context) {
 	c.mu.Unlock()
 	for i, m := range ms {
 		g.Go(func() error {
-			calls[i], _ = c.listMember(ctx, m, true, nil, shared)
+			calls[i], _ = c.listMember(ctx, m, true, nil, shared, nil)
 			return nil
 		})
 	}
@@ -566,9 +566,12 @@ func (c *Controller) TriggerResync() {
 // for the first time wait for a full listing to tell sources from pulls.
 //
 // shared, when not nil, is the string table of the resync the listing is
-// part of. It also returns how long the listing of the inbound streams
-// took.
-func (c *Controller) listMember(ctx context.Context, m *member, full bool, announced map[string]time.Time, shared *strtab) (calls int, inboundTook time.Duration) {
+// part of. changed, when not nil, is called under the controller's lock
+// with each name a full listing found changed on m since the listing
+// before (listingChangesLocked), and each name confirmed one by one while
+// it read the configs. It also returns how long the listing of the
+// inbound streams took.
+func (c *Controller) listMember(ctx context.Context, m *member, full bool, announced map[string]time.Time, shared *strtab, changed func(name string)) (calls int, inboundTook time.Duration) {
 	m.run.listMu.Lock()
 	defer m.run.listMu.Unlock()
 	c.mu.Lock()
@@ -648,6 +651,9 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		oldInbound, oldStalled := m.obs.inbound, m.obs.stalled
 		m.obs.replace(start, now, listed, inbound)
 		c.dirtyListingLocked(m, wasPull, oldInbound, oldStalled)
+		if changed != nil {
+			c.listingChangesLocked(m, wasPull, oldInbound, oldStalled, changed)
+		}
 		// Names confirmed one by one while the configs were read were
 		// looked at after the inbound streams were listed.
 		for name, source := range newer {
@@ -657,6 +663,9 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 				delete(m.obs.inbound, name)
 			}
 			c.dirtyLocked(name)
+			if changed != nil {
+				changed(name)
+			}
 		}
 	} else {
 		gone = m.obs.replaceInbound(inbound)

@@ -38,9 +38,10 @@
 //     names for confirmation on their origin.
 //   - lister (one per member) runs that member's on-demand listings:
 //     confirmations of more announced names than calls of their own serve,
-//     relists after a pull or a name conflict, creation-time lookups of
-//     conflicting names, and the probes of a member that is down or refuses
-//     the credentials.
+//     relists after a pull or a name conflict, the listings removals wait
+//     for (after which only the streams they changed are planned again,
+//     diffNames), creation-time lookups of conflicting names, and the
+//     probes of a member that is down or refuses the credentials.
 //   - confirmByName (up to four per member, started as names are announced)
 //     confirms one announced name on its origin with a getStreamInfo call
 //     of its own, never while the origin is being listed.

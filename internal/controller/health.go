@@ -117,6 +117,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		resync := c.opts.ResyncInterval // a reload may change it
 		var (
 			full, inbound bool
+			removals      bool // a full listing is for removals only
 			announced     map[string]time.Time
 			lookup        []string
 			next          time.Duration // the soonest a listing waited for is due
@@ -138,6 +139,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		if state == MemberUp {
 			c.startConfirmsLocked(m)
 			full = m.work.needList
+			removals = !full
 			if !full && m.work.needListRemove {
 				// Removals are not urgent: they waited teardown_grace
 				// already. Spaced listings serve them all, and leave the
@@ -233,9 +235,22 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			continue
 		}
 		listed := time.Now()
-		_, inboundTook := c.listMember(ctx, m, full, announced, nil)
+		var changed map[string]struct{}
+		var onChange func(string)
+		if full && removals {
+			changed = make(map[string]struct{})
+			onChange = func(name string) { changed[name] = struct{}{} }
+		}
+		_, inboundTook := c.listMember(ctx, m, full, announced, nil, onChange)
 		took := time.Since(listed)
-		if full {
+		switch {
+		case full && removals:
+			// Only what the listing changed, and the removals it was
+			// made for, need planning again: whatever else changes a
+			// stream (an event, a source's listing, a reload) queues it
+			// itself, and the resync's diff repairs what was missed.
+			c.diffNames(m, changed)
+		case full:
 			c.diffAll([]*member{m}, diffChunk)
 		}
 		// The next listing of a kind waits three times as long as the

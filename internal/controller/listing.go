@@ -209,6 +209,42 @@ func (c *Controller) diffAll(ms []*member, chunk int) time.Duration {
 	return longest
 }
 
+// diffNames queues on m every stream of names, and every replica whose
+// removal waits on m, that needs work there: the streams a full listing of
+// m made for removals changed. It lets go of the lock every diffChunk
+// names.
+func (c *Controller) diffNames(m *member, names map[string]struct{}) {
+	c.mu.Lock()
+	for name := range m.work.removals {
+		names[name] = struct{}{}
+	}
+	c.mu.Unlock()
+	batch := make([]string, 0, min(len(names), diffChunk))
+	flush := func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.byName[m.spec.Name] != m || m.health.state != MemberUp {
+			return
+		}
+		now := time.Now()
+		for _, name := range batch {
+			if _, ok := c.sources[name]; ok {
+				v := c.viewLocked(name, now)
+				c.diffViewLocked(m, &v, now)
+			} else {
+				c.diffOrphanLocked(m, name, now)
+			}
+		}
+		batch = batch[:0]
+	}
+	for name := range names {
+		if batch = append(batch, name); len(batch) == diffChunk {
+			flush()
+		}
+	}
+	flush()
+}
+
 // planEachLocked runs plan for each member of ms still in the group and up,
 // each on a goroutine of its own but the first: plan reads the controller
 // and writes only its member's queue.
@@ -239,15 +275,20 @@ func (c *Controller) planEachLocked(ms []*member, plan func(m *member)) {
 // in the last teardown_grace, planned under the controller's lock.
 func (c *Controller) diffViewsLocked(m *member, views []streamView, now time.Time) {
 	for i := range views {
-		v := &views[i]
-		// A work record of a replica now present is dropped by its worker.
-		a := c.planViewLocked(m, v, now)
-		switch {
-		case a.kind == actWait && !a.relist && !a.confirmPull:
-			m.work.queue.AddAfter(v.name, a.after)
-		case a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.work.ops[v.name] != nil):
-			m.work.queue.Add(v.name)
-		}
+		c.diffViewLocked(m, &views[i], now)
+	}
+}
+
+// diffViewLocked queues on m the stream of v if it needs work there
+// (diffViewsLocked).
+func (c *Controller) diffViewLocked(m *member, v *streamView, now time.Time) {
+	// A work record of a replica now present is dropped by its worker.
+	a := c.planViewLocked(m, v, now)
+	switch {
+	case a.kind == actWait && !a.relist && !a.confirmPull:
+		m.work.queue.AddAfter(v.name, a.after)
+	case a.kind != actNone || a.relist || a.confirmPull || (a.state == StatePresent && m.work.ops[v.name] != nil):
+		m.work.queue.Add(v.name)
 	}
 }
 
@@ -255,14 +296,17 @@ func (c *Controller) diffViewsLocked(m *member, views []streamView, now time.Tim
 // source nowhere and needs work there.
 func (c *Controller) diffOrphansLocked(m *member, now time.Time) {
 	for name := range m.obs.configs {
-		if _, ok := c.sources[name]; ok {
-			continue
+		if _, ok := c.sources[name]; !ok {
+			c.diffOrphanLocked(m, name, now)
 		}
-		// Not a source anywhere: the view has no origin, and computing
-		// it reads only.
-		if a := c.planLocked(m, name, now); a.kind != actNone {
-			m.work.queue.Add(name)
-		}
+	}
+}
+
+// diffOrphanLocked queues on m name, a source nowhere, if it needs work
+// there. The view has no origin, and computing it reads only.
+func (c *Controller) diffOrphanLocked(m *member, name string, now time.Time) {
+	if a := c.planLocked(m, name, now); a.kind != actNone {
+		m.work.queue.Add(name)
 	}
 }
 
@@ -323,59 +367,65 @@ func (c *Controller) failingTransitionsLocked(m *member, now time.Time) {
 	}
 }
 
-// dirtyListingLocked marks the rows a full listing of m may have changed:
-// the names whose configs, inbound presence or streaming state differ
-// from the listing before.
+// dirtyListingLocked marks the rows a full listing of m may have changed
+// (listingChangesLocked).
 func (c *Controller) dirtyListingLocked(m *member, oldConfigs map[string][]pullCfg, oldInbound map[string]struct{}, oldStalled map[uint64]time.Time) {
 	if c.rows.all {
 		return
 	}
+	c.listingChangesLocked(m, oldConfigs, oldInbound, oldStalled, c.dirtyLocked)
+}
+
+// listingChangesLocked calls changed with each name whose configs, inbound
+// presence or streaming state on m differ between a full listing and the
+// listing before it (old). A name may be passed more than once.
+func (c *Controller) listingChangesLocked(m *member, oldConfigs map[string][]pullCfg, oldInbound map[string]struct{}, oldStalled map[uint64]time.Time, changed func(name string)) {
 	for name, cfgs := range m.obs.configs {
 		if !sameConfigs(cfgs, oldConfigs[name]) {
-			c.dirtyLocked(name)
+			changed(name)
 		}
 	}
 	for name := range oldConfigs {
 		if _, ok := m.obs.configs[name]; !ok {
-			c.dirtyLocked(name)
+			changed(name)
 		}
 	}
 	for name := range m.obs.inbound {
 		if _, ok := oldInbound[name]; !ok {
-			c.dirtyLocked(name)
+			changed(name)
 		}
 	}
 	for name := range oldInbound {
 		if _, ok := m.obs.inbound[name]; !ok {
-			c.dirtyLocked(name)
+			changed(name)
 		}
 	}
-	changed := false
+	stalled := false
 	for id := range m.obs.stalled {
 		if _, ok := oldStalled[id]; !ok {
-			changed = true
+			stalled = true
 			break
 		}
 	}
-	if !changed {
+	if !stalled {
 		for id := range oldStalled {
 			if _, ok := m.obs.stalled[id]; !ok {
-				changed = true
+				stalled = true
 				break
 			}
 		}
 	}
-	if changed {
+	if stalled {
 		names := m.obs.namesByID()
 		for id := range m.obs.stalled {
 			if _, ok := oldStalled[id]; !ok {
-				c.dirtyLocked(names[id])
+				changed(names[id])
 			}
 		}
 		for id := range oldStalled {
 			if _, ok := m.obs.stalled[id]; !ok {
 				if n, ok := names[id]; ok {
-					c.dirtyLocked(n)
+					changed(n)
 				}
 			}
 		}

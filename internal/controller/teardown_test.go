@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -215,6 +216,65 @@ func TestListingsDoNotRequeueReplicasWaitingOutTheirGrace(t *testing.T) {
 		h.settle(10 * time.Second)
 		if got := len(b.replicas()); got != 0 {
 			t.Errorf("b holds %d replicas after the grace, want 0", got)
+		}
+	})
+}
+
+// A listing of a member's configs made for its removals plans again only
+// the streams it shows changed, and the removals it was made for, not
+// every stream of the group: the diff of every stream is the resync's.
+// What the listing finds changed is still repaired at once: here a
+// replica whose config was removed behind the balancer's back, which no
+// event tells of.
+func TestRemovalListingsPlanOnlyWhatTheyChanged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		defer h.end()
+		a, b := h.g.m(addrA), h.g.m(addrB)
+		const n = 50
+		for i := range n {
+			h.announce(addrA, fmt.Sprintf("s%02d", i))
+		}
+		h.settle(3 * time.Second)
+		if got := len(b.replicas()); got != n {
+			t.Fatalf("b holds %d replicas, want %d", got, n)
+		}
+		var diffs atomic.Int64
+		h.c.mu.Lock()
+		h.c.afterDiffChunk = func() { diffs.Add(1) }
+		lastResync := h.c.resync.At
+		h.c.mu.Unlock()
+		lists := b.count("listConfig")
+
+		a.unpublish("s00")
+		h.event("inStreamClosed", addrA, "s00")
+		b.g.mu.Lock()
+		for id, cfg := range b.configs {
+			if cfg.LocalStreamName == "s01" {
+				delete(b.configs, id)
+			}
+		}
+		b.g.mu.Unlock()
+		h.settle(10*time.Second + 2*time.Second)
+
+		h.c.mu.Lock()
+		resynced := h.c.resync.At.After(lastResync)
+		h.c.mu.Unlock()
+		if resynced {
+			t.Fatal("a resync ran in the test's window; it diffs every stream")
+		}
+		if got := b.count("listConfig") - lists; got == 0 {
+			t.Fatal("no listing of b's configs for the removal of s00")
+		}
+		replicas := b.replicas()
+		if _, ok := replicas["s00"]; ok {
+			t.Error("b still holds s00 two seconds after its grace")
+		}
+		if _, ok := replicas["s01"]; !ok {
+			t.Error("b's removal listing showed s01's replica gone, and b did not pull it again")
+		}
+		if got := diffs.Load(); got > 0 {
+			t.Errorf("%d chunks of a diff of every stream ran after b's removal listings, want none", got)
 		}
 	})
 }
