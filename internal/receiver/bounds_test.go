@@ -286,19 +286,44 @@ func TestBufferedBytesBudget(t *testing.T) {
 	if status, answer := post(t, srv, "/evowebservices/", large); status != http.StatusOK {
 		t.Fatalf("a 5000-byte event alone: %d %q, want 200", status, answer)
 	}
-	holder, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	// The holder sends half of its body and waits. Its first bytes may
+	// be read while one of the large events below holds the whole budget:
+	// then the holder is answered 503 and holds nothing, and it sends its
+	// half body again.
+	var holder net.Conn
+	var refused chan struct{}
+	hold := func() {
+		t.Helper()
+		var err error
+		if holder, err = net.Dial("tcp", srv.Listener.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fmt.Fprintf(holder, "POST /evowebservices/ HTTP/1.1\r\nHost: sink\r\nContent-Length: 6000\r\n\r\n%s", strings.Repeat(" ", 3000)); err != nil {
+			t.Fatal(err)
+		}
+		answered := make(chan struct{})
+		go func(c net.Conn) {
+			if n, _ := c.Read(make([]byte, 1)); n > 0 {
+				close(answered)
+			}
+		}(holder)
+		refused = answered
 	}
-	defer holder.Close()
-	if _, err := fmt.Fprintf(holder, "POST /evowebservices/ HTTP/1.1\r\nHost: sink\r\nContent-Length: 6000\r\n\r\n%s", strings.Repeat(" ", 3000)); err != nil {
-		t.Fatal(err)
-	}
+	hold()
+	defer func() { holder.Close() }()
 	// The holder's 3000 bytes take 4 KiB of the budget once read: from
 	// then on the large event does not fit.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		status, answer := post(t, srv, "/evowebservices/", large)
+		select {
+		case <-refused:
+			t.Logf("the holder was answered before the large event's %d: sending it again", status)
+			holder.Close()
+			hold()
+			continue
+		default:
+		}
 		if status == http.StatusServiceUnavailable {
 			if got := errorOf(t, answer); !strings.Contains(got, "retry") {
 				t.Errorf("503 error = %q, want it to say retry", got)
@@ -334,5 +359,55 @@ func TestBufferedBytesBudget(t *testing.T) {
 		if status, _ := post(t, srv, "/evowebservices/", large); status != http.StatusOK {
 			t.Fatalf("event %d of 50 in a row: %d, want 200", i, status)
 		}
+	}
+}
+
+// A body refused because the budget is spent is answered at once, and not
+// read further: a sender that sends slowly does not wait for its 503 until
+// the body's deadline, and its connection is not kept for another request.
+func TestRefusedBodyIsAnsweredAtOnce(t *testing.T) {
+	f := newFixture(t, Options{MaxBufferedBytes: firstChunk, BodyTimeout: 10 * time.Second})
+	srv := f.server(t)
+	halfSend := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := fmt.Fprintf(c, "POST /evowebservices/ HTTP/1.1\r\nHost: sink\r\nContent-Length: 6000\r\n\r\n%s", strings.Repeat(" ", 100)); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	halfSend() // holds the whole budget once its first bytes are read
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, _ := post(t, srv, "/evowebservices/", validPadded(t, 100))
+		if status == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a small event beside a body holding the whole budget: %d, want 503 within 5 s", status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	slow := halfSend()
+	// Well within the body's deadline (10 s): the refusal does not wait
+	// for the rest of the body.
+	if err := slow.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+	if err != nil {
+		t.Fatalf("no answer to a body refused for the budget within 5 s: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503", resp.StatusCode)
+	}
+	if !resp.Close {
+		t.Errorf("the connection of a body read in part is kept (Connection: %q)", resp.Header.Get("Connection"))
 	}
 }

@@ -249,6 +249,9 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	defer r.buffered.Release(held)
 	if err != nil {
 		if errors.Is(err, errBufferFull) {
+			// The rest of the body is not read: the connection cannot
+			// serve another request.
+			w.Header().Set("Connection", "close")
 			w.Header().Set("Retry-After", "1")
 			r.reject(w, req, pathToken, trailingSlash, typeUnknown, resultBusy,
 				http.StatusServiceUnavailable, "too many event bytes in flight; retry", nil)
@@ -469,10 +472,15 @@ const firstChunk = 2 << 10
 // growth taken from the budget first: a declared Content-Length reserves
 // nothing. The caller releases held bytes of the budget once done with the
 // body, error or not.
+//
+// A body refused for the budget is not read further: closing it would
+// otherwise wait for the rest of it (to keep the connection), and a
+// sender that sends slowly would have its 503 only at the deadline.
 func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) (body []byte, held int64, err error) {
 	// Not every ResponseWriter supports deadlines (httptest's recorder
 	// does not); the server's ReadTimeout still applies then.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(r.bodyTimeout))
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(r.bodyTimeout))
 	rd := http.MaxBytesReader(w, req.Body, r.maxBody)
 	defer func() { _ = rd.Close() }()
 	// One byte past the limit lets MaxBytesReader tell a body over it.
@@ -482,6 +490,7 @@ func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) (body []by
 		if len(buf) == cap(buf) {
 			next := min(max(2*cap(buf), firstChunk), ceiling)
 			if !r.buffered.TryAcquire(int64(next - cap(buf))) {
+				_ = rc.SetReadDeadline(time.Now())
 				return nil, held, errBufferFull
 			}
 			held += int64(next - cap(buf))
