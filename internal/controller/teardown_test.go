@@ -172,10 +172,7 @@ func TestListingsDoNotRequeueReplicasWaitingOutTheirGrace(t *testing.T) {
 		defer h.end()
 		a, b := h.g.m(addrA), h.g.m(addrB)
 		const n = 50
-		for i := range n {
-			h.announce(addrA, fmt.Sprintf("s%02d", i))
-		}
-		h.settle(3 * time.Second)
+		h.announceSettled(addrA, n)
 		for i := range n {
 			a.unpublish(fmt.Sprintf("s%02d", i))
 			h.event("inStreamClosed", addrA, fmt.Sprintf("s%02d", i))
@@ -232,10 +229,7 @@ func TestRemovalListingsPlanOnlyWhatTheyChanged(t *testing.T) {
 		defer h.end()
 		a, b := h.g.m(addrA), h.g.m(addrB)
 		const n = 50
-		for i := range n {
-			h.announce(addrA, fmt.Sprintf("s%02d", i))
-		}
-		h.settle(3 * time.Second)
+		h.announceSettled(addrA, n)
 		if got := len(b.replicas()); got != n {
 			t.Fatalf("b holds %d replicas, want %d", got, n)
 		}
@@ -277,4 +271,13 @@ func TestRemovalListingsPlanOnlyWhatTheyChanged(t *testing.T) {
 			t.Errorf("%d chunks of a diff of every stream ran after b's removal listings, want none", got)
 		}
 	})
+}
+
+// announceSettled announces n streams, s00 and on, on the member at
+// origin, and lets the group replicate them.
+func (h *harness) announceSettled(origin string, n int) {
+	for i := range n {
+		h.announce(origin, fmt.Sprintf("s%02d", i))
+	}
+	h.settle(3 * time.Second)
 }
