@@ -135,7 +135,8 @@ func (w *discardWriter) Write(p []byte) (int, error) {
 }
 
 // TestListConfigTenThousand checks that a listConfig of 10,000 entries is
-// complete, valid and quick.
+// complete and valid. How long it takes is measured, not asserted:
+// BenchmarkListConfigAnswer.
 func TestListConfigTenThousand(t *testing.T) {
 	t.Parallel()
 	m := benchCluster(t)
@@ -168,10 +169,6 @@ func TestListConfigTenThousand(t *testing.T) {
 		t.Fatalf("listConfig has %d entries, want %d in configId order", len(env.Data.Pull), n)
 	}
 	t.Logf("listConfig of %d entries: %d bytes in %v", n, len(body), elapsed)
-	// Generous: the race detector slows this down several times.
-	if elapsed > 2*time.Second {
-		t.Errorf("listConfig of %d entries took %v", n, elapsed)
-	}
 }
 
 // BenchmarkStreamingPullsIdle measures what a check of every streaming
