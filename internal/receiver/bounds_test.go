@@ -290,26 +290,7 @@ func TestBufferedBytesBudget(t *testing.T) {
 	// be read while one of the large events below holds the whole budget:
 	// then the holder is answered 503 and holds nothing, and it sends its
 	// half body again.
-	var holder net.Conn
-	var refused chan struct{}
-	hold := func() {
-		t.Helper()
-		var err error
-		if holder, err = net.Dial("tcp", srv.Listener.Addr().String()); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := fmt.Fprintf(holder, "POST /evowebservices/ HTTP/1.1\r\nHost: sink\r\nContent-Length: 6000\r\n\r\n%s", strings.Repeat(" ", 3000)); err != nil {
-			t.Fatal(err)
-		}
-		answered := make(chan struct{})
-		go func(c net.Conn) {
-			if n, _ := c.Read(make([]byte, 1)); n > 0 {
-				close(answered)
-			}
-		}(holder)
-		refused = answered
-	}
-	hold()
+	holder, refused := holdHalf(t, srv, 3000)
 	defer func() { holder.Close() }()
 	// The holder's 3000 bytes take 4 KiB of the budget once read: from
 	// then on the large event does not fit.
@@ -320,7 +301,7 @@ func TestBufferedBytesBudget(t *testing.T) {
 		case <-refused:
 			t.Logf("the holder was answered before the large event's %d: sending it again", status)
 			holder.Close()
-			hold()
+			holder, refused = holdHalf(t, srv, 3000)
 			continue
 		default:
 		}
@@ -368,22 +349,21 @@ func TestBufferedBytesBudget(t *testing.T) {
 func TestRefusedBodyIsAnsweredAtOnce(t *testing.T) {
 	f := newFixture(t, Options{MaxBufferedBytes: firstChunk, BodyTimeout: 10 * time.Second})
 	srv := f.server(t)
-	halfSend := func() net.Conn {
-		t.Helper()
-		c, err := net.Dial("tcp", srv.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		if _, err := fmt.Fprintf(c, "POST /evowebservices/ HTTP/1.1\r\nHost: sink\r\nContent-Length: 6000\r\n\r\n%s", strings.Repeat(" ", 100)); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	halfSend() // holds the whole budget once its first bytes are read
+	// The holder takes the whole budget once its first bytes are read,
+	// unless a small event below took it first: then the holder is
+	// answered 503, and sends its half body again.
+	holder, refused := holdHalf(t, srv, 100)
+	defer func() { holder.Close() }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		status, _ := post(t, srv, "/evowebservices/", validPadded(t, 100))
+		select {
+		case <-refused:
+			holder.Close()
+			holder, refused = holdHalf(t, srv, 100)
+			continue
+		default:
+		}
 		if status == http.StatusServiceUnavailable {
 			break
 		}
@@ -393,7 +373,8 @@ func TestRefusedBodyIsAnsweredAtOnce(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	slow := halfSend()
+	slow := halfSend(t, srv, 100)
+	defer slow.Close()
 	// Well within the body's deadline (10 s): the refusal does not wait
 	// for the rest of the body.
 	if err := slow.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
@@ -410,4 +391,33 @@ func TestRefusedBodyIsAnsweredAtOnce(t *testing.T) {
 	if !resp.Close {
 		t.Errorf("the connection of a body read in part is kept (Connection: %q)", resp.Header.Get("Connection"))
 	}
+}
+
+// halfSend sends srv's event sink a POST declaring a body of 6,000 bytes
+// and only the first n of them.
+func halfSend(t *testing.T, srv *httptest.Server, n int) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(c, "POST /evowebservices/ HTTP/1.1\r\nHost: sink\r\nContent-Length: 6000\r\n\r\n%s", strings.Repeat(" ", n)); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c
+}
+
+// holdHalf is halfSend for a body meant to stay held: the channel is
+// closed if the sink answers it.
+func holdHalf(t *testing.T, srv *httptest.Server, n int) (net.Conn, <-chan struct{}) {
+	t.Helper()
+	c := halfSend(t, srv, n)
+	answered := make(chan struct{})
+	go func() {
+		if n, _ := c.Read(make([]byte, 1)); n > 0 {
+			close(answered)
+		}
+	}()
+	return c, answered
 }
