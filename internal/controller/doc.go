@@ -41,7 +41,9 @@
 //     relists after a pull or a name conflict, the listings removals wait
 //     for (after which only the streams they changed are planned again,
 //     diffNames), creation-time lookups of conflicting names, and the
-//     probes of a member that is down or refuses the credentials.
+//     probes of a member that is down or refuses the credentials (once it
+//     is back and listed, its sources are planned on every other member,
+//     diffSourcesOf).
 //   - confirmByName (up to four per member, started as names are announced)
 //     confirms one announced name on its origin with a getStreamInfo call
 //     of its own, never while the origin is being listed.

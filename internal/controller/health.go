@@ -118,6 +118,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		var (
 			full, inbound bool
 			removals      bool // a full listing is for removals only
+			returned      bool // the first full listing since m came back
 			announced     map[string]time.Time
 			lookup        []string
 			next          time.Duration // the soonest a listing waited for is due
@@ -140,6 +141,7 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			c.startConfirmsLocked(m)
 			full = m.work.needList
 			removals = !full
+			returned = m.obs.fullAt.Before(m.health.upAt)
 			if !full && m.work.needListRemove {
 				// Removals are not urgent: they waited teardown_grace
 				// already. Spaced listings serve them all, and leave the
@@ -246,12 +248,18 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 		switch {
 		case full && removals:
 			// Only what the listing changed, and the removals it was
-			// made for, need planning again: whatever else changes a
-			// stream (an event, a source's listing, a reload) queues it
-			// itself, and the resync's diff repairs what was missed.
+			// made for, need planning again. Other changes are queued
+			// by what makes them (an event, a listing of the origin, a
+			// member's return, a reload); what none of them queues (in
+			// mode demand, the members a stream should be on changing
+			// as members go down or are paused) waits for the resync's
+			// diff.
 			c.diffNames(m, changed)
 		case full:
 			c.diffAll([]*member{m}, diffChunk)
+			if returned {
+				c.diffSourcesOf(m)
+			}
 		}
 		// The next listing of a kind waits three times as long as the
 		// last one of that kind took: a member listing thousands of

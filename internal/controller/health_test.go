@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"streamlb/internal/ems"
+	"streamlb/internal/receiver"
 )
 
 // flakyEMS answers every other call with a 500, as a member behind a
@@ -218,6 +219,64 @@ func TestMemberParkedByASlowListingIsListedOnceBack(t *testing.T) {
 		}
 		if n := g.m(addrA).count("listConfig") - lists; n == 0 {
 			t.Errorf("member a not listed in full within 3s of its return")
+		}
+	})
+}
+
+// An origin's return has the other members pull again the replicas they
+// lost while it was down (EMS deletes a keepAlive=0 pull whose connection
+// drops), once its first listing shows its sources: not at the next
+// resync. While it was down, nothing was done about them.
+func TestOriginsReturnRefillsWhatOthersLostWithoutAResync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil) // resync_interval 30 s
+		defer h.end()
+		a, b := h.g.m(addrA), h.g.m(addrB)
+		const uri = "rtmp://127.0.0.1/live/s"
+		h.announce(addrA, "s")
+		h.settle(3 * time.Second)
+		wantReplica(t, b, "s", uri)
+
+		a.setDown(true)
+		h.c.TriggerResync()
+		h.settle(time.Second)
+		if st := memberState(h.c, "a"); st != MemberDown {
+			t.Fatalf("a is %q, want down", st)
+		}
+		b.g.mu.Lock()
+		for id, cfg := range b.configs {
+			if cfg.LocalStreamName == "s" {
+				delete(b.configs, id)
+			}
+		}
+		b.g.mu.Unlock()
+		h.c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamClosed", Name: "s", IP: addrB, Peer: netip.MustParseAddr(addrB),
+			PullURI: uri, Vars: map[string]string{tagGroup: "g1", tagOrigin: addrA}})
+		h.settle(2 * time.Second)
+		if _, ok := b.replicas()["s"]; ok {
+			t.Fatal("b pulled s from a while a was down")
+		}
+		h.c.mu.Lock()
+		lastResync := h.c.resync.At
+		h.c.mu.Unlock()
+
+		a.setDown(false)
+		deadline := time.Now().Add(20 * time.Second) // a's probes back off
+		for memberState(h.c, "a") != MemberUp {
+			if time.Now().After(deadline) {
+				t.Fatal("a not up 20 s after it came back")
+			}
+			h.settle(100 * time.Millisecond)
+		}
+		h.settle(time.Second)
+		h.c.mu.Lock()
+		resynced := !h.c.resync.At.Equal(lastResync)
+		h.c.mu.Unlock()
+		if resynced {
+			t.Fatal("a resync ran before the check; it would refill b itself")
+		}
+		if _, ok := b.replicas()["s"]; !ok {
+			t.Error("b did not pull s again within a second of its origin's return")
 		}
 	})
 }

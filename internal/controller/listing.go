@@ -245,6 +245,40 @@ func (c *Controller) diffNames(m *member, names map[string]struct{}) {
 	flush()
 }
 
+// diffSourcesOf queues on every other member the streams whose source is
+// on o and that need work there, after o's first listing since it came
+// back. While o could not be listed its sources were unknown, and nothing
+// was done about their replicas; those the other members lost meanwhile
+// (EMS deletes a keepAlive=0 pull whose connection drops) are pulled
+// again now, not at the next resync.
+func (c *Controller) diffSourcesOf(o *member) {
+	c.mu.Lock()
+	if c.byName[o.spec.Name] != o || o.health.state != MemberUp {
+		c.mu.Unlock()
+		return
+	}
+	var names []string
+	for name, recs := range c.sources {
+		if rec := recs[o]; rec != nil && rec.absentSince.IsZero() {
+			names = append(names, name)
+		}
+	}
+	others := make([]*member, 0, len(c.members))
+	for _, m := range c.members {
+		if m != o {
+			others = append(others, m)
+		}
+	}
+	c.mu.Unlock()
+	for _, m := range others {
+		set := make(map[string]struct{}, len(names))
+		for _, name := range names {
+			set[name] = struct{}{}
+		}
+		c.diffNames(m, set)
+	}
+}
+
 // planEachLocked runs plan for each member of ms still in the group and up,
 // each on a goroutine of its own but the first: plan reads the controller
 // and writes only its member's queue.
