@@ -650,9 +650,14 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		wasPull = m.obs.configs
 		oldInbound, oldStalled := m.obs.inbound, m.obs.stalled
 		m.obs.replace(start, now, listed, inbound)
-		c.dirtyListingLocked(m, wasPull, oldInbound, oldStalled)
-		if changed != nil {
-			c.listingChangesLocked(m, wasPull, oldInbound, oldStalled, changed)
+		if changed == nil {
+			c.dirtyListingLocked(m, wasPull, oldInbound, oldStalled)
+		} else {
+			// One comparison marks the rows and tells the caller.
+			c.listingChangesLocked(m, wasPull, oldInbound, oldStalled, func(name string) {
+				c.dirtyLocked(name)
+				changed(name)
+			})
 		}
 		// Names confirmed one by one while the configs were read were
 		// looked at after the inbound streams were listed.
