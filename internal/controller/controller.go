@@ -145,10 +145,14 @@ type Controller struct {
 	// membersCh tells Run's member loop that SetMembers added members to
 	// start or retired members to stop.
 	membersCh chan struct{}
-	retired   []*member
-	inbox     *inbox // stream events on their way from the sink
-	journal   *journal
-	rows      rowCache // the status document's rows
+	// rediffCh tells the member loop that the members streams are placed
+	// on changed (mode demand: a member went down, came back, was paused
+	// or resumed), and every stream needs planning again.
+	rediffCh chan struct{}
+	retired  []*member
+	inbox    *inbox // stream events on their way from the sink
+	journal  *journal
+	rows     rowCache // the status document's rows
 	// stopping is set once Run stops its members: a member added later
 	// is not started.
 	stopping bool
@@ -295,6 +299,7 @@ func New(opts Options) (*Controller, error) {
 		ready:     make(chan struct{}),
 		resyncCh:  make(chan struct{}, 1),
 		membersCh: make(chan struct{}, 1),
+		rediffCh:  make(chan struct{}, 1),
 		inbox:     newInbox(),
 		journal:   newJournal(opts.JournalSize),
 		rows:      newRowCache(),
@@ -391,6 +396,12 @@ func (c *Controller) memberLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-c.membersCh:
+		case <-c.rediffCh:
+			c.mu.Lock()
+			ms := slices.Clone(c.members)
+			c.mu.Unlock()
+			c.diffAll(ms, diffChunk)
+			continue
 		}
 		c.mu.Lock()
 		if c.stopping {

@@ -258,6 +258,22 @@ func (d demandSet) has(m *member) bool {
 	return slices.Contains(d.base, m) || slices.Contains(d.extra, m) || d.add == m
 }
 
+// placementChangedLocked has every stream planned again on every member,
+// in mode demand, after a member went down, came back, was paused or was
+// resumed: the members that should hold a copy of a stream are picked
+// among those up and not paused, so a copy lost with a member is made on
+// the next one at once, not at the next resync. In mode all a member's
+// state changes what is wanted on no other member.
+func (c *Controller) placementChangedLocked() {
+	if c.opts.Replication.Mode != ModeDemand {
+		return
+	}
+	select {
+	case c.rediffCh <- struct{}{}:
+	default:
+	}
+}
+
 // demandSetLocked computes who should hold name, whose winning origin is
 // w. It writes nothing.
 func (c *Controller) demandSetLocked(name string, w *member, now time.Time) demandSet {

@@ -293,3 +293,53 @@ func TestDemandCopyKeptOnStaleSamples(t *testing.T) {
 		}
 	})
 }
+
+// In mode demand, pausing the member that holds a stream's copy has the
+// next member in its ranking pull one at once, not at the next resync;
+// the paused member's copy stays.
+func TestDemandCopyMovesAtOnceWhenItsHolderIsPaused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, specs := demandGroup()
+		opts := demandOptions(specs)
+		opts.ResyncInterval = time.Minute
+		c, end := start(t, opts)
+		defer end()
+		g.m(specs[0].Address).publish("cam")
+		c.TriggerResync()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		holder := ""
+		for i, s := range specs[1:] {
+			if _, ok := g.m(s.Address).replicas()["cam"]; ok {
+				holder = specs[i+1].Name
+			}
+		}
+		if holder == "" {
+			t.Fatal("no member holds a copy of cam")
+		}
+		c.mu.Lock()
+		lastResync := c.resync.At
+		c.mu.Unlock()
+
+		if err := c.Pause(holder); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		c.mu.Lock()
+		resynced := !c.resync.At.Equal(lastResync)
+		c.mu.Unlock()
+		if resynced {
+			t.Fatal("a resync ran before the check; it would place the copy itself")
+		}
+		var with []string
+		for _, s := range specs[1:] {
+			if _, ok := g.m(s.Address).replicas()["cam"]; ok {
+				with = append(with, s.Name)
+			}
+		}
+		if len(with) != 2 || !slices.Contains(with, holder) {
+			t.Errorf("a second after %s was paused, copies of cam are on %v; want %s's and one more", holder, with, holder)
+		}
+	})
+}

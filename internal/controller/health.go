@@ -40,6 +40,7 @@ func (c *Controller) setStateLocked(m *member, state string, err error) {
 	prev := m.health.state
 	m.health.state = state
 	c.allDirtyLocked()
+	c.placementChangedLocked()
 	close(m.health.stateChanged)
 	m.health.stateChanged = make(chan struct{})
 	e := Entry{Member: m.spec.Name}

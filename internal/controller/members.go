@@ -29,6 +29,7 @@ func (c *Controller) setPaused(name string, paused bool) error {
 	}
 	m.work.paused = paused
 	c.allDirtyLocked()
+	c.placementChangedLocked()
 	close(m.health.stateChanged)
 	m.health.stateChanged = make(chan struct{})
 	if !paused {
