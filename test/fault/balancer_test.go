@@ -358,6 +358,30 @@ func (r *removals) add(x removal) {
 
 func (r *removals) since(t time.Time) []removal { return r.between(t, time.Time{}) }
 
+// repeats returns the removals logged since t of a config that another
+// balancer had removed from the same member shortly before: two
+// balancers that see the same group decide the same removal, and the
+// second call finds the config gone (EMS answers SUCCESS, and nothing
+// changes on the member).
+func (r *removals) repeats(t time.Time) []removal {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []removal
+	for _, x := range r.list {
+		if x.at.Before(t) {
+			continue
+		}
+		for _, y := range r.list {
+			if y.balancer != x.balancer && y.member == x.member && y.configID == x.configID &&
+				y.at.Before(x.at) && x.at.Sub(y.at) < 5*time.Second {
+				out = append(out, x)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // between returns the removals logged in [from, to); a zero to is now.
 func (r *removals) between(from, to time.Time) []removal {
 	r.mu.Lock()

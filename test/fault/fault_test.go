@@ -66,6 +66,9 @@ type figures struct {
 	// known issue, by issue.
 	KnownIssues      map[string]int `json:"removals_matching_known_issues,omitempty"`
 	QuietWindowCalls float64        `json:"calls_in_quiet_windows"`
+	// RepeatedRemovals counts the quiet-window removals of a config
+	// another balancer had just removed (not counted as calls).
+	RepeatedRemovals int `json:"repeated_removals_in_quiet_windows"`
 	// OriginWindows counts the origin fault windows checked by kind;
 	// ReplicasHeld the replicas of live sources seen kept through them.
 	OriginWindows map[string]int `json:"origin_fault_windows_checked"`
@@ -248,6 +251,18 @@ func TestFaults(t *testing.T) {
 				t.Logf("round %d: %s: %s: %v", round, issueRefusedPulls, k, v)
 				fig.KnownIssues = addCount(fig.KnownIssues, issueRefusedPulls, int(v))
 				delete(diff, k)
+			}
+		}
+		for _, x := range w.removed.repeats(quietFrom) {
+			// The second balancer's call for a removal both decided
+			// before the window: the config was already gone.
+			k := x.balancer + " " + x.member + " removeConfig ok"
+			if diff[k] > 0 {
+				t.Logf("round %d: a removal made by two balancers: %s removed config %d of %s on %s after another balancer did", round, x.balancer, x.configID, x.stream, x.member)
+				fig.RepeatedRemovals++
+				if diff[k]--; diff[k] == 0 {
+					delete(diff, k)
+				}
 			}
 		}
 		if len(diff) > 0 {
