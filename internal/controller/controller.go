@@ -146,8 +146,8 @@ type Controller struct {
 	// start or retired members to stop.
 	membersCh chan struct{}
 	// rediffCh tells the member loop that the members streams are placed
-	// on changed (mode demand: a member went down, came back, was paused
-	// or resumed), and every stream needs planning again.
+	// on changed (mode demand: a member went down or was paused, or was
+	// listed back up), and every stream needs planning again.
 	rediffCh chan struct{}
 	retired  []*member
 	inbox    *inbox // stream events on their way from the sink

@@ -259,11 +259,13 @@ func (d demandSet) has(m *member) bool {
 }
 
 // placementChangedLocked has every stream planned again on every member,
-// in mode demand, after a member went down, came back, was paused or was
-// resumed: the members that should hold a copy of a stream are picked
-// among those up and not paused, so a copy lost with a member is made on
-// the next one at once, not at the next resync. In mode all a member's
-// state changes what is wanted on no other member.
+// in mode demand, after a member went down or was paused, and after the
+// first listing of a member back up: the members that should hold a copy
+// of a stream are picked among those up and not paused, so a copy lost
+// with a member is made on the next one at once, not at the next resync.
+// (Planned at its return instead, before the member is listed and can
+// pull, the copies made meanwhile would go before it holds its own.) In
+// mode all a member's state changes what is wanted on no other member.
 func (c *Controller) placementChangedLocked() {
 	if c.opts.Replication.Mode != ModeDemand {
 		return

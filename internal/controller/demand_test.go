@@ -343,3 +343,82 @@ func TestDemandCopyMovesAtOnceWhenItsHolderIsPaused(t *testing.T) {
 		}
 	})
 }
+
+// A member that held a copy goes down and comes back empty (restarted):
+// the copy placed elsewhere meanwhile, watched by nobody, stays until the
+// returned member holds its own again, so the stream never has fewer than
+// min_copies holders, even while the returned member is slow to list.
+func TestDemandCopyStaysUntilAReturnedMemberHoldsItsOwn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, specs := demandGroup()
+		opts := demandOptions(specs)
+		opts.ResyncInterval = time.Hour
+		c, end := start(t, opts)
+		defer end()
+		idle := func() { // every member idle, nobody watching anything
+			for _, s := range specs {
+				c.ObserveLoad(s.Name, LoadSample{At: time.Now(), Utilization: 0.1})
+			}
+		}
+		g.m(specs[0].Address).publish("cam")
+		c.TriggerResync()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		copies := func() []string {
+			var with []string
+			for _, s := range specs[1:] {
+				if _, ok := g.m(s.Address).replicas()["cam"]; ok {
+					with = append(with, s.Address)
+				}
+			}
+			return with
+		}
+		first := copies()
+		if len(first) != 1 {
+			t.Fatalf("copies of cam on %v; want one", first)
+		}
+		x := g.m(first[0])
+		x.setDown(true)
+		g.mu.Lock()
+		clear(x.configs) // it restarts and forgets its pulls
+		g.mu.Unlock()
+		c.TriggerResync() // finds it down
+		deadline := time.Now().Add(time.Minute)
+		for len(copies()) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no copy of cam was placed while its holder was down")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(2 * time.Minute) // the copy is older than scale_down_after
+		idle()
+		idle()
+		synctest.Wait()
+
+		x.setLatency("listConfig", 3*time.Second)
+		x.setDown(false)
+		name := ""
+		for _, s := range specs {
+			if s.Address == first[0] {
+				name = s.Name
+			}
+		}
+		// Probes back off while it is down: a step of a second until it is
+		// found up, then of 50 ms until it holds its copy.
+		step, deadline := time.Second, time.Now().Add(2*time.Hour)
+		for !slices.Contains(copies(), first[0]) {
+			if len(copies()) == 0 {
+				t.Fatalf("%s is %s and no member holds a copy of cam", name, memberState(c, name))
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is %s and copies of cam are on %v; want one on it", name, memberState(c, name), copies())
+			}
+			if memberState(c, name) == MemberUp {
+				step = 50 * time.Millisecond
+			}
+			idle()
+			time.Sleep(step)
+			synctest.Wait()
+		}
+	})
+}

@@ -40,7 +40,10 @@ func (c *Controller) setStateLocked(m *member, state string, err error) {
 	prev := m.health.state
 	m.health.state = state
 	c.allDirtyLocked()
-	c.placementChangedLocked()
+	if state != MemberUp {
+		// Back up, it changes the placement once it is listed (lister).
+		c.placementChangedLocked()
+	}
 	close(m.health.stateChanged)
 	m.health.stateChanged = make(chan struct{})
 	e := Entry{Member: m.spec.Name}
@@ -260,6 +263,9 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			c.diffAll([]*member{m}, diffChunk)
 			if returned {
 				c.diffSourcesOf(m)
+				c.mu.Lock()
+				c.placementChangedLocked()
+				c.mu.Unlock()
 			}
 		}
 		// The next listing of a kind waits three times as long as the

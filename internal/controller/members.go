@@ -29,7 +29,11 @@ func (c *Controller) setPaused(name string, paused bool) error {
 	}
 	m.work.paused = paused
 	c.allDirtyLocked()
-	c.placementChangedLocked()
+	if paused {
+		// A resumed member keeps the copies it held while paused: the
+		// extra copies made meanwhile go at the next resync.
+		c.placementChangedLocked()
+	}
 	close(m.health.stateChanged)
 	m.health.stateChanged = make(chan struct{})
 	if !paused {
