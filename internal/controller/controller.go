@@ -166,6 +166,9 @@ type Controller struct {
 	// afterDiffChunk, when set, runs between two chunks of a diff, with
 	// the lock free (tests).
 	afterDiffChunk func()
+	// diffedNames, when set, is told how many names each diff of some
+	// streams on one member plans, with the lock free (tests).
+	diffedNames func(m *member, n int)
 }
 
 // source is one stream seen as a source on one origin.

@@ -219,6 +219,9 @@ func (c *Controller) diffNames(m *member, names map[string]struct{}) {
 		names[name] = struct{}{}
 	}
 	c.mu.Unlock()
+	if c.diffedNames != nil {
+		c.diffedNames(m, len(names))
+	}
 	batch := make([]string, 0, min(len(names), diffChunk))
 	flush := func() {
 		c.mu.Lock()

@@ -233,9 +233,17 @@ func TestRemovalListingsPlanOnlyWhatTheyChanged(t *testing.T) {
 		if got := len(b.replicas()); got != n {
 			t.Fatalf("b holds %d replicas, want %d", got, n)
 		}
-		var diffs atomic.Int64
+		var diffs, onB, most atomic.Int64
 		h.c.mu.Lock()
 		h.c.afterDiffChunk = func() { diffs.Add(1) }
+		h.c.diffedNames = func(m *member, n int) {
+			if m.spec.Address == addrB {
+				onB.Add(1)
+				if int64(n) > most.Load() {
+					most.Store(int64(n))
+				}
+			}
+		}
 		lastResync := h.c.resync.At
 		h.c.mu.Unlock()
 		lists := b.count("listConfig")
@@ -269,6 +277,12 @@ func TestRemovalListingsPlanOnlyWhatTheyChanged(t *testing.T) {
 		}
 		if got := diffs.Load(); got > 0 {
 			t.Errorf("%d chunks of a diff of every stream ran after b's removal listings, want none", got)
+		}
+		// s00's removal and s01's lost config: no more on any listing.
+		if onB.Load() == 0 {
+			t.Error("no diff followed b's removal listings")
+		} else if got := most.Load(); got > 2 {
+			t.Errorf("a diff after a removal listing of b planned %d streams, want at most 2 (s00, s01) of %d", got, n)
 		}
 	})
 }
