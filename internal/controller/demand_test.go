@@ -294,29 +294,50 @@ func TestDemandCopyKeptOnStaleSamples(t *testing.T) {
 	})
 }
 
+// camCopied starts a balancer in mode demand over demandGroup with
+// resync_interval resync, publishes cam on a and lets the first resync
+// place its copy. copies returns the members holding a copy of cam.
+func camCopied(t *testing.T, resync time.Duration) (g *fakeGroup, specs []MemberSpec, c *Controller, end func(), copies func() []MemberSpec) {
+	g, specs = demandGroup()
+	opts := demandOptions(specs)
+	opts.ResyncInterval = resync
+	c, end = start(t, opts)
+	g.m(specs[0].Address).publish("cam")
+	c.TriggerResync()
+	time.Sleep(5 * time.Second)
+	synctest.Wait()
+	copies = func() []MemberSpec {
+		var with []MemberSpec
+		for _, s := range specs[1:] {
+			if _, ok := g.m(s.Address).replicas()["cam"]; ok {
+				with = append(with, s)
+			}
+		}
+		return with
+	}
+	return g, specs, c, end, copies
+}
+
+func specNames(ss []MemberSpec) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
 // In mode demand, pausing the member that holds a stream's copy has the
 // next member in its ranking pull one at once, not at the next resync;
 // the paused member's copy stays.
 func TestDemandCopyMovesAtOnceWhenItsHolderIsPaused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, specs := demandGroup()
-		opts := demandOptions(specs)
-		opts.ResyncInterval = time.Minute
-		c, end := start(t, opts)
+		_, _, c, end, copies := camCopied(t, time.Minute)
 		defer end()
-		g.m(specs[0].Address).publish("cam")
-		c.TriggerResync()
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
-		holder := ""
-		for i, s := range specs[1:] {
-			if _, ok := g.m(s.Address).replicas()["cam"]; ok {
-				holder = specs[i+1].Name
-			}
+		first := copies()
+		if len(first) != 1 {
+			t.Fatalf("copies of cam on %v; want one", specNames(first))
 		}
-		if holder == "" {
-			t.Fatal("no member holds a copy of cam")
-		}
+		holder := first[0].Name
 		c.mu.Lock()
 		lastResync := c.resync.At
 		c.mu.Unlock()
@@ -332,12 +353,7 @@ func TestDemandCopyMovesAtOnceWhenItsHolderIsPaused(t *testing.T) {
 		if resynced {
 			t.Fatal("a resync ran before the check; it would place the copy itself")
 		}
-		var with []string
-		for _, s := range specs[1:] {
-			if _, ok := g.m(s.Address).replicas()["cam"]; ok {
-				with = append(with, s.Name)
-			}
-		}
+		with := specNames(copies())
 		if len(with) != 2 || !slices.Contains(with, holder) {
 			t.Errorf("a second after %s was paused, copies of cam are on %v; want %s's and one more", holder, with, holder)
 		}
@@ -350,34 +366,19 @@ func TestDemandCopyMovesAtOnceWhenItsHolderIsPaused(t *testing.T) {
 // min_copies holders, even while the returned member is slow to list.
 func TestDemandCopyStaysUntilAReturnedMemberHoldsItsOwn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, specs := demandGroup()
-		opts := demandOptions(specs)
-		opts.ResyncInterval = time.Hour
-		c, end := start(t, opts)
+		g, specs, c, end, copies := camCopied(t, time.Hour)
 		defer end()
 		idle := func() { // every member idle, nobody watching anything
 			for _, s := range specs {
 				c.ObserveLoad(s.Name, LoadSample{At: time.Now(), Utilization: 0.1})
 			}
 		}
-		g.m(specs[0].Address).publish("cam")
-		c.TriggerResync()
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
-		copies := func() []string {
-			var with []string
-			for _, s := range specs[1:] {
-				if _, ok := g.m(s.Address).replicas()["cam"]; ok {
-					with = append(with, s.Address)
-				}
-			}
-			return with
-		}
 		first := copies()
 		if len(first) != 1 {
-			t.Fatalf("copies of cam on %v; want one", first)
+			t.Fatalf("copies of cam on %v; want one", specNames(first))
 		}
-		x := g.m(first[0])
+		name := first[0].Name
+		x := g.m(first[0].Address)
 		x.setDown(true)
 		g.mu.Lock()
 		clear(x.configs) // it restarts and forgets its pulls
@@ -397,21 +398,15 @@ func TestDemandCopyStaysUntilAReturnedMemberHoldsItsOwn(t *testing.T) {
 
 		x.setLatency("listConfig", 3*time.Second)
 		x.setDown(false)
-		name := ""
-		for _, s := range specs {
-			if s.Address == first[0] {
-				name = s.Name
-			}
-		}
 		// Probes back off while it is down: a step of a second until it is
 		// found up, then of 50 ms until it holds its copy.
 		step, deadline := time.Second, time.Now().Add(2*time.Hour)
-		for !slices.Contains(copies(), first[0]) {
+		for !slices.Contains(specNames(copies()), name) {
 			if len(copies()) == 0 {
 				t.Fatalf("%s is %s and no member holds a copy of cam", name, memberState(c, name))
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s is %s and copies of cam are on %v; want one on it", name, memberState(c, name), copies())
+				t.Fatalf("%s is %s and copies of cam are on %v; want one on it", name, memberState(c, name), specNames(copies()))
 			}
 			if memberState(c, name) == MemberUp {
 				step = 50 * time.Millisecond
