@@ -138,6 +138,21 @@ func (c *Controller) hotLocked(m *member, now time.Time) bool {
 		m.health.load[0].Utilization >= u && m.health.load[1].Utilization >= u
 }
 
+// streamsCopyLocked reports whether m holds this group's copy of name
+// from w and it was seen streaming: in m's last full listing, taken since
+// m last came back up, and not pulled again since.
+func (c *Controller) streamsCopyLocked(m *member, name string, w *member) bool {
+	if m.health.state != MemberUp || !m.obs.listed || m.obs.fullAt.Before(m.health.upAt) {
+		return false
+	}
+	cfg, ok := c.copyOfLocked(m, name, w)
+	if !ok || cfg.pulledAt != 0 {
+		return false
+	}
+	_, stalled := m.obs.stalled[cfg.id]
+	return !stalled
+}
+
 // holdsCopyLocked reports whether m holds this group's copy of name from w.
 func (c *Controller) holdsCopyLocked(m *member, name string, w *member) bool {
 	_, ok := c.copyOfLocked(m, name, w)
@@ -294,14 +309,30 @@ func (c *Controller) demandSetLocked(name string, w *member, now time.Time) dema
 			d.base = append(d.base, m)
 		}
 	}
+	// A member of the base set whose copy is not seen streaming (not
+	// pulled yet, not streaming yet, or not listed since it came back) has
+	// a copy beyond the set stand in for it: the copy that takes another's
+	// place in the set streams before the other goes.
+	standIns := 0
+	for _, m := range d.base {
+		if !c.streamsCopyLocked(m, name, w) {
+			standIns++
+		}
+	}
 	// Copies beyond the base set that exist stay while they may have
-	// viewers or are younger than scale_down_after.
+	// viewers or are younger than scale_down_after, or stand in.
 	for _, m := range rank {
-		if m == w || slices.Contains(d.base, m) || len(d.base)+len(d.extra) >= limit {
+		if m == w || slices.Contains(d.base, m) {
 			continue
 		}
-		if cfg, ok := c.copyOfLocked(m, name, w); ok && c.keepCopyLocked(m, name, cfg, now) {
+		cfg, ok := c.copyOfLocked(m, name, w)
+		switch {
+		case !ok:
+		case len(d.base)+len(d.extra) < limit && c.keepCopyLocked(m, name, cfg, now):
 			d.extra = append(d.extra, m)
+		case standIns > 0:
+			d.extra = append(d.extra, m)
+			standIns--
 		}
 	}
 	if len(d.base)+len(d.extra) >= limit {

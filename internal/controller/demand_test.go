@@ -361,10 +361,11 @@ func TestDemandCopyMovesAtOnceWhenItsHolderIsPaused(t *testing.T) {
 }
 
 // A member that held a copy goes down and comes back empty (restarted):
-// the copy placed elsewhere meanwhile, watched by nobody, stays until the
-// returned member holds its own again, so the stream never has fewer than
-// min_copies holders, even while the returned member is slow to list.
-func TestDemandCopyStaysUntilAReturnedMemberHoldsItsOwn(t *testing.T) {
+// the copy placed elsewhere meanwhile, watched by nobody, stands in until
+// the returned member's own copy streams, so the stream never has fewer
+// than min_copies holders, even while the returned member is slow to list
+// and its pull does not connect. Once its copy streams, the stand-in goes.
+func TestDemandCopyStandsInUntilAReturnedMemberStreamsItsOwn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, specs, c, end, copies := camCopied(t, time.Hour)
 		defer end()
@@ -382,6 +383,7 @@ func TestDemandCopyStaysUntilAReturnedMemberHoldsItsOwn(t *testing.T) {
 		x.setDown(true)
 		g.mu.Lock()
 		clear(x.configs) // it restarts and forgets its pulls
+		x.cut = true     // and cannot reach the origin for a while
 		g.mu.Unlock()
 		c.TriggerResync() // finds it down
 		deadline := time.Now().Add(time.Minute)
@@ -391,6 +393,7 @@ func TestDemandCopyStaysUntilAReturnedMemberHoldsItsOwn(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+		standIn := specNames(copies())
 		time.Sleep(2 * time.Minute) // the copy is older than scale_down_after
 		idle()
 		idle()
@@ -402,8 +405,8 @@ func TestDemandCopyStaysUntilAReturnedMemberHoldsItsOwn(t *testing.T) {
 		// found up, then of 50 ms until it holds its copy.
 		step, deadline := time.Second, time.Now().Add(2*time.Hour)
 		for !slices.Contains(specNames(copies()), name) {
-			if len(copies()) == 0 {
-				t.Fatalf("%s is %s and no member holds a copy of cam", name, memberState(c, name))
+			if !slices.Equal(specNames(copies()), standIn) {
+				t.Fatalf("%s is %s and copies of cam are on %v; want %v until it pulls", name, memberState(c, name), specNames(copies()), standIn)
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("%s is %s and copies of cam are on %v; want one on it", name, memberState(c, name), specNames(copies()))
@@ -414,6 +417,36 @@ func TestDemandCopyStaysUntilAReturnedMemberHoldsItsOwn(t *testing.T) {
 			idle()
 			time.Sleep(step)
 			synctest.Wait()
+		}
+		// A resync's listing of x shows its copy not streaming. (Without the
+		// latency: a listing waiting for another of the same member blocks
+		// on a mutex, which stops the bubble's clock.)
+		x.setLatency("listConfig", 0)
+		lists := x.count("listConfig")
+		c.TriggerResync()
+		time.Sleep(5 * time.Second)
+		idle()
+		synctest.Wait()
+		if x.count("listConfig") == lists {
+			t.Fatalf("%s was not listed by the resync", name)
+		}
+		if got := specNames(copies()); !slices.Contains(got, standIn[0]) {
+			t.Fatalf("copies of cam are on %v while %s's does not stream; want %s's to stay", got, name, standIn[0])
+		}
+
+		g.mu.Lock()
+		x.cut = false
+		g.mu.Unlock()
+		c.TriggerResync()
+		deadline = time.Now().Add(time.Minute)
+		for !slices.Equal(specNames(copies()), []string{name}) {
+			if time.Now().After(deadline) {
+				t.Fatalf("copies of cam are on %v after %s's streams; want it only", specNames(copies()), name)
+			}
+			idle()
+			time.Sleep(time.Second)
+			synctest.Wait()
+			c.TriggerResync()
 		}
 	})
 }
