@@ -254,10 +254,11 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			// Only what the listing changed, and the removals it was
 			// made for, need planning again. Other changes are queued
 			// by what makes them (an event, a listing of the origin, a
-			// member's return, a reload); what none of them queues (in
-			// mode demand, the members a stream should be on changing
-			// as members go down or are paused) waits for the resync's
-			// diff.
+			// member's return, a reload, in mode demand a change of
+			// the members streams are placed on); what none of them
+			// queues (in mode demand, a stand-in copy no longer needed
+			// once the copy it stood in for streams) waits for the
+			// resync's diff.
 			c.diffNames(m, changed)
 		case full:
 			c.diffAll([]*member{m}, diffChunk)
