@@ -695,8 +695,8 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 		for _, name := range inbound {
 			cfgs := m.obs.configs[name]
 			for i := range cfgs {
-				if cfgs[i].pulledAt != 0 && cfgs[i].pulledAt < started.UnixNano() {
-					cfgs[i].pulledAt = 0
+				if (cfgs[i].pulledAt != 0 || cfgs[i].hinted) && cfgs[i].pulledAt < started.UnixNano() {
+					cfgs[i].pulledAt, cfgs[i].hinted = 0, false
 					c.dirtyLocked(name)
 				}
 			}

@@ -139,14 +139,15 @@ func (c *Controller) hotLocked(m *member, now time.Time) bool {
 }
 
 // streamsCopyLocked reports whether m holds this group's copy of name
-// from w and it was seen streaming: in m's last full listing, taken since
-// m last came back up, and not pulled again since.
+// from w and a listing showed it streaming: m's last full listing, taken
+// since m last came back up, or a listing of its inbound streams since
+// the pull. An event's word is not enough.
 func (c *Controller) streamsCopyLocked(m *member, name string, w *member) bool {
 	if m.health.state != MemberUp || !m.obs.listed || m.obs.fullAt.Before(m.health.upAt) {
 		return false
 	}
 	cfg, ok := c.copyOfLocked(m, name, w)
-	if !ok || cfg.pulledAt != 0 {
+	if !ok || cfg.pulledAt != 0 || cfg.hinted {
 		return false
 	}
 	_, stalled := m.obs.stalled[cfg.id]

@@ -3,12 +3,15 @@ package controller
 import (
 	"fmt"
 	"math"
+	"net/netip"
 	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"pgregory.net/rapid"
+
+	"streamlb/internal/receiver"
 )
 
 // demandGroup is six fake members a–f on 127.0.0.1–6.
@@ -364,7 +367,8 @@ func TestDemandCopyMovesAtOnceWhenItsHolderIsPaused(t *testing.T) {
 // the copy placed elsewhere meanwhile, watched by nobody, stands in until
 // the returned member's own copy streams, so the stream never has fewer
 // than min_copies holders, even while the returned member is slow to list
-// and its pull does not connect. Once its copy streams, the stand-in goes.
+// and its pull does not connect, and whatever its replica's event says.
+// Once a listing shows its copy streaming, the stand-in goes.
 func TestDemandCopyStandsInUntilAReturnedMemberStreamsItsOwn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, specs, c, end, copies := camCopied(t, time.Hour)
@@ -418,6 +422,28 @@ func TestDemandCopyStandsInUntilAReturnedMemberStreamsItsOwn(t *testing.T) {
 			time.Sleep(step)
 			synctest.Wait()
 		}
+		// Its replica's inStreamCreated, forged or early, is not a listing:
+		// the stand-in stays when every stream is planned again.
+		uri := x.replicas()["cam"]
+		c.HandleStreamEvent(receiver.StreamEvent{Type: "inStreamCreated", Name: "cam", IP: first[0].Address,
+			Peer: netip.MustParseAddr(first[0].Address), PullURI: uri, Vars: map[string]string{tagGroup: "g1", tagOrigin: specs[0].Address}})
+		synctest.Wait()
+		other := specs[len(specs)-1].Name
+		if other == name || other == standIn[0] {
+			other = specs[len(specs)-2].Name
+		}
+		if err := c.Pause(other); err != nil { // has every stream planned again
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := specNames(copies()); !slices.Contains(got, standIn[0]) {
+			t.Fatalf("copies of cam are on %v after an event said %s's streams; want %s's to stay until a listing shows it", got, name, standIn[0])
+		}
+		if err := c.Resume(other); err != nil {
+			t.Fatal(err)
+		}
+
 		// A resync's listing of x shows its copy not streaming. (Without the
 		// latency: a listing waiting for another of the same member blocks
 		// on a mutex, which stops the bubble's clock.)

@@ -192,7 +192,9 @@ func (c *Controller) replicaEventLocked(m *member, ev receiver.StreamEvent) {
 			continue
 		}
 		if ev.Type == "inStreamCreated" {
-			cfg.pulledAt = 0
+			if cfg.pulledAt != 0 {
+				cfg.pulledAt, cfg.hinted = 0, true
+			}
 			delete(m.obs.stalled, cfg.id)
 		} else if _, ok := m.obs.stalled[cfg.id]; !ok {
 			m.obs.stalled[cfg.id] = time.Now()

@@ -221,6 +221,10 @@ type pullCfg struct {
 	tagOrigin string
 	tagged    bool // carries streamlb's provenance tag
 	ours      bool // tagged with this controller's group
+	// hinted is set when the replica's own inStreamCreated, not a
+	// listing, said this pull streams: shown as present, but it lets no
+	// other copy go.
+	hinted bool
 	// pulledAt (Unix nanoseconds) is set on a config this controller
 	// pulled and has not seen streaming yet; 0 for a listed one.
 	pulledAt int64
