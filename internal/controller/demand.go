@@ -331,7 +331,8 @@ func (c *Controller) demandSetLocked(name string, w *member, now time.Time) dema
 		case !ok:
 		case len(d.base)+len(d.extra) < limit && c.keepCopyLocked(m, name, cfg, now):
 			d.extra = append(d.extra, m)
-		case standIns > 0:
+		case standIns > 0 && m.health.state == MemberUp:
+			// A down member's copy serves nobody: it stands in for none.
 			d.extra = append(d.extra, m)
 			standIns--
 		}

@@ -476,3 +476,69 @@ func TestDemandCopyStandsInUntilAReturnedMemberStreamsItsOwn(t *testing.T) {
 		}
 	})
 }
+
+// A copy stands in only on a member that is up: when the member first in
+// a stream's ranking goes down with its copy, and the next one's new pull
+// does not stream yet, a watched-before copy further down the ranking
+// stays, not the down member's, which serves nobody.
+func TestDemandStandInIsOnAMemberUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, specs, c, end, copies := camCopied(t, time.Hour)
+		defer end()
+		byName := map[string]MemberSpec{}
+		for _, s := range specs {
+			byName[s.Name] = s
+		}
+		c.mu.Lock()
+		var rank []string
+		for _, m := range c.rankLocked("cam") {
+			if m.spec.Address != specs[0].Address {
+				rank = append(rank, m.spec.Name)
+			}
+		}
+		c.mu.Unlock()
+		if got := specNames(copies()); !slices.Equal(got, rank[:1]) {
+			t.Fatalf("copies of cam on %v; want on %s, first in its ranking %v", got, rank[0], rank)
+		}
+		x, y, z := g.m(byName[rank[0]].Address), g.m(byName[rank[1]].Address), g.m(byName[rank[2]].Address)
+		sample := func(viewersOnZ int) {
+			for _, s := range specs {
+				ls := LoadSample{At: time.Now(), Utilization: 0.1}
+				if s.Name == rank[2] {
+					ls.Viewers = map[string]int{"cam": viewersOnZ}
+				}
+				c.ObserveLoad(s.Name, ls)
+			}
+		}
+		// z holds a copy its viewers keep.
+		z.addConfig("cam", x.replicas()["cam"], map[string]string{tagGroup: "g1", tagOrigin: specs[0].Address})
+		sample(1)
+		sample(1)
+		c.TriggerResync()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if got, want := specNames(copies()), []string{rank[0], rank[2]}; !slices.Equal(got, want) && !slices.Equal(got, []string{want[1], want[0]}) {
+			t.Fatalf("copies of cam on %v; want on %s and %s", got, rank[0], rank[2])
+		}
+
+		// x goes down, y's pull cannot connect, nobody watches z's copy.
+		g.mu.Lock()
+		y.cut = true
+		g.mu.Unlock()
+		x.setDown(true)
+		sample(0)
+		sample(0)
+		c.TriggerResync()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if st := memberState(c, rank[0]); st != MemberDown {
+			t.Fatalf("%s is %s, want down", rank[0], st)
+		}
+		if _, ok := y.replicas()["cam"]; !ok {
+			t.Fatalf("%s did not pull cam when %s went down", rank[1], rank[0])
+		}
+		if _, ok := z.replicas()["cam"]; !ok {
+			t.Errorf("%s's copy of cam went while %s is down and %s's does not stream", rank[2], rank[0], rank[1])
+		}
+	})
+}
