@@ -713,9 +713,6 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 			delete(m.obs.checked, name)
 		}
 	}
-	if m.obs.runStart.IsZero() {
-		m.obs.runStart = started
-	}
 	if full {
 		m.obs.fullAt = started
 		c.failingTransitionsLocked(m, now)

@@ -335,6 +335,34 @@ func TestPeerReplicaOfANewSourceIsKept(t *testing.T) {
 	})
 }
 
+// A replica another balancer pulled of a source that came and went between
+// two looks at its origin is removed a grace after the first look that
+// found it gone, not at once: that the origin's earlier listings did not
+// show it says nothing of when it ended.
+func TestPeerReplicaOfAnUnseenSourceWaitsOutTheGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil) // resync at 0s and 30s, grace 10s
+		defer h.end()
+		h.settle(31 * time.Second) // a listed at 30s
+		a, b := h.g.m(addrA), h.g.m(addrB)
+		a.publish("brief") // and gone before this balancer looks again
+		b.addConfig("brief", "rtmp://127.0.0.1/live/brief", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		a.unpublish("brief")
+		h.c.mu.Lock()
+		mb := h.c.byName["b"]
+		mb.work.needList = true
+		h.c.wakeLocked(mb)
+		h.c.mu.Unlock()
+		h.settle(9 * time.Second)
+		if n := b.count("removeConfig"); n != 0 {
+			t.Fatalf("%d removeConfig on b within the grace of the first look at a without the source", n)
+		}
+		wantReplica(t, b, "brief", "rtmp://127.0.0.1/live/brief")
+		h.settle(5 * time.Second)
+		wantReplica(t, b, "brief", "")
+	})
+}
+
 // An absence seen before the origin could not be listed is not carried
 // across the outage: once it is back, the grace starts again.
 func TestAbsenceIsNotCountedAcrossAnOutage(t *testing.T) {

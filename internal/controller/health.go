@@ -62,8 +62,7 @@ func (c *Controller) setStateLocked(m *member, state string, err error) {
 		// removed on their account for as long as it lasts. An absence
 		// seen before is forgotten too: the source may come and go
 		// unseen meanwhile, so once the member is back its absence counts
-		// from its first listing again.
-		m.obs.runStart = time.Time{}
+		// again from a look taken after it (planLocked, unseen).
 		for name, recs := range c.sources {
 			if rec := recs[m]; rec != nil && !rec.absentSince.IsZero() {
 				delete(recs, m)

@@ -84,6 +84,32 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 	}
 }
 
+// absentUnseenLocked records name absent from origin o since the first
+// look at o taken after decided, if it did not show name, and reports
+// whether it did. The name is one this controller has no record of on o, though a
+// replica pulls it from there: the source came and went between two looks
+// at o, and the replica was pulled meanwhile. The look is the first
+// evidence of its end, so the grace counts from there, whatever o's
+// listings did not show before.
+func (c *Controller) absentUnseenLocked(o *member, name string, decided time.Time) bool {
+	at := o.obs.inboundAt
+	if checked := o.obs.checked[name]; checked.After(at) {
+		at = checked
+	}
+	if _, shown := o.obs.inbound[name]; shown || decided.IsZero() || at.Before(decided) || c.sources[name][o] != nil {
+		return false // an inbound-only listing that did not ask for name
+	}
+	recs := c.sources[name]
+	if recs == nil {
+		recs = make(map[*member]*source, 1)
+		c.sources[name] = recs
+	}
+	recs[o] = &source{firstSeen: at, absentSince: at}
+	c.dirtyLocked(name)
+	c.record(Entry{At: at, Kind: EntrySourceEnded, Member: o.spec.Name, Stream: name, Detail: "not seen as a source; a replica pulls it"})
+	return true
+}
+
 // sourceAppearedLocked journals name appearing as a source on m, and
 // queues what it needs.
 func (c *Controller) sourceAppearedLocked(m *member, name string, recs map[*member]*source, now time.Time) {

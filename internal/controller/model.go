@@ -54,12 +54,8 @@ type observed struct {
 	// inboundAt is when the listing that gave inbound started, fullAt
 	// when the last full one (configs too) did.
 	inboundAt, fullAt time.Time
-	// runStart is when the first of the member's current run of
-	// successful listings started: a source it has not shown since was
-	// absent at least since then. Zero while the member cannot be listed.
-	runStart   time.Time
-	ownChanges map[string]uint64    // names this controller changed, and at which generation
-	stalled    map[uint64]time.Time // configIds first seen not streaming (any status but 0)
+	ownChanges        map[string]uint64    // names this controller changed, and at which generation
+	stalled           map[uint64]time.Time // configIds first seen not streaming (any status but 0)
 	// failing holds the configs journaled as failing (not streaming past
 	// the grace), by configId, with their stream's name.
 	failing map[uint64]string

@@ -166,6 +166,10 @@ type action struct {
 	// since its last full listing, or holds a pull this controller made
 	// and has not seen streaming yet.
 	relist bool
+	// unseen marks a confirmation of a source this controller has no
+	// record of on origin: the look at origin it asks for starts the
+	// source's absence, and the grace with it.
+	unseen bool
 }
 
 // reasonNotNeeded is the reason of a demand copy's removal; reasonEnded
@@ -290,10 +294,17 @@ func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) act
 		if o.health.state != MemberUp || !o.obs.listed {
 			return action{kind: actNone}
 		}
-		absent := o.obs.runStart
-		if rec := c.sources[name][o]; rec != nil && !rec.absentSince.IsZero() {
-			absent = rec.absentSince
+		rec := c.sources[name][o]
+		if rec == nil {
+			// This controller never saw the source on o, or forgot it
+			// while o was down: it came and went between two looks at o
+			// (another balancer pulled this replica meanwhile), or ended
+			// before this controller started. That o's listings do not
+			// show it says nothing of when it ended: its absence starts
+			// at the first look at o taken after this decision (work).
+			return action{kind: actConfirm, origin: o, unseen: true}
 		}
+		absent := rec.absentSince
 		if gone := now.Sub(absent); gone < c.opts.TeardownGrace {
 			return action{kind: actWait, after: c.opts.TeardownGrace - gone}
 		}

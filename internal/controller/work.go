@@ -103,6 +103,11 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 	default:
 		delete(m.work.removals, name)
 	}
+	if a.unseen && c.absentUnseenLocked(a.origin, name, m.work.removals[name]) {
+		// The source's absence starts now: plan it again, to wait.
+		delete(m.work.removals, name)
+		a = c.planLocked(m, name, start)
+	}
 	if a.relist {
 		if a.kind == actConfirm {
 			// A replica's source ended: its removal waits for a listing
