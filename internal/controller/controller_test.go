@@ -67,6 +67,16 @@ func (h *harness) settle(d time.Duration) {
 	synctest.Wait()
 }
 
+// relist asks for a full listing of the member named name now, as a
+// name's conflict or a peer's pull would, without waiting for the resync.
+func (h *harness) relist(name string) {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	m := h.c.byName[name]
+	m.work.needList = true
+	h.c.wakeLocked(m)
+}
+
 func (h *harness) event(typ, origin, name string) {
 	h.c.HandleStreamEvent(receiver.StreamEvent{Type: typ, Name: name, IP: origin, Peer: netip.MustParseAddr(origin)})
 }

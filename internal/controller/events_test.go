@@ -278,11 +278,7 @@ func TestManyNamesDoNotWaitOutAFullListingsPause(t *testing.T) {
 		a.setLatency("listConfig", time.Second)
 		a.setLatency("getStreamInfo", 50*time.Millisecond)
 		lists := a.count("listConfig")
-		h.c.mu.Lock()
-		m := h.c.byName["a"]
-		m.work.needList = true // as a name's conflict asks
-		h.c.wakeLocked(m)
-		h.c.mu.Unlock()
+		h.relist("a") // as a name's conflict asks
 		h.settle(1100 * time.Millisecond)
 		if n := a.count("listConfig") - lists; n != 1 {
 			t.Fatalf("%d full listings of the origin, want 1", n)

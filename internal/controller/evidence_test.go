@@ -322,11 +322,7 @@ func TestPeerReplicaOfANewSourceIsKept(t *testing.T) {
 		h.g.m(addrA).publish("new")
 		b := h.g.m(addrB)
 		b.addConfig("new", "rtmp://127.0.0.1/live/new", map[string]string{tagGroup: "g1", tagOrigin: addrA})
-		h.c.mu.Lock()
-		mb := h.c.byName["b"]
-		mb.work.needList = true // b is listed (its peer's replica seen), a is not
-		h.c.wakeLocked(mb)
-		h.c.mu.Unlock()
+		h.relist("b") // b is listed (its peer's replica seen), a is not
 		h.settle(5 * time.Second)
 		if n := b.count("removeConfig"); n != 0 {
 			t.Errorf("%d removeConfig on b: the peer's replica of a live source was removed", n)
@@ -348,11 +344,7 @@ func TestPeerReplicaOfAnUnseenSourceWaitsOutTheGrace(t *testing.T) {
 		a.publish("brief") // and gone before this balancer looks again
 		b.addConfig("brief", "rtmp://127.0.0.1/live/brief", map[string]string{tagGroup: "g1", tagOrigin: addrA})
 		a.unpublish("brief")
-		h.c.mu.Lock()
-		mb := h.c.byName["b"]
-		mb.work.needList = true
-		h.c.wakeLocked(mb)
-		h.c.mu.Unlock()
+		h.relist("b")
 		h.settle(9 * time.Second)
 		if n := b.count("removeConfig"); n != 0 {
 			t.Fatalf("%d removeConfig on b within the grace of the first look at a without the source", n)

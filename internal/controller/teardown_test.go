@@ -193,12 +193,8 @@ func TestListingsDoNotRequeueReplicasWaitingOutTheirGrace(t *testing.T) {
 			return 0
 		}
 		before, lists := works(), b.count("listConfig")
-		m := h.c.byName["b"]
 		for range 5 {
-			h.c.mu.Lock()
-			m.work.needList = true
-			h.c.wakeLocked(m)
-			h.c.mu.Unlock()
+			h.relist("b")
 			h.settle(time.Second)
 		}
 		if got := b.count("listConfig") - lists; got != 5 {
