@@ -5,6 +5,8 @@ package controller
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -258,7 +260,12 @@ func (c *Controller) lister(ctx context.Context, m *member) {
 			// queues (in mode demand, a stand-in copy no longer needed
 			// once the copy it stood in for streams) waits for the
 			// resync's diff.
-			c.diffNames(m, changed)
+			c.mu.Lock()
+			for name := range m.work.removals {
+				changed[name] = struct{}{}
+			}
+			c.mu.Unlock()
+			c.diffNames(m, slices.Collect(maps.Keys(changed)))
 		case full:
 			c.diffAll([]*member{m}, diffChunk)
 			if returned {

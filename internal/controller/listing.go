@@ -235,28 +235,20 @@ func (c *Controller) diffAll(ms []*member, chunk int) time.Duration {
 	return longest
 }
 
-// diffNames queues on m every stream of names, and every replica whose
-// removal waits on m, that needs work there: the streams a full listing of
-// m made for removals changed. It lets go of the lock every diffChunk
-// names.
-func (c *Controller) diffNames(m *member, names map[string]struct{}) {
-	c.mu.Lock()
-	for name := range m.work.removals {
-		names[name] = struct{}{}
-	}
-	c.mu.Unlock()
+// diffNames queues on m every stream of names that needs work there. It
+// lets go of the lock every diffChunk names.
+func (c *Controller) diffNames(m *member, names []string) {
 	if c.diffedNames != nil {
 		c.diffedNames(m, len(names))
 	}
-	batch := make([]string, 0, min(len(names), diffChunk))
-	flush := func() {
+	for i := 0; i < len(names); i += diffChunk {
 		c.mu.Lock()
-		defer c.mu.Unlock()
 		if c.byName[m.spec.Name] != m || m.health.state != MemberUp {
+			c.mu.Unlock()
 			return
 		}
 		now := time.Now()
-		for _, name := range batch {
+		for _, name := range names[i:min(i+diffChunk, len(names))] {
 			if _, ok := c.sources[name]; ok {
 				v := c.viewLocked(name, now)
 				c.diffViewLocked(m, &v, now)
@@ -264,14 +256,8 @@ func (c *Controller) diffNames(m *member, names map[string]struct{}) {
 				c.diffOrphanLocked(m, name, now)
 			}
 		}
-		batch = batch[:0]
+		c.mu.Unlock()
 	}
-	for name := range names {
-		if batch = append(batch, name); len(batch) == diffChunk {
-			flush()
-		}
-	}
-	flush()
 }
 
 // diffSourcesOf queues on every other member the streams whose source is
@@ -300,11 +286,7 @@ func (c *Controller) diffSourcesOf(o *member) {
 	}
 	c.mu.Unlock()
 	for _, m := range others {
-		set := make(map[string]struct{}, len(names))
-		for _, name := range names {
-			set[name] = struct{}{}
-		}
-		c.diffNames(m, set)
+		c.diffNames(m, names)
 	}
 }
 
