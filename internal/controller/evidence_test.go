@@ -345,13 +345,92 @@ func TestPeerReplicaOfAnUnseenSourceWaitsOutTheGrace(t *testing.T) {
 		b.addConfig("brief", "rtmp://127.0.0.1/live/brief", map[string]string{tagGroup: "g1", tagOrigin: addrA})
 		a.unpublish("brief")
 		h.relist("b")
-		h.settle(9 * time.Second)
+		h.settle(9900 * time.Millisecond) // the first look at a is after 31s
 		if n := b.count("removeConfig"); n != 0 {
 			t.Fatalf("%d removeConfig on b within the grace of the first look at a without the source", n)
 		}
 		wantReplica(t, b, "brief", "rtmp://127.0.0.1/live/brief")
 		h.settle(5 * time.Second)
 		wantReplica(t, b, "brief", "")
+	})
+}
+
+// A name whose source ended long ago lives again, briefly, between two
+// looks at its origin, and another balancer pulls a replica meanwhile: the
+// old life's end is no evidence about the new one, whose replica waits a
+// grace from the first look that finds it gone.
+func TestPeerReplicaOfANewLifeIsNotJudgedByTheOldOnesEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil) // resync at 0s and 30s, grace 10s
+		defer h.end()
+		a, b := h.g.m(addrA), h.g.m(addrB)
+		h.announce(addrA, "cam")
+		h.settle(time.Second)
+		a.unpublish("cam")
+		h.event("inStreamClosed", addrA, "cam")
+		h.settle(15 * time.Second) // its replicas are gone; its record is not
+		wantReplica(t, b, "cam", "")
+		removed := b.count("removeConfig")
+		a.publish("cam")
+		b.addConfig("cam", "rtmp://127.0.0.1/live/cam", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		a.unpublish("cam")
+		h.relist("b")
+		h.settle(9900 * time.Millisecond)
+		if n := b.count("removeConfig") - removed; n != 0 {
+			t.Fatalf("%d removeConfig on b within the grace of the new life's end", n)
+		}
+		h.settle(5 * time.Second)
+		wantReplica(t, b, "cam", "")
+	})
+}
+
+// A listing of the origin's inbound streams does not show a name the
+// origin held as streamlb's pull at its last full listing: it is no
+// evidence that a source of that name is gone. Here the pull was removed
+// and the name published on the origin since, and a peer pulled it.
+func TestInboundListingBlindToANameIsNoEvidence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		a, b := g.m(addrA), g.m(addrB)
+		id := a.addConfig("x", "rtmp://10.9.9.9/live/x", map[string]string{tagGroup: "g2"})
+		h := newHarnessOn(t, g, g.specs("a", "b", "c"), nil) // resync at 0s and 30s, grace 10s
+		defer h.end()
+		h.settle(time.Second)
+		a.g.mu.Lock()
+		delete(a.configs, id)
+		a.g.mu.Unlock()
+		a.publish("x") // live from here on
+		b.addConfig("x", "rtmp://127.0.0.1/live/x", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		h.relist("b")
+		h.settle(time.Minute)
+		if n := b.count("removeConfig"); n != 0 {
+			t.Errorf("%d removeConfig on b: the replica of a live source was removed", n)
+		}
+		wantReplica(t, b, "x", "rtmp://127.0.0.1/live/x")
+	})
+}
+
+// A replica whose origin streams the name as a pull of its own (not
+// streamlb's, not a source) is left alone, and asks nothing of the origin
+// beyond the resync's listings.
+func TestReplicaOfAnOriginsOwnPullIsLeftAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		a, b, c := g.m(addrA), g.m(addrB), g.m(addrC)
+		c.addConfig("x", "rtmp://10.9.9.9/live/x", map[string]string{tagGroup: "g2"})
+		a.addConfig("x", "rtmp://127.0.0.3/other/x", nil)
+		b.addConfig("x", "rtmp://127.0.0.1/live/x", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		h := newHarnessOn(t, g, g.specs("a", "b", "c"), nil) // resync every 30s
+		defer h.end()
+		lists := a.count("listInboundStreamNames")
+		h.settle(5 * time.Minute)
+		if n := a.count("listInboundStreamNames") - lists; n > 12 {
+			t.Errorf("%d listings of a's inbound streams in 5 minutes, want the resync's 10 and a few", n)
+		}
+		if n := b.count("removeConfig"); n != 0 {
+			t.Errorf("%d removeConfig on b: a streams x", n)
+		}
+		wantReplica(t, b, "x", "rtmp://127.0.0.1/live/x")
 	})
 }
 

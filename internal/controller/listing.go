@@ -37,6 +37,10 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 			c.sourceAppearedLocked(m, name, recs, now)
 		case !rec.absentSince.IsZero():
 			rec.absentSince = time.Time{}
+			if rec.firstSeen.IsZero() { // made by absentFromLookLocked
+				rec.firstSeen = now
+				c.met.sourcesSeen.Inc()
+			}
 			c.sourceAppearedLocked(m, name, recs, now)
 		}
 	}
@@ -74,7 +78,7 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 		if !c.isSourceLocked(m, name) {
 			continue
 		}
-		if c.sources[name][m] == nil && c.anyReplicaLocked(wasPull[name]) {
+		if rec := c.sources[name][m]; (rec == nil || rec.firstSeen.IsZero()) && c.anyReplicaLocked(wasPull[name]) {
 			continue
 		}
 		present(name)
@@ -84,30 +88,55 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 	}
 }
 
-// absentUnseenLocked records name absent from origin o since the first
-// look at o taken after decided, if it did not show name, and reports
-// whether it did. The name is one this controller has no record of on o, though a
-// replica pulls it from there: the source came and went between two looks
-// at o, and the replica was pulled meanwhile. The look is the first
-// evidence of its end, so the grace counts from there, whatever o's
-// listings did not show before.
-func (c *Controller) absentUnseenLocked(o *member, name string, decided time.Time) bool {
-	at := o.obs.inboundAt
-	if checked := o.obs.checked[name]; checked.After(at) {
-		at = checked
-	}
-	if _, shown := o.obs.inbound[name]; shown || decided.IsZero() || at.Before(decided) || c.sources[name][o] != nil {
-		return false // an inbound-only listing that did not ask for name
+// absentFromLookLocked records name absent from origin o since the last
+// look at o that can show it, if that look was taken after since and did
+// not show it, and reports whether it did. since is when a replica pulling
+// name from o was first known, and no look after it has found the source
+// gone: the source came and went between two looks at o, and the replica
+// was pulled meanwhile. That look is the first evidence of its end, so the
+// grace counts from there, whatever earlier looks did or did not show.
+func (c *Controller) absentFromLookLocked(o *member, name string, since time.Time) bool {
+	at := c.lookedAtLocked(o, name)
+	if _, shown := o.obs.inbound[name]; shown || at.Before(since) {
+		return false
 	}
 	recs := c.sources[name]
 	if recs == nil {
 		recs = make(map[*member]*source, 1)
 		c.sources[name] = recs
 	}
-	recs[o] = &source{firstSeen: at, absentSince: at}
+	rec := recs[o]
+	switch {
+	case rec == nil:
+		recs[o] = &source{absentSince: at} // firstSeen stays zero: never seen
+	case rec.absentSince.IsZero() || !rec.absentSince.Before(since):
+		return false // present, or its absence already counts from a look since
+	default:
+		rec.absentSince = at
+	}
 	c.dirtyLocked(name)
-	c.record(Entry{At: at, Kind: EntrySourceEnded, Member: o.spec.Name, Stream: name, Detail: "not seen as a source; a replica pulls it"})
+	c.record(Entry{At: time.Now(), Kind: EntrySourceEnded, Member: o.spec.Name, Stream: name,
+		Detail: "gone at a look at " + at.UTC().Format(time.RFC3339) + ", after a replica of it was found"})
 	return true
+}
+
+// lookedAtLocked returns when the last look at o that can show name as a
+// source started: a listing of its inbound streams (but for a name o held
+// as streamlb's pull at its last full listing, which such a listing does
+// not show), a full listing, or a look at name alone. A look taken before
+// o last came back up does not count: zero then.
+func (c *Controller) lookedAtLocked(o *member, name string) time.Time {
+	at := o.obs.fullAt
+	if !anyTagged(o.obs.configs[name]) {
+		at = o.obs.inboundAt
+	}
+	if checked := o.obs.checked[name]; checked.After(at) {
+		at = checked
+	}
+	if at.Before(o.health.upAt) {
+		return time.Time{}
+	}
+	return at
 }
 
 // sourceAppearedLocked journals name appearing as a source on m, and

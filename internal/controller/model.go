@@ -141,6 +141,7 @@ func (o *observed) replace(start uint64, now time.Time, listed *configListing, i
 	}
 	// Every later listing starts after these changes: they are in it.
 	clear(o.ownChanges)
+	carrySeen(byName, o.configs, ceilSecond(now))
 	in := inboundSet(inbound, byName, removed)
 	stalled := make(map[uint64]time.Time, len(listed.stalled))
 	for _, sc := range listed.stalled {
@@ -152,6 +153,34 @@ func (o *observed) replace(start uint64, now time.Time, listed *configListing, i
 	}
 	o.listed, o.at, o.configs, o.inbound, o.stalled = true, start, byName, in, stalled
 }
+
+// carrySeen sets seen on every config of byName: the value the same
+// config (by configId and URI) had in old, or now for a config new to the
+// controller.
+func carrySeen(byName, old map[string][]pullCfg, now uint32) {
+	for name, cfgs := range byName {
+		prev := old[name]
+	next:
+		for i := range cfgs {
+			if cfgs[i].seen != 0 {
+				continue // kept from old: the controller's own change
+			}
+			for _, p := range prev {
+				if p.id == cfgs[i].id && p.uri == cfgs[i].uri {
+					cfgs[i].seen = p.seen
+					continue next
+				}
+			}
+			cfgs[i].seen = now
+		}
+	}
+}
+
+// ceilSecond returns t in Unix seconds, rounded up.
+func ceilSecond(t time.Time) uint32 { return uint32(demandSecond(t)) }
+
+// seenAt returns when the controller first knew of c.
+func (c pullCfg) seenAt() time.Time { return time.Unix(int64(c.seen), 0) }
 
 // replaceInbound installs an inbound-only listing taken at start, and
 // returns the names the listing before showed and this one does not.
@@ -221,6 +250,10 @@ type pullCfg struct {
 	// listing, said this pull streams: shown as present, but it lets no
 	// other copy go.
 	hinted bool
+	// seen (Unix seconds, rounded up) is when this controller first knew
+	// of the config: when the listing that first showed it was answered,
+	// or its pullStream was. The config existed by then.
+	seen uint32
 	// pulledAt (Unix nanoseconds) is set on a config this controller
 	// pulled and has not seen streaming yet; 0 for a listed one.
 	pulledAt int64

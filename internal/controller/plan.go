@@ -166,10 +166,10 @@ type action struct {
 	// since its last full listing, or holds a pull this controller made
 	// and has not seen streaming yet.
 	relist bool
-	// unseen marks a confirmation of a source this controller has no
-	// record of on origin: the look at origin it asks for starts the
-	// source's absence, and the grace with it.
-	unseen bool
+	// absentAfter, when set, marks a confirmation of a source whose
+	// absence from origin no look since then has shown: the next look at
+	// origin that does starts the absence, and the grace with it.
+	absentAfter time.Time
 }
 
 // reasonNotNeeded is the reason of a demand copy's removal; reasonEnded
@@ -295,14 +295,19 @@ func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) act
 			return action{kind: actNone}
 		}
 		rec := c.sources[name][o]
-		if rec == nil {
-			// This controller never saw the source on o, or forgot it
-			// while o was down: it came and went between two looks at o
-			// (another balancer pulled this replica meanwhile), or ended
-			// before this controller started. That o's listings do not
-			// show it says nothing of when it ended: its absence starts
-			// at the first look at o taken after this decision (work).
-			return action{kind: actConfirm, origin: o, unseen: true}
+		if rec == nil || rec.absentSince.Before(cfg.seenAt()) {
+			// No look at o since this replica was known has found the
+			// source gone. This controller never saw it there, or forgot
+			// it while o was down, or saw an earlier life of the name end:
+			// the source came and went between two looks at o while
+			// another balancer pulled the replica, or ended before this
+			// controller started. That earlier looks did not show it says
+			// nothing of when it ended: its absence starts at the next
+			// look at o that can show it (work).
+			if _, shown := o.obs.inbound[name]; shown {
+				return action{kind: actNone} // o streams it, as a pull of its own
+			}
+			return action{kind: actConfirm, origin: o, absentAfter: cfg.seenAt()}
 		}
 		absent := rec.absentSince
 		if gone := now.Sub(absent); gone < c.opts.TeardownGrace {
@@ -310,7 +315,7 @@ func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) act
 		}
 		deadline := absent.Add(c.opts.TeardownGrace)
 		confirm := action{kind: actConfirm, relist: m.obs.fullAt.Before(deadline)}
-		if o.obs.inboundAt.Before(deadline) && o.obs.checked[name].Before(deadline) {
+		if c.lookedAtLocked(o, name).Before(deadline) {
 			confirm.origin = o
 		}
 		if confirm.relist || confirm.origin != nil {

@@ -94,6 +94,15 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 	switch a.kind {
 	case actRemove:
 	case actConfirm:
+		if !a.absentAfter.IsZero() {
+			if c.absentFromLookLocked(a.origin, name, a.absentAfter) {
+				// The source's absence starts now: plan it again, to
+				// wait out the grace.
+				a = c.planLocked(m, name, start)
+			}
+			delete(m.work.removals, name)
+			break
+		}
 		// The grace is over, and the removal waits only for looks at m
 		// and at the origin: it is decided now, and the looks it asks
 		// for serve it, instead of a second round after them.
@@ -102,11 +111,6 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		}
 	default:
 		delete(m.work.removals, name)
-	}
-	if a.unseen && c.absentUnseenLocked(a.origin, name, m.work.removals[name]) {
-		// The source's absence starts now: plan it again, to wait.
-		delete(m.work.removals, name)
-		a = c.planLocked(m, name, start)
 	}
 	if a.relist {
 		if a.kind == actConfirm {
@@ -171,8 +175,7 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 		// origin's last listing (another balancer pulled this replica
 		// on seeing it).
 		var waitsForOrigin *member
-		if o := a.origin; a.reason == reasonEnded && o != nil &&
-			o.obs.inboundAt.Before(decided) && o.obs.checked[name].Before(decided) {
+		if o := a.origin; a.reason == reasonEnded && o != nil && c.lookedAtLocked(o, name).Before(decided) {
 			fresh = false
 			waitsForOrigin = o
 			c.recheckOnLocked(o, name)
@@ -236,7 +239,7 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		now := time.Now()
 		m.obs.configs[name] = append(m.obs.configs[name], pullCfg{
 			id: res.ConfigID, uri: uri, tagOrigin: origin.spec.Address, tagged: true, ours: true,
-			pulledAt: now.UnixNano(), demandAt: demandAt,
+			seen: ceilSecond(now), pulledAt: now.UnixNano(), demandAt: demandAt,
 		})
 		if demand {
 			delete(c.wanted, name)
