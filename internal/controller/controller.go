@@ -663,7 +663,7 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 	if full {
 		wasPull = m.obs.configs
 		oldInbound, oldStalled := m.obs.inbound, m.obs.stalled
-		m.obs.replace(start, now, listed, inbound)
+		m.obs.replace(start, now, listed, inbound, m.obs.fullAt.Before(m.health.upAt))
 		if changed == nil {
 			c.dirtyListingLocked(m, wasPull, oldInbound, oldStalled)
 		} else {

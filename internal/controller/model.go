@@ -120,7 +120,8 @@ func (l *configListing) add(c *ems.PullConfig) {
 // replace installs a listing that started at generation start, keeping
 // what this controller changed since (generations, not clock readings, so
 // that a change and a listing at the same instant are still ordered).
-func (o *observed) replace(start uint64, now time.Time, listed *configListing, inbound []string) {
+// back says the member came back up since its last full listing.
+func (o *observed) replace(start uint64, now time.Time, listed *configListing, inbound []string, back bool) {
 	byName := listed.byName
 	var removed map[string]bool
 	for name, at := range o.ownChanges {
@@ -141,7 +142,13 @@ func (o *observed) replace(start uint64, now time.Time, listed *configListing, i
 	}
 	// Every later listing starts after these changes: they are in it.
 	clear(o.ownChanges)
-	carrySeen(byName, o.configs, ceilSecond(now))
+	if back {
+		// The member was down since: it may have restarted, and an EMS
+		// numbers its configs anew.
+		carrySeen(byName, nil, ceilSecond(now))
+	} else {
+		carrySeen(byName, o.configs, ceilSecond(now))
+	}
 	in := inboundSet(inbound, byName, removed)
 	stalled := make(map[uint64]time.Time, len(listed.stalled))
 	for _, sc := range listed.stalled {
