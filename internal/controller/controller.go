@@ -175,6 +175,10 @@ type Controller struct {
 type source struct {
 	firstSeen   time.Time
 	absentSince time.Time // zero while present
+	// absentLook is when the look that found it absent started: the
+	// absence is evidence about replicas known by then (absentSince, when
+	// that look was applied, is later).
+	absentLook time.Time
 	// created is the stream's creationTimestamp as its EMS reports it
 	// (milliseconds), looked up only for a name that is a source on
 	// several members; 0 while unknown.
@@ -723,7 +727,7 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 			m.log(c.log).Warn("listConfig entries skipped: they do not decode", "skipped", listed.skipped, "err", listed.skipErr)
 		}
 	}
-	c.applyListingLocked(m, now, full, announced, wasPull, gone)
+	c.applyListingLocked(m, started, now, full, announced, wasPull, gone)
 	return calls, inboundTook
 }
 

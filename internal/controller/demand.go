@@ -14,7 +14,6 @@ import (
 	"hash/fnv"
 	"math"
 	"slices"
-	"strconv"
 	"time"
 )
 
@@ -101,7 +100,7 @@ func (c *Controller) ObserveLoad(member string, s LoadSample) {
 				continue
 			}
 			for _, cfg := range cfgs {
-				if cfg.ours && cfg.demandAt != 0 && now.Sub(time.Unix(cfg.demandAt, 0)) >= r.ScaleDownAfter {
+				if cfg.ours && cfg.demand && now.Sub(cfg.madeAt()) >= r.ScaleDownAfter {
 					m.work.queue.Add(name)
 					c.dirtyLocked(name)
 					break
@@ -383,7 +382,7 @@ func (c *Controller) copyOfLocked(m *member, name string, w *member) (pullCfg, b
 // stays: it is younger than scale_down_after, or m's two latest samples do
 // not both show it without viewers (no sample: it may have some).
 func (c *Controller) keepCopyLocked(m *member, name string, cfg pullCfg, now time.Time) bool {
-	if cfg.demandAt != 0 && now.Sub(time.Unix(cfg.demandAt, 0)) < c.opts.Replication.ScaleDownAfter {
+	if cfg.demand && now.Sub(cfg.madeAt()) < c.opts.Replication.ScaleDownAfter {
 		return true
 	}
 	if m.health.load[0] == nil || m.health.load[1] == nil || !c.loadFresh(m.health.load[0], now) {
@@ -391,9 +390,6 @@ func (c *Controller) keepCopyLocked(m *member, name string, cfg pullCfg, now tim
 	}
 	return m.health.load[0].Viewers[name] > 0 || m.health.load[1].Viewers[name] > 0
 }
-
-// demandTag is the provenance tag value of a demand copy made at t.
-func demandTag(t time.Time) string { return strconv.FormatInt(demandSecond(t), 10) }
 
 // demandSecond is t in whole Unix seconds, rounded up: a copy's age read
 // back from its tag is never more than it is, so it lives at least

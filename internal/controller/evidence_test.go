@@ -3,13 +3,16 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
+	"strconv"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"streamlb/internal/ems"
 	"streamlb/internal/receiver"
 )
 
@@ -381,6 +384,113 @@ func TestPeerReplicaOfANewLifeIsNotJudgedByTheOldOnesEnd(t *testing.T) {
 		}
 		h.settle(5 * time.Second)
 		wantReplica(t, b, "cam", "")
+	})
+}
+
+// A member whose EMS restarted unnoticed hands out configIds anew: a
+// replica a peer pulls there of a new life of the name may get the id,
+// and the URI, of the replica this balancer knew before. It is another
+// config (its _streamlb_made differs), known since the listing that shows
+// it, and the old life's end is no evidence about it.
+func TestConfigUnderAReusedIDIsANewReplica(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil) // resync at 0s and 30s, grace 10s
+		defer h.end()
+		a, b := h.g.m(addrA), h.g.m(addrB)
+		h.announce(addrA, "cam")
+		h.settle(2 * time.Second)
+		var old ems.PullConfig
+		b.g.mu.Lock()
+		for _, c := range b.configs {
+			old = c
+		}
+		b.g.mu.Unlock()
+		if old.Vars[tagMade] == "" {
+			t.Fatalf("replica %+v carries no %s", old, tagMade)
+		}
+		a.unpublish("cam")
+		h.event("inStreamClosed", addrA, "cam") // this life ends at 2s
+		h.settle(2 * time.Second)
+		// b restarts, unnoticed; cam lives again on a, unseen here; a
+		// peer pulls it onto b, under the old replica's id.
+		a.publish("cam")
+		vars := maps.Clone(old.Vars)
+		vars[tagMade] = strconv.FormatInt(time.Now().Unix(), 10)
+		b.g.mu.Lock()
+		b.configs[old.ConfigID] = ems.PullConfig{ConfigID: old.ConfigID, LocalStreamName: "cam", URI: old.URI, Vars: vars}
+		b.g.mu.Unlock()
+		h.relist("b")
+		h.settle(3 * time.Second)
+		a.unpublish("cam") // the new life ends at 7s
+		removed := b.count("removeConfig")
+		h.settle(9900 * time.Millisecond)
+		if n := b.count("removeConfig") - removed; n != 0 {
+			t.Fatalf("%d removeConfig on b within the grace of the new life's end", n)
+		}
+		h.settle(35 * time.Second) // the resync at 30s looks at a
+		wantReplica(t, b, "cam", "")
+	})
+}
+
+// A full listing of an origin looks at its inbound streams first and reads
+// its configs after: a source it found absent was absent when it started,
+// and a replica known by then only. Here a name lives again, unseen, while
+// a slow listing reads the configs, and a peer pulls a replica of it.
+func TestAbsenceIsEvidenceFromWhenTheLookStarted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		g := newFakeGroup(addrA, addrB, addrC)
+		a, b := g.m(addrA), g.m(addrB)
+		a.setLatency("listConfig", 3*time.Second)
+		h := newHarnessOn(t, g, g.specs("a", "b", "c"), nil) // resync at 0s and 30s, grace 10s
+		defer h.end()
+		h.announce(addrA, "cam")
+		h.settle(25 * time.Second)
+		wantReplica(t, b, "cam", "rtmp://127.0.0.1/live/cam")
+		// The first life ends, unannounced, and its replica goes with it.
+		a.unpublish("cam")
+		b.g.mu.Lock()
+		clear(b.configs)
+		b.g.mu.Unlock()
+		time.Sleep(time.Until(t0.Add(30*time.Second + 500*time.Millisecond)))
+		synctest.Wait()
+		// a's resync listing looked at its inbound streams at 30s and reads
+		// its configs until 33s.
+		a.publish("cam")
+		b.addConfig("cam", "rtmp://127.0.0.1/live/cam", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		h.relist("b")
+		h.settle(9500 * time.Millisecond)
+		a.unpublish("cam") // the second life ends at 40s
+		h.settle(9900 * time.Millisecond)
+		if n := b.count("removeConfig"); n != 0 {
+			t.Fatalf("%d removeConfig on b within the grace of the second life's end", n)
+		}
+		h.settle(time.Minute)
+		wantReplica(t, b, "cam", "")
+	})
+}
+
+// A name the origin held as a streamlb pull (another group's) at its last
+// full listing is one its listings of inbound streams leave out: the look
+// a removal waits for there is a full listing, spaced as removals' own,
+// not a listing of the inbound streams every second until the resync.
+func TestANameTheOriginPullsIsLookedAtByFullListings(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newFakeGroup(addrA, addrB, addrC)
+		a, b := g.m(addrA), g.m(addrB)
+		a.addConfig("x", "rtmp://10.9.9.9/live/x", map[string]string{tagGroup: "g2"})
+		b.addConfig("x", "rtmp://127.0.0.1/live/x", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		h := newHarnessOn(t, g, g.specs("a", "b", "c"), func(o *Options) { o.ResyncInterval = 2 * time.Minute })
+		defer h.end()
+		inbound, full := a.count("listInboundStreamNames"), a.count("listConfig")
+		h.settle(15 * time.Second)
+		wantReplica(t, b, "x", "") // not a source on a: gone after the grace
+		if n := a.count("listInboundStreamNames") - inbound; n > 3 {
+			t.Errorf("%d listings of a's inbound streams, want at most 3", n)
+		}
+		if n := a.count("listConfig") - full; n > 3 {
+			t.Errorf("%d full listings of a, want at most 3", n)
+		}
 	})
 }
 

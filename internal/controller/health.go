@@ -336,7 +336,12 @@ func (c *Controller) dispatchConfirmsLocked(m *member) {
 // removeListSpacing, answers every name asked for. Past maxConfirm names,
 // a full listing of o answers them all.
 func (c *Controller) recheckOnLocked(o *member, name string) {
-	if _, ok := o.work.recheck[name]; !ok {
+	if anyTagged(o.obs.configs[name]) {
+		// A listing of the inbound streams leaves out a name o held as
+		// streamlb's pull at its last full listing: only a full one, as
+		// spaced as removals' own, can show it.
+		o.work.needListRemove = true
+	} else if _, ok := o.work.recheck[name]; !ok {
 		if len(o.work.recheck) >= maxConfirm {
 			o.work.needList = true
 		} else {
@@ -431,7 +436,7 @@ func (c *Controller) confirmByName(ctx context.Context, m *member, name string, 
 	if newer {
 		m.work.newer[name] = source
 	}
-	c.applyListingLocked(m, time.Now(), false, map[string]time.Time{name: announced}, nil, nil)
+	c.applyListingLocked(m, started, time.Now(), false, map[string]time.Time{name: announced}, nil, nil)
 }
 
 // isReplicaInfo reports whether a stream EMS describes is a replica: a

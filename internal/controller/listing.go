@@ -11,7 +11,7 @@ import (
 )
 
 // applyListingLocked updates the sources of origin m after a successful
-// listing. A full listing shows which inbound streams are pulls; an
+// listing that started at looked. A full listing shows which inbound streams are pulls; an
 // inbound-only one does not (m's configs may have changed since its last
 // full listing, for instance by another balancer of the group), so it makes
 // sources, new or back, only of the names it was asked to confirm: those
@@ -22,7 +22,7 @@ import (
 // only at the names it confirms and those it no longer shows (gone): the
 // others are as the listing before left them, and an origin may list
 // thousands.
-func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, announced map[string]time.Time, wasPull map[string][]pullCfg, gone []string) {
+func (c *Controller) applyListingLocked(m *member, looked, now time.Time, full bool, announced map[string]time.Time, wasPull map[string][]pullCfg, gone []string) {
 	present := func(name string) {
 		recs := c.sources[name]
 		if recs == nil {
@@ -49,7 +49,7 @@ func (c *Controller) applyListingLocked(m *member, now time.Time, full bool, ann
 		if rec == nil || !rec.absentSince.IsZero() || c.isSourceLocked(m, name) {
 			return
 		}
-		rec.absentSince = now
+		rec.absentSince, rec.absentLook = now, looked
 		c.dirtyLocked(name)
 		c.record(Entry{At: now, Kind: EntrySourceEnded, Member: m.spec.Name, Stream: name})
 		c.enqueueAllLocked(name, 0)
@@ -108,14 +108,16 @@ func (c *Controller) absentFromLookLocked(o *member, name string, since time.Tim
 	rec := recs[o]
 	switch {
 	case rec == nil:
-		recs[o] = &source{absentSince: at} // firstSeen stays zero: never seen
-	case rec.absentSince.IsZero() || !rec.absentSince.Before(since):
+		rec = &source{} // firstSeen stays zero: never seen
+		recs[o] = rec
+	case rec.absentSince.IsZero() || !rec.absentLook.Before(since):
 		return false // present, or its absence already counts from a look since
-	default:
-		rec.absentSince = at
 	}
+	// The look ended by now: the grace counts from here.
+	now := time.Now()
+	rec.absentSince, rec.absentLook = now, at
 	c.dirtyLocked(name)
-	c.record(Entry{At: time.Now(), Kind: EntrySourceEnded, Member: o.spec.Name, Stream: name,
+	c.record(Entry{At: now, Kind: EntrySourceEnded, Member: o.spec.Name, Stream: name,
 		Detail: "gone at a look at " + at.UTC().Format(time.RFC3339) + ", after a replica of it was found"})
 	return true
 }

@@ -15,6 +15,9 @@ import (
 const (
 	tagGroup  = "_streamlb_group"
 	tagOrigin = "_streamlb_origin"
+	// tagMade is when the pull was made (Unix seconds): it tells a config
+	// from another under the same configId, as after an EMS restart.
+	tagMade = "_streamlb_made"
 )
 
 // UserAgent is the emulateUserAgent of every replica pull: the origin
@@ -162,8 +165,8 @@ func (o *observed) replace(start uint64, now time.Time, listed *configListing, i
 }
 
 // carrySeen sets seen on every config of byName: the value the same
-// config (by configId and URI) had in old, or now for a config new to the
-// controller.
+// config (by configId, URI and the time it was made, when tagged) had in
+// old, or now for a config new to the controller.
 func carrySeen(byName, old map[string][]pullCfg, now uint32) {
 	for name, cfgs := range byName {
 		prev := old[name]
@@ -173,7 +176,7 @@ func carrySeen(byName, old map[string][]pullCfg, now uint32) {
 				continue // kept from old: the controller's own change
 			}
 			for _, p := range prev {
-				if p.id == cfgs[i].id && p.uri == cfgs[i].uri {
+				if p.id == cfgs[i].id && p.uri == cfgs[i].uri && p.made == cfgs[i].made {
 					cfgs[i].seen = p.seen
 					continue next
 				}
@@ -264,9 +267,12 @@ type pullCfg struct {
 	// pulledAt (Unix nanoseconds) is set on a config this controller
 	// pulled and has not seen streaming yet; 0 for a listed one.
 	pulledAt int64
-	// demandAt (Unix seconds) is when a demand copy was made, from its
-	// tag; 0 for any other config.
-	demandAt int64
+	// demand marks a demand copy (tagged _streamlb_demand).
+	demand bool
+	// made (Unix seconds) is when the pull was made, from its tag (for a
+	// demand copy, _streamlb_demand's; 1 if that says nothing); 0 when
+	// untagged.
+	made uint32
 }
 
 // compact returns what the controller keeps of c, for the controller of
@@ -275,13 +281,28 @@ func compact(c *ems.PullConfig, group string) pullCfg {
 	g, ok := c.Vars[tagGroup]
 	pc := pullCfg{id: c.ConfigID, uri: c.URI, tagOrigin: c.Vars[tagOrigin], tagged: ok, ours: ok && g == group}
 	if d, ok := c.Vars[tagDemand]; ok {
-		pc.demandAt, _ = strconv.ParseInt(d, 10, 64)
-		if pc.demandAt <= 0 {
-			pc.demandAt = 1 // a demand copy of unknown age
+		pc.demand = true
+		pc.made = parseSecond(d)
+		if pc.made == 0 {
+			pc.made = 1 // a demand copy of unknown age
 		}
+	} else if d, ok := c.Vars[tagMade]; ok {
+		pc.made = parseSecond(d)
 	}
 	return pc
 }
+
+// parseSecond returns the Unix second a tag holds, or 0 if it holds none.
+func parseSecond(s string) uint32 {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0
+	}
+	return uint32(n)
+}
+
+// madeAt returns when the pull was made, by its tag.
+func (c pullCfg) madeAt() time.Time { return time.Unix(int64(c.made), 0) }
 
 // pullURI is the URI a replica of name from origin pulls.
 func pullURI(originAddr, app, name string) string {

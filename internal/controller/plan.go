@@ -295,7 +295,7 @@ func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) act
 			return action{kind: actNone}
 		}
 		rec := c.sources[name][o]
-		if rec == nil || rec.absentSince.Before(cfg.seenAt()) {
+		if rec == nil || rec.absentLook.Before(cfg.seenAt()) {
 			// No look at o since this replica was known has found the
 			// source gone. This controller never saw it there, or forgot
 			// it while o was down, or saw an earlier life of the name end:

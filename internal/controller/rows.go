@@ -441,7 +441,7 @@ func (c *Controller) gatherLocked(f *rowFacts, name string, now time.Time) {
 		if a.kind == actPull && cf.rs.Attempts > 0 {
 			cf.rs.State = StatePending
 		}
-		if cfg, ok := c.copyOfLocked(m, name, w); ok && cfg.demandAt != 0 {
+		if cfg, ok := c.copyOfLocked(m, name, w); ok && cfg.demand {
 			cf.rs.Demand = true
 		}
 		cf.timed = cf.rs.State != StatePresent || (o != nil && o.attempts > 0) || a.relist || a.confirmPull

@@ -219,11 +219,11 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		EmulateUserAgent: UserAgent,
 		Vars:             map[string]string{tagGroup: c.opts.Group, tagOrigin: origin.spec.Address},
 	}
-	var demandAt int64
+	made := demandSecond(time.Now())
 	if demand {
-		at := time.Now()
-		demandAt = demandSecond(at)
-		req.Vars[tagDemand] = demandTag(at)
+		req.Vars[tagDemand] = strconv.FormatInt(made, 10)
+	} else {
+		req.Vars[tagMade] = strconv.FormatInt(made, 10)
 	}
 	var res ems.PullResult
 	err := c.call(ctx, m, "pullStream", func(ctx context.Context) error {
@@ -239,7 +239,7 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		now := time.Now()
 		m.obs.configs[name] = append(m.obs.configs[name], pullCfg{
 			id: res.ConfigID, uri: uri, tagOrigin: origin.spec.Address, tagged: true, ours: true,
-			seen: ceilSecond(now), pulledAt: now.UnixNano(), demandAt: demandAt,
+			seen: ceilSecond(now), pulledAt: now.UnixNano(), demand: demand, made: uint32(made),
 		})
 		if demand {
 			delete(c.wanted, name)
