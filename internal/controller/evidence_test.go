@@ -494,6 +494,46 @@ func TestANameTheOriginPullsIsLookedAtByFullListings(t *testing.T) {
 	})
 }
 
+// A source back on its origin without an event, which a listing of the
+// origin's inbound streams shows though it did not ask about it, is no
+// evidence of an end: the removal waits for a look that asks, which finds
+// the source, and nothing is removed.
+func TestASourceTheOriginShowsIsNotRemovedUnasked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil) // grace 10s
+		defer h.end()
+		a, b := h.g.m(addrA), h.g.m(addrB)
+		h.announce(addrA, "cam")
+		h.settle(time.Second)
+		a.unpublish("cam")
+		h.event("inStreamClosed", addrA, "cam")
+		h.settle(time.Second)
+		h.c.mu.Lock()
+		ma := h.c.byName["a"]
+		rec := h.c.sources["cam"][ma]
+		if rec == nil || rec.absentSince.IsZero() {
+			h.c.mu.Unlock()
+			t.Fatal("cam not seen absent on a")
+		}
+		deadline := rec.absentSince.Add(10 * time.Second)
+		h.c.mu.Unlock()
+		a.publish("cam") // back, without an event
+		time.Sleep(time.Until(deadline.Add(-10 * time.Millisecond)))
+		synctest.Wait()
+		// As a listing of a's inbound streams for other names, taken just
+		// after the grace, leaves it.
+		h.c.mu.Lock()
+		ma.obs.inbound["cam"] = struct{}{}
+		ma.obs.inboundAt = deadline.Add(time.Millisecond)
+		h.c.mu.Unlock()
+		h.settle(10 * time.Second)
+		if n := b.count("removeConfig"); n != 0 {
+			t.Errorf("%d removeConfig on b: its source is back on a", n)
+		}
+		wantReplica(t, b, "cam", "rtmp://127.0.0.1/live/cam")
+	})
+}
+
 // A listing of the origin's inbound streams does not show a name the
 // origin held as streamlb's pull at its last full listing: it is no
 // evidence that a source of that name is gone. Here the pull was removed

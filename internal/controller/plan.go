@@ -294,6 +294,17 @@ func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) act
 		if o.health.state != MemberUp || !o.obs.listed {
 			return action{kind: actNone}
 		}
+		if _, shown := o.obs.inbound[name]; shown {
+			// o's inbound streams show the name, but no look that asked
+			// about it made it a source again (a listing of the inbound
+			// streams makes sources only of the names it asks about): a
+			// source back unannounced, to be asked about, or a pull of
+			// o's own. Neither is evidence of an end.
+			if c.isSourceLocked(o, name) {
+				return action{kind: actConfirm, origin: o}
+			}
+			return action{kind: actNone}
+		}
 		rec := c.sources[name][o]
 		if rec == nil || rec.absentLook.Before(cfg.seenAt()) {
 			// No look at o since this replica was known has found the
@@ -304,9 +315,6 @@ func (c *Controller) planViewLocked(m *member, v *streamView, now time.Time) act
 			// controller started. That earlier looks did not show it says
 			// nothing of when it ended: its absence starts at the next
 			// look at o that can show it (work).
-			if _, shown := o.obs.inbound[name]; shown {
-				return action{kind: actNone} // o streams it, as a pull of its own
-			}
 			return action{kind: actConfirm, origin: o, absentAfter: cfg.seenAt()}
 		}
 		absent := rec.absentSince
