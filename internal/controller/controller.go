@@ -691,10 +691,12 @@ func (c *Controller) listMember(ctx context.Context, m *member, full bool, annou
 			}
 		}
 	} else {
-		gone = m.obs.replaceInbound(inbound)
+		var appeared []string
+		gone, appeared = m.obs.replaceInbound(inbound)
 		for _, name := range gone {
 			c.dirtyLocked(name)
 		}
+		c.shownUnaskedLocked(m, appeared, announced)
 		// Pulls made by this controller that stream now.
 		for _, name := range inbound {
 			cfgs := m.obs.configs[name]

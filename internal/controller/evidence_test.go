@@ -496,42 +496,55 @@ func TestANameTheOriginPullsIsLookedAtByFullListings(t *testing.T) {
 
 // A source back on its origin without an event, which a listing of the
 // origin's inbound streams shows though it did not ask about it, is no
-// evidence of an end: the removal waits for a look that asks, which finds
-// the source, and nothing is removed.
-func TestASourceTheOriginShowsIsNotRemovedUnasked(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, nil) // grace 10s
-		defer h.end()
-		a, b := h.g.m(addrA), h.g.m(addrB)
-		h.announce(addrA, "cam")
-		h.settle(time.Second)
-		a.unpublish("cam")
-		h.event("inStreamClosed", addrA, "cam")
-		h.settle(time.Second)
-		h.c.mu.Lock()
-		ma := h.c.byName["a"]
-		rec := h.c.sources["cam"][ma]
-		if rec == nil || rec.absentSince.IsZero() {
-			h.c.mu.Unlock()
-			t.Fatal("cam not seen absent on a")
-		}
-		deadline := rec.absentSince.Add(10 * time.Second)
-		h.c.mu.Unlock()
-		a.publish("cam") // back, without an event
-		time.Sleep(time.Until(deadline.Add(-10 * time.Millisecond)))
-		synctest.Wait()
-		// As a listing of a's inbound streams for other names, taken just
-		// after the grace, leaves it.
-		h.c.mu.Lock()
-		ma.obs.inbound["cam"] = struct{}{}
-		ma.obs.inboundAt = deadline.Add(time.Millisecond)
-		h.c.mu.Unlock()
-		h.settle(10 * time.Second)
-		if n := b.count("removeConfig"); n != 0 {
-			t.Errorf("%d removeConfig on b: its source is back on a", n)
-		}
-		wantReplica(t, b, "cam", "rtmp://127.0.0.1/live/cam")
-	})
+// evidence of an end: the removal waits for a look that asks. If the
+// source is still there, nothing is removed; if it is gone again, its
+// grace starts anew from that look.
+func TestASourceTheOriginShowsUnaskedIsAskedAbout(t *testing.T) {
+	for _, again := range []bool{false, true} {
+		t.Run(map[bool]string{false: "back", true: "back and gone again"}[again], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, nil) // grace 10s
+				defer h.end()
+				a, b := h.g.m(addrA), h.g.m(addrB)
+				h.announce(addrA, "cam")
+				h.settle(time.Second)
+				a.unpublish("cam")
+				h.event("inStreamClosed", addrA, "cam")
+				h.settle(time.Second)
+				h.c.mu.Lock()
+				ma := h.c.byName["a"]
+				rec := h.c.sources["cam"][ma]
+				if rec == nil || rec.absentSince.IsZero() {
+					h.c.mu.Unlock()
+					t.Fatal("cam not seen absent on a")
+				}
+				deadline := rec.absentSince.Add(10 * time.Second)
+				h.c.mu.Unlock()
+				a.publish("cam") // back, without an event
+				time.Sleep(time.Until(deadline.Add(-10 * time.Millisecond)))
+				synctest.Wait()
+				// As a listing of a's inbound streams for other names, taken
+				// just after the grace, leaves it.
+				h.c.mu.Lock()
+				ma.obs.inbound["cam"] = struct{}{}
+				ma.obs.inboundAt = deadline.Add(time.Millisecond)
+				h.c.shownUnaskedLocked(ma, []string{"cam"}, nil)
+				h.c.mu.Unlock()
+				if again {
+					a.unpublish("cam")
+				}
+				h.settle(9900 * time.Millisecond)
+				if n := b.count("removeConfig"); n != 0 {
+					t.Fatalf("%d removeConfig on b within the grace of the source's last look on a", n)
+				}
+				wantReplica(t, b, "cam", "rtmp://127.0.0.1/live/cam")
+				if again {
+					h.settle(5 * time.Second)
+					wantReplica(t, b, "cam", "")
+				}
+			})
+		})
+	}
 }
 
 // A listing of the origin's inbound streams does not show a name the

@@ -122,6 +122,24 @@ func (c *Controller) absentFromLookLocked(o *member, name string, since time.Tim
 	return true
 }
 
+// shownUnaskedLocked casts doubt on the absence of each source of m that a
+// listing of m's inbound streams shows again without having asked about
+// it (not in announced): such a listing makes no source of a name, which
+// may be another balancer's pull, but the source may be back. Its absence
+// counts from no look any more: the plan asks m about it, and a look that
+// finds it gone again starts the grace anew (absentFromLookLocked).
+func (c *Controller) shownUnaskedLocked(m *member, appeared []string, announced map[string]time.Time) {
+	for _, name := range appeared {
+		if _, asked := announced[name]; asked {
+			continue
+		}
+		if rec := c.sources[name][m]; rec != nil && !rec.absentSince.IsZero() {
+			rec.absentLook = time.Time{}
+			c.dirtyLocked(name)
+		}
+	}
+}
+
 // lookedAtLocked returns when the last look at o that can show name as a
 // source started: a listing of its inbound streams (but for a name o held
 // as streamlb's pull at its last full listing, which such a listing does

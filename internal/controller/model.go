@@ -193,13 +193,16 @@ func ceilSecond(t time.Time) uint32 { return uint32(demandSecond(t)) }
 func (c pullCfg) seenAt() time.Time { return time.Unix(int64(c.seen), 0) }
 
 // replaceInbound installs an inbound-only listing taken at start, and
-// returns the names the listing before showed and this one does not.
-func (o *observed) replaceInbound(inbound []string) (gone []string) {
+// returns the names the listing before showed and this one does not, and
+// those this one shows and the one before did not.
+func (o *observed) replaceInbound(inbound []string) (gone, appeared []string) {
 	in := inboundSet(inbound, o.configs, nil)
 	kept := 0
 	for n := range in {
 		if _, ok := o.inbound[n]; ok {
 			kept++
+		} else {
+			appeared = append(appeared, n)
 		}
 	}
 	if kept < len(o.inbound) {
@@ -210,7 +213,7 @@ func (o *observed) replaceInbound(inbound []string) (gone []string) {
 		}
 	}
 	o.inbound = in
-	return gone
+	return gone, appeared
 }
 
 // inboundSet returns the inbound names worth keeping: all but those

@@ -144,7 +144,7 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 			c.recheckOnLocked(a.origin, name)
 			latency = max(latency, time.Duration(a.origin.health.latency.Load()))
 		}
-		again := c.recheckAfterLocked(m, a.relist, a.origin, latency)
+		again := c.recheckAfterLocked(m, name, a.relist, a.origin, latency)
 		c.mu.Unlock()
 		m.work.queue.AddAfter(name, again)
 		return
@@ -181,7 +181,7 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 			c.recheckOnLocked(o, name)
 			latency = max(latency, time.Duration(o.health.latency.Load()))
 		}
-		again := c.recheckAfterLocked(m, waitsForListing, waitsForOrigin, latency)
+		again := c.recheckAfterLocked(m, name, waitsForListing, waitsForOrigin, latency)
 		c.mu.Unlock()
 		if !fresh {
 			m.work.queue.AddAfter(name, again)
@@ -194,16 +194,21 @@ func (c *Controller) work(ctx context.Context, m *member, name string) {
 // recheckAfterLocked returns when a replica of m waiting for evidence is
 // looked at again: once the removal listing of m it waits for (listing) is
 // due, and once the listing of its origin's inbound streams it waits for
-// (origin, when not nil) is due, each answered in about latency; shortly
-// after, when it waits for neither. The listings' diffs queue it as soon
-// as they are applied: this is in case they say nothing.
-func (c *Controller) recheckAfterLocked(m *member, listing bool, origin *member, latency time.Duration) time.Duration {
+// (origin, when not nil: a full one for a name the origin holds as a
+// streamlb pull, see recheckOnLocked) is due, each answered in about
+// latency; shortly after, when it waits for neither. The listings' diffs
+// queue it as soon as they are applied: this is in case they say nothing.
+func (c *Controller) recheckAfterLocked(m *member, name string, listing bool, origin *member, latency time.Duration) time.Duration {
 	d := max(c.opts.ConfirmInterval, 50*time.Millisecond) + 4*latency
 	if listing {
 		d = max(d, c.removeListSpacing()-time.Since(m.obs.fullAt)+4*latency)
 	}
 	if origin != nil {
-		d = max(d, c.removeListSpacing()-time.Since(origin.obs.inboundAt)+4*latency)
+		last := origin.obs.inboundAt
+		if anyTagged(origin.obs.configs[name]) {
+			last = origin.obs.fullAt
+		}
+		d = max(d, c.removeListSpacing()-time.Since(last)+4*latency)
 	}
 	return d
 }
