@@ -324,7 +324,7 @@ func TestPeerReplicaOfANewSourceIsKept(t *testing.T) {
 		h.settle(31 * time.Second) // a listed at 30s
 		h.g.m(addrA).publish("new")
 		b := h.g.m(addrB)
-		b.addConfig("new", "rtmp://127.0.0.1/live/new", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		addPeerReplica(b, "new")
 		h.relist("b") // b is listed (its peer's replica seen), a is not
 		h.settle(5 * time.Second)
 		if n := b.count("removeConfig"); n != 0 {
@@ -345,17 +345,44 @@ func TestPeerReplicaOfAnUnseenSourceWaitsOutTheGrace(t *testing.T) {
 		h.settle(31 * time.Second) // a listed at 30s
 		a, b := h.g.m(addrA), h.g.m(addrB)
 		a.publish("brief") // and gone before this balancer looks again
-		b.addConfig("brief", "rtmp://127.0.0.1/live/brief", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		addPeerReplica(b, "brief")
 		a.unpublish("brief")
 		h.relist("b")
-		h.settle(9900 * time.Millisecond) // the first look at a is after 31s
-		if n := b.count("removeConfig"); n != 0 {
-			t.Fatalf("%d removeConfig on b within the grace of the first look at a without the source", n)
-		}
-		wantReplica(t, b, "brief", "rtmp://127.0.0.1/live/brief")
-		h.settle(5 * time.Second)
-		wantReplica(t, b, "brief", "")
+		// The first look at a without the source is after 31s.
+		wantKeptForAGraceThenGone(t, h, b, "brief", "rtmp://127.0.0.1/live/brief", 0)
 	})
+}
+
+// addPeerReplica gives f the replica of name from a that another balancer
+// of group g1 would pull, and returns its URI.
+func addPeerReplica(f *fakeEMS, name string) string {
+	uri := "rtmp://127.0.0.1/live/" + name
+	f.addConfig(name, uri, map[string]string{tagGroup: "g1", tagOrigin: addrA})
+	return uri
+}
+
+// wantKept checks that f made no removeConfig and holds its replica name
+// pulling uri.
+func wantKept(t *testing.T, f *fakeEMS, name, uri string) {
+	t.Helper()
+	if n := f.count("removeConfig"); n != 0 {
+		t.Errorf("%d removeConfig on %s", n, f.addr)
+	}
+	wantReplica(t, f, name, uri)
+}
+
+// wantKeptForAGraceThenGone checks that f holds its replica name (pulling
+// uri) for a whole grace of 10s from now, less 0.1s, with no removeConfig
+// after the removed it had made before, and that it is gone 5s later.
+func wantKeptForAGraceThenGone(t *testing.T, h *harness, f *fakeEMS, name, uri string, removed int) {
+	t.Helper()
+	h.settle(9900 * time.Millisecond)
+	if n := f.count("removeConfig") - removed; n != 0 {
+		t.Fatalf("%d removeConfig on %s within the grace", n, f.addr)
+	}
+	wantReplica(t, f, name, uri)
+	h.settle(5 * time.Second)
+	wantReplica(t, f, name, "")
 }
 
 // A name whose source ended long ago lives again, briefly, between two
@@ -375,15 +402,10 @@ func TestPeerReplicaOfANewLifeIsNotJudgedByTheOldOnesEnd(t *testing.T) {
 		wantReplica(t, b, "cam", "")
 		removed := b.count("removeConfig")
 		a.publish("cam")
-		b.addConfig("cam", "rtmp://127.0.0.1/live/cam", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		addPeerReplica(b, "cam")
 		a.unpublish("cam")
 		h.relist("b")
-		h.settle(9900 * time.Millisecond)
-		if n := b.count("removeConfig") - removed; n != 0 {
-			t.Fatalf("%d removeConfig on b within the grace of the new life's end", n)
-		}
-		h.settle(5 * time.Second)
-		wantReplica(t, b, "cam", "")
+		wantKeptForAGraceThenGone(t, h, b, "cam", "rtmp://127.0.0.1/live/cam", removed)
 	})
 }
 
@@ -457,7 +479,7 @@ func TestAbsenceIsEvidenceFromWhenTheLookStarted(t *testing.T) {
 		// a's resync listing looked at its inbound streams at 30s and reads
 		// its configs until 33s.
 		a.publish("cam")
-		b.addConfig("cam", "rtmp://127.0.0.1/live/cam", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		addPeerReplica(b, "cam")
 		h.relist("b")
 		h.settle(9500 * time.Millisecond)
 		a.unpublish("cam") // the second life ends at 40s
@@ -479,7 +501,7 @@ func TestANameTheOriginPullsIsLookedAtByFullListings(t *testing.T) {
 		g := newFakeGroup(addrA, addrB, addrC)
 		a, b := g.m(addrA), g.m(addrB)
 		a.addConfig("x", "rtmp://10.9.9.9/live/x", map[string]string{tagGroup: "g2"})
-		b.addConfig("x", "rtmp://127.0.0.1/live/x", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		addPeerReplica(b, "x")
 		h := newHarnessOn(t, g, g.specs("a", "b", "c"), func(o *Options) { o.ResyncInterval = 2 * time.Minute })
 		defer h.end()
 		inbound, full := a.count("listInboundStreamNames"), a.count("listConfig")
@@ -563,13 +585,10 @@ func TestInboundListingBlindToANameIsNoEvidence(t *testing.T) {
 		delete(a.configs, id)
 		a.g.mu.Unlock()
 		a.publish("x") // live from here on
-		b.addConfig("x", "rtmp://127.0.0.1/live/x", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		addPeerReplica(b, "x")
 		h.relist("b")
 		h.settle(time.Minute)
-		if n := b.count("removeConfig"); n != 0 {
-			t.Errorf("%d removeConfig on b: the replica of a live source was removed", n)
-		}
-		wantReplica(t, b, "x", "rtmp://127.0.0.1/live/x")
+		wantKept(t, b, "x", "rtmp://127.0.0.1/live/x") // its source is live
 	})
 }
 
@@ -582,7 +601,7 @@ func TestReplicaOfAnOriginsOwnPullIsLeftAlone(t *testing.T) {
 		a, b, c := g.m(addrA), g.m(addrB), g.m(addrC)
 		c.addConfig("x", "rtmp://10.9.9.9/live/x", map[string]string{tagGroup: "g2"})
 		a.addConfig("x", "rtmp://127.0.0.3/other/x", nil)
-		b.addConfig("x", "rtmp://127.0.0.1/live/x", map[string]string{tagGroup: "g1", tagOrigin: addrA})
+		addPeerReplica(b, "x")
 		h := newHarnessOn(t, g, g.specs("a", "b", "c"), nil) // resync every 30s
 		defer h.end()
 		lists := a.count("listInboundStreamNames")
@@ -590,10 +609,7 @@ func TestReplicaOfAnOriginsOwnPullIsLeftAlone(t *testing.T) {
 		if n := a.count("listInboundStreamNames") - lists; n > 12 {
 			t.Errorf("%d listings of a's inbound streams in 5 minutes, want the resync's 10 and a few", n)
 		}
-		if n := b.count("removeConfig"); n != 0 {
-			t.Errorf("%d removeConfig on b: a streams x", n)
-		}
-		wantReplica(t, b, "x", "rtmp://127.0.0.1/live/x")
+		wantKept(t, b, "x", "rtmp://127.0.0.1/live/x") // a streams x
 	})
 }
 

@@ -24,11 +24,7 @@ import (
 // thousands.
 func (c *Controller) applyListingLocked(m *member, looked, now time.Time, full bool, announced map[string]time.Time, wasPull map[string][]pullCfg, gone []string) {
 	present := func(name string) {
-		recs := c.sources[name]
-		if recs == nil {
-			recs = make(map[*member]*source, 1)
-			c.sources[name] = recs
-		}
+		recs := c.sourceRecsLocked(name)
 		rec := recs[m]
 		switch {
 		case rec == nil:
@@ -100,11 +96,7 @@ func (c *Controller) absentFromLookLocked(o *member, name string, since time.Tim
 	if _, shown := o.obs.inbound[name]; shown || at.Before(since) {
 		return false
 	}
-	recs := c.sources[name]
-	if recs == nil {
-		recs = make(map[*member]*source, 1)
-		c.sources[name] = recs
-	}
+	recs := c.sourceRecsLocked(name)
 	rec := recs[o]
 	switch {
 	case rec == nil:
@@ -120,6 +112,17 @@ func (c *Controller) absentFromLookLocked(o *member, name string, since time.Tim
 	c.record(Entry{At: now, Kind: EntrySourceEnded, Member: o.spec.Name, Stream: name,
 		Detail: "gone at a look at " + at.UTC().Format(time.RFC3339) + ", after a replica of it was found"})
 	return true
+}
+
+// sourceRecsLocked returns the records of name as a source, by member,
+// made empty if there were none.
+func (c *Controller) sourceRecsLocked(name string) map[*member]*source {
+	recs := c.sources[name]
+	if recs == nil {
+		recs = make(map[*member]*source, 1)
+		c.sources[name] = recs
+	}
+	return recs
 }
 
 // shownUnaskedLocked casts doubt on the absence of each source of m that a
