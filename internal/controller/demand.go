@@ -390,8 +390,3 @@ func (c *Controller) keepCopyLocked(m *member, name string, cfg pullCfg, now tim
 	}
 	return m.health.load[0].Viewers[name] > 0 || m.health.load[1].Viewers[name] > 0
 }
-
-// demandSecond is t in whole Unix seconds, rounded up: a copy's age read
-// back from its tag is never more than it is, so it lives at least
-// scale_down_after.
-func demandSecond(t time.Time) int64 { return (t.UnixNano() + 1e9 - 1) / 1e9 }

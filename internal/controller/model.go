@@ -186,8 +186,10 @@ func carrySeen(byName, old map[string][]pullCfg, now uint32) {
 	}
 }
 
-// ceilSecond returns t in Unix seconds, rounded up.
-func ceilSecond(t time.Time) uint32 { return uint32(demandSecond(t)) }
+// ceilSecond returns t in Unix seconds, rounded up: a pull's age read
+// back from its tag is never more than it is (a demand copy lives at least
+// scale_down_after), and a config's seen is never before it was known.
+func ceilSecond(t time.Time) uint32 { return uint32((t.UnixNano() + 1e9 - 1) / 1e9) }
 
 // seenAt returns when the controller first knew of c.
 func (c pullCfg) seenAt() time.Time { return time.Unix(int64(c.seen), 0) }

@@ -224,11 +224,11 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		EmulateUserAgent: UserAgent,
 		Vars:             map[string]string{tagGroup: c.opts.Group, tagOrigin: origin.spec.Address},
 	}
-	made := demandSecond(time.Now())
+	made := ceilSecond(time.Now())
 	if demand {
-		req.Vars[tagDemand] = strconv.FormatInt(made, 10)
+		req.Vars[tagDemand] = strconv.FormatUint(uint64(made), 10)
 	} else {
-		req.Vars[tagMade] = strconv.FormatInt(made, 10)
+		req.Vars[tagMade] = strconv.FormatUint(uint64(made), 10)
 	}
 	var res ems.PullResult
 	err := c.call(ctx, m, "pullStream", func(ctx context.Context) error {
@@ -244,7 +244,7 @@ func (c *Controller) pull(ctx context.Context, m *member, name string, origin *m
 		now := time.Now()
 		m.obs.configs[name] = append(m.obs.configs[name], pullCfg{
 			id: res.ConfigID, uri: uri, tagOrigin: origin.spec.Address, tagged: true, ours: true,
-			seen: ceilSecond(now), pulledAt: now.UnixNano(), demand: demand, made: uint32(made),
+			seen: ceilSecond(now), pulledAt: now.UnixNano(), demand: demand, made: made,
 		})
 		if demand {
 			delete(c.wanted, name)
