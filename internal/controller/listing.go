@@ -14,9 +14,8 @@ import (
 // listing that started at looked. A full listing shows which inbound
 // streams are pulls; an inbound-only one does not (m's configs may have
 // changed since its last full listing, for instance by another balancer of
-// the group), so it makes
-// sources, new or back, only of the names it was asked to confirm: those
-// announced by events that were not a replica's. A full listing does not
+// the group), so it makes sources, new or back, only of the names it was
+// asked to confirm: those announced by events that were not a replica's. A full listing does not
 // make a new source of a name that wasPull (the member's configs before it)
 // showed as a replica: a replica whose config was removed between the
 // listing's two calls would look like one. An inbound-only listing looks
